@@ -1,0 +1,107 @@
+/* cmd: the command-line front end.  Each subcommand is one file with an
+ * option table that yields both its parser and its --help text. */
+#ifndef CMD_CMD_H
+#define CMD_CMD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "s3/s3.h"
+#include "xfer/xfer.h"
+
+/* Exit codes, documented in README.md. */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+enum opt_kind {
+    OPT_FLAG,   /* bool, no argument */
+    OPT_STRING, /* const char * */
+    OPT_INT,    /* int */
+    OPT_SIZE,   /* uint64_t, accepts K, M, G, T suffixes (powers of 1024) */
+    OPT_LIST,   /* struct opt_list, repeatable */
+    OPT_END,
+};
+
+struct opt_list {
+    const char *items[64];
+    int n;
+};
+
+struct opt {
+    const char *name;     /* long name without "--" */
+    char short_name;      /* 0 for none */
+    enum opt_kind kind;
+    void *target;
+    const char *arg_name; /* shown in --help ("BYTES") */
+    const char *help;
+};
+
+struct command_help {
+    const char *name;     /* "put" */
+    const char *usage;    /* "FILE|- s3://BUCKET/KEY" */
+    const char *summary;  /* one line */
+    const char *details;  /* paragraphs after the usage, may be NULL */
+};
+
+/* Options every S3 command takes, filled by the parser. */
+struct global_opts {
+    const char *endpoint, *region, *profile, *addressing;
+    int max_connections, max_attempts;
+    int connect_timeout_s;
+    bool unsigned_payload, no_verify_ssl;
+    bool json, quiet, verbose, debug, help;
+};
+
+/* Parses argv[1..] against opts followed by the global options.  Leaves
+ * positional arguments in pos (at most max_pos). On --help prints the help
+ * and returns 1; on a usage error prints it and returns -1; else 0. */
+int opts_parse(const struct command_help *help, const struct opt *opts, struct global_opts *g,
+               int argc, char **argv, const char **pos, int max_pos, int *n_pos);
+/* Prints a usage error ("haul put: ...") and a pointer to --help; returns EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Makes the S3 client from the global options and the environment; prints
+ * the error and returns NULL on failure. */
+struct s3_client *client_open(const char *cmd, const struct global_opts *g);
+/* Prints "haul CMD: message" for err and returns EXIT_FAILED or EXIT_USAGE. */
+int fail(const char *cmd, const haul_error *err);
+
+/* Transfer options shared by put and get. */
+struct xfer_cli {
+    uint64_t part_size, multipart_threshold;
+    int workers, buffers;
+    const char *storage_class, *content_type;
+    struct opt_list metadata;
+    bool no_verify;
+};
+#define XFER_CLI_OPTS(x)                                                                           \
+    {"part-size", 0, OPT_SIZE, &(x).part_size, "BYTES", "multipart part size (default 8M; raised to fit 10,000 parts)"}, \
+    {"multipart-threshold", 0, OPT_SIZE, &(x).multipart_threshold, "BYTES", "files at least this big go multipart (default: the part size)"}, \
+    {"num-largefile-workers", 'j', OPT_INT, &(x).workers, "N", "parts or ranges in flight at once (default 8)"}, \
+    {"num-largefile-buffers", 0, OPT_INT, &(x).buffers, "N", "buffers in the memory pool (default workers + 2); memory = buffers x part size"}
+/* Fills xo from the CLI values; put_opts and meta storage live in the caller. */
+int xfer_cli_apply(const char *cmd, const struct xfer_cli *x, struct xfer_opts *xo,
+                   struct s3_put_opts *put, struct s3_meta *meta, int meta_cap);
+
+/* A live progress line on stderr when it is a terminal (and not quiet/json). */
+struct progress;
+struct progress *progress_start(const char *label, uint64_t total, bool enabled);
+void progress_update(uint64_t done, void *progress); /* xfer_progress_fn */
+void progress_stop(struct progress *p);
+
+/* JSON output helpers (strings escaped, invalid UTF-8 as \ufffd). */
+void json_string(FILE *f, const char *s);
+
+/* Human sizes ("1.5 GiB"). */
+void format_size(uint64_t bytes, char *out, size_t cap);
+
+/* Subcommands. */
+int cmd_put(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_mb(int argc, char **argv);
+int cmd_rb(int argc, char **argv);
+
+#endif

@@ -1,0 +1,246 @@
+/* s3/object: single-object calls (Put, Get, Head, Delete, Copy), listings
+ * and bucket calls. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3/call.h"
+#include "util/err.h"
+#include "util/uri.h"
+
+int s3_object_put(struct s3_client *c, const char *bucket, const char *key, const void *body,
+                  size_t len, const struct s3_put_opts *opts, struct s3_object_info *info,
+                  haul_error *err)
+{
+    struct s3_call call = {.op = "PutObject", .method = "PUT", .bucket = bucket, .key = key,
+                           .body = body, .body_len = len, .content_md5 = true};
+    s3_call_put_opts(&call, opts);
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0 && info)
+        s3_call_info(&call, info);
+    s3_call_release(&call);
+    return rc;
+}
+
+int s3_object_get(struct s3_client *c, const char *bucket, const char *key, uint64_t offset,
+                  uint64_t length, http_sink_fn sink, void *sink_ctx, struct s3_object_info *info,
+                  haul_error *err)
+{
+    struct s3_call call = {.op = "GetObject", .method = "GET", .bucket = bucket, .key = key,
+                           .sink = sink, .sink_ctx = sink_ctx, .ranged = offset || length,
+                           .range_off = offset, .range_len = length};
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0 && info)
+        s3_call_info(&call, info);
+    s3_call_release(&call);
+    return rc;
+}
+
+int s3_object_head(struct s3_client *c, const char *bucket, const char *key,
+                   struct s3_object_info *info, haul_error *err)
+{
+    struct s3_call call = {.op = "HeadObject", .method = "HEAD", .bucket = bucket, .key = key};
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0 && info)
+        s3_call_info(&call, info);
+    s3_call_release(&call);
+    return rc;
+}
+
+int s3_object_delete(struct s3_client *c, const char *bucket, const char *key, haul_error *err)
+{
+    struct s3_call call = {.op = "DeleteObject", .method = "DELETE", .bucket = bucket, .key = key};
+    int rc = s3_call_run(c, &call, err);
+    s3_call_release(&call);
+    return rc;
+}
+
+struct delete_errors {
+    const char *bucket;
+    size_t failed;
+    haul_error *err;
+};
+
+static int delete_error(const char *key, const char *code, const char *message, void *arg)
+{
+    struct delete_errors *d = arg;
+    d->failed++;
+    err_set(d->err, HAUL_ES3, "DeleteObjects s3://%s/%s: %s: %s", d->bucket, key, code, message);
+    return 0;
+}
+
+static int delete_batch(struct s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                        struct delete_errors *d, haul_error *err)
+{
+    struct strbuf body = STRBUF_INIT;
+    if (s3_xml_delete_build(&body, keys, n) < 0) {
+        strbuf_release(&body);
+        return err_set(err, HAUL_EUSAGE,
+                       "DeleteObjects s3://%s: a key holds a control character XML cannot carry; "
+                       "delete it with rm (one object)",
+                       bucket);
+    }
+    struct s3_call call = {.op = "DeleteObjects", .method = "POST", .bucket = bucket,
+                           .query = "delete", .body = body.s, .body_len = body.len,
+                           .content_md5 = true};
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0)
+        rc = s3_xml_delete_result_parse(strbuf_str(&call.http.resp_body), call.http.resp_body.len,
+                                        delete_error, d, NULL, err);
+    s3_call_release(&call);
+    strbuf_release(&body);
+    return rc;
+}
+
+int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                      size_t *failed, haul_error *err)
+{
+    struct delete_errors d = {bucket, 0, err};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i += 1000)
+        rc = delete_batch(c, bucket, keys + i, n - i < 1000 ? n - i : 1000, &d, err);
+    if (failed)
+        *failed = d.failed;
+    if (rc == 0 && d.failed)
+        rc = -HAUL_ES3;
+    return rc;
+}
+
+int s3_object_copy(struct s3_client *c, const char *src_bucket, const char *src_key,
+                   const char *dst_bucket, const char *dst_key, const struct s3_put_opts *opts,
+                   haul_error *err)
+{
+    struct s3_call call = {.op = "CopyObject", .method = "PUT", .bucket = dst_bucket, .key = dst_key};
+    struct strbuf source = STRBUF_INIT;
+    strbuf_adds(&source, "/");
+    uri_encode(&source, src_bucket, strlen(src_bucket), false);
+    strbuf_adds(&source, "/");
+    uri_encode(&source, src_key, strlen(src_key), true);
+    s3_call_header(&call, "x-amz-copy-source", strbuf_str(&source));
+    strbuf_release(&source);
+    if (opts) {
+        s3_call_header(&call, "x-amz-metadata-directive", "REPLACE");
+        s3_call_put_opts(&call, opts);
+    }
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0) {
+        /* CopyObject may fail after answering 200: the error is in the body. */
+        char etag[128];
+        bool is_error = false;
+        struct s3_error_doc doc = {0};
+        rc = s3_xml_result_etag_parse(strbuf_str(&call.http.resp_body), call.http.resp_body.len,
+                                      etag, sizeof etag, &is_error, &doc, err);
+        if (rc == 0 && is_error)
+            rc = err_set(err, HAUL_ES3, "CopyObject s3://%s/%s: %s: %s", dst_bucket, dst_key,
+                         doc.code, doc.message);
+    }
+    s3_call_release(&call);
+    return rc;
+}
+
+/* One ListObjectsV2 request's query, parameters in any order (the signer
+ * sorts them). */
+static void list_query(struct strbuf *q, const char *prefix, const char *delimiter, const char *token)
+{
+    strbuf_adds(q, "list-type=2&encoding-type=url");
+    if (prefix && *prefix) {
+        strbuf_adds(q, "&prefix=");
+        uri_encode(q, prefix, strlen(prefix), false);
+    }
+    if (delimiter && *delimiter) {
+        strbuf_adds(q, "&delimiter=");
+        uri_encode(q, delimiter, strlen(delimiter), false);
+    }
+    if (token && *token) {
+        strbuf_adds(q, "&continuation-token=");
+        uri_encode(q, token, strlen(token), false);
+    }
+}
+
+int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
+                    const char *delimiter, s3_list_entry_fn fn, void *ctx, haul_error *err)
+{
+    struct s3_list_page page = {0};
+    struct strbuf query = STRBUF_INIT;
+    int rc = 0;
+    do {
+        char token[sizeof page.next_token];
+        memcpy(token, page.next_token, sizeof token);
+        strbuf_reset(&query);
+        list_query(&query, prefix, delimiter, token);
+        struct s3_call call = {.op = "ListObjectsV2", .method = "GET", .bucket = bucket,
+                               .query = strbuf_str(&query)};
+        rc = s3_call_run(c, &call, err);
+        if (rc == 0) {
+            memset(&page, 0, sizeof page);
+            rc = s3_xml_list_objects_parse(strbuf_str(&call.http.resp_body),
+                                           call.http.resp_body.len, fn, ctx, &page, err);
+        }
+        s3_call_release(&call);
+        if (rc == 0 && page.truncated && !page.next_token[0])
+            rc = err_set(err, HAUL_EPROTO,
+                         "ListObjectsV2 s3://%s/%s: truncated listing without a continuation token",
+                         bucket, prefix ? prefix : "");
+    } while (rc == 0 && page.truncated);
+    strbuf_release(&query);
+    return rc;
+}
+
+int s3_bucket_create(struct s3_client *c, const char *bucket, haul_error *err)
+{
+    const char *region = s3_client_config(c)->region;
+    struct strbuf body = STRBUF_INIT;
+    if (strcmp(region, "us-east-1") != 0)
+        strbuf_addf(&body,
+                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                    "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+                    region);
+    struct s3_call call = {.op = "CreateBucket", .method = "PUT", .bucket = bucket,
+                           .body = body.s, .body_len = body.len};
+    int rc = s3_call_run(c, &call, err);
+    s3_call_release(&call);
+    strbuf_release(&body);
+    return rc;
+}
+
+int s3_bucket_delete(struct s3_client *c, const char *bucket, haul_error *err)
+{
+    struct s3_call call = {.op = "DeleteBucket", .method = "DELETE", .bucket = bucket};
+    int rc = s3_call_run(c, &call, err);
+    s3_call_release(&call);
+    return rc;
+}
+
+int s3_buckets_list(struct s3_client *c, s3_bucket_fn fn, void *ctx, haul_error *err)
+{
+    struct s3_call call = {.op = "ListBuckets", .method = "GET"};
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0)
+        rc = s3_xml_list_buckets_parse(strbuf_str(&call.http.resp_body), call.http.resp_body.len,
+                                       fn, ctx, err);
+    s3_call_release(&call);
+    return rc;
+}
+
+int s3_url_parse(const char *url, struct s3_url *out, haul_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(url, "s3://", 5) != 0)
+        return err_set(err, HAUL_EUSAGE, "'%s': expected an s3://bucket/key URL", url);
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t n = slash ? (size_t)(slash - b) : strlen(b);
+    if (n < 1 || n >= sizeof out->bucket)
+        return err_set(err, HAUL_EUSAGE, "'%s': bucket name must be 1 to 63 characters", url);
+    memcpy(out->bucket, b, n);
+    out->bucket[n] = '\0';
+    out->key = strdup(slash ? slash + 1 : "");
+    if (!out->key)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    return 0;
+}
+
+void s3_url_release(struct s3_url *url)
+{
+    free(url->key);
+    url->key = NULL;
+}

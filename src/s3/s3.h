@@ -1,0 +1,137 @@
+/* s3: the S3 client.  One client holds the configuration and a connection
+ * pool shared by every thread; each call signs its request (SigV4), retries
+ * what is worth retrying with exponential backoff and full jitter, and turns
+ * S3 error documents into one-line messages naming the object and cause. */
+#ifndef S3_S3_H
+#define S3_S3_H
+
+#include <haul/error.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "s3/config.h"
+#include "s3/http.h"
+#include "s3/xml.h"
+
+struct s3_client;
+
+/* Copies cfg; starts the connection pool.  NULL on failure. */
+struct s3_client *s3_client_new(const struct s3_config *cfg, haul_error *err);
+void s3_client_free(struct s3_client *client);
+const struct s3_config *s3_client_config(const struct s3_client *client);
+
+/* Counters since the client was made (for --json summaries). */
+struct s3_client_stats {
+    uint64_t requests;
+    uint64_t retries;
+    uint64_t bytes_sent;
+    uint64_t bytes_received;
+};
+void s3_client_stats_get(struct s3_client *client, struct s3_client_stats *out);
+
+/* "s3://bucket/key" -> bucket and key (key may be "" for a bucket or
+ * "s3://bucket/prefix/").  Returns 0, or HAUL_EUSAGE naming the URL. */
+struct s3_url {
+    char bucket[64];
+    char *key; /* heap, never NULL after success */
+};
+int s3_url_parse(const char *url, struct s3_url *out, haul_error *err);
+void s3_url_release(struct s3_url *url);
+
+/* User metadata: name without the "x-amz-meta-" prefix, lower-case. */
+struct s3_meta {
+    char *name;
+    char *value;
+};
+
+/* Options for writes (PutObject, CreateMultipartUpload, CopyObject). */
+struct s3_put_opts {
+    const struct s3_meta *meta;
+    size_t n_meta;
+    const char *storage_class; /* NULL: the bucket default (STANDARD) */
+    const char *content_type;  /* NULL: binary/octet-stream */
+};
+
+/* What HEAD, GET and PUT tell about an object.  Release with
+ * s3_object_info_release. */
+struct s3_object_info {
+    uint64_t size;
+    time_t mtime;
+    char etag[128];          /* without quotes */
+    char storage_class[32];  /* "STANDARD" when the server sent none */
+    char content_type[128];
+    char restore[256];       /* x-amz-restore, "" when absent */
+    char version_id[128];
+    struct s3_meta *meta;    /* x-amz-meta-* */
+    size_t n_meta;
+};
+void s3_object_info_release(struct s3_object_info *info);
+/* The value of user metadata name, or NULL. */
+const char *s3_object_info_meta(const struct s3_object_info *info, const char *name);
+
+/* PutObject of an in-memory body, with Content-MD5 (the server verifies it)
+ * and, over plain http, the SHA-256 payload hash signed.  info (may be NULL)
+ * receives the ETag. */
+int s3_object_put(struct s3_client *c, const char *bucket, const char *key, const void *body,
+                  size_t len, const struct s3_put_opts *opts, struct s3_object_info *info,
+                  haul_error *err);
+
+/* GetObject of bytes [offset, offset+length) (length 0: to the end) passed in
+ * order to sink.  A retry after some bytes arrived resumes after them (with
+ * If-Match on the ETag first seen, so a replaced object is an error, not a
+ * mix).  info (may be NULL) receives the headers. */
+int s3_object_get(struct s3_client *c, const char *bucket, const char *key, uint64_t offset,
+                  uint64_t length, http_sink_fn sink, void *sink_ctx, struct s3_object_info *info,
+                  haul_error *err);
+
+/* HeadObject.  A missing object is HAUL_ENOTFOUND. */
+int s3_object_head(struct s3_client *c, const char *bucket, const char *key,
+                   struct s3_object_info *info, haul_error *err);
+
+/* DeleteObject (a missing key is not an error, as in S3). */
+int s3_object_delete(struct s3_client *c, const char *bucket, const char *key, haul_error *err);
+
+/* DeleteObjects in batches of 1000.  Per-key failures are counted in
+ * *failed (may be NULL) and the first is described in err. */
+int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                      size_t *failed, haul_error *err);
+
+/* CopyObject (server side, up to 5 GiB).  With opts, metadata is replaced by
+ * opts->meta; without, it is copied. */
+int s3_object_copy(struct s3_client *c, const char *src_bucket, const char *src_key,
+                   const char *dst_bucket, const char *dst_key, const struct s3_put_opts *opts,
+                   haul_error *err);
+
+/* ListObjectsV2 over all pages; fn sees each entry (see xml.h).  delimiter
+ * may be NULL.  A non-zero return from fn stops the listing and is returned. */
+int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
+                    const char *delimiter, s3_list_entry_fn fn, void *ctx, haul_error *err);
+
+/* Multipart uploads. */
+int s3_mpu_create(struct s3_client *c, const char *bucket, const char *key,
+                  const struct s3_put_opts *opts, char *upload_id, size_t cap, haul_error *err);
+/* md5 (may be NULL: computed here) is the part's MD5, sent as Content-MD5. */
+int s3_mpu_part_put(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
+                    int part_number, const void *body, size_t len, const uint8_t *md5,
+                    char *etag, size_t etag_cap, haul_error *err);
+/* Completes with parts in ascending order; info (may be NULL) receives the
+ * object's ETag (fetched by HEAD when the server's reply has none). */
+int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
+                    const struct s3_completed_part *parts, size_t n, struct s3_object_info *info,
+                    haul_error *err);
+int s3_mpu_abort(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
+                 haul_error *err);
+int s3_mpu_parts_list(struct s3_client *c, const char *bucket, const char *key,
+                      const char *upload_id, s3_part_fn fn, void *ctx, haul_error *err);
+/* ListMultipartUploads under prefix (may be NULL), all pages. */
+int s3_mpu_list(struct s3_client *c, const char *bucket, const char *prefix, s3_upload_fn fn,
+                void *ctx, haul_error *err);
+
+/* Buckets. */
+int s3_bucket_create(struct s3_client *c, const char *bucket, haul_error *err);
+int s3_bucket_delete(struct s3_client *c, const char *bucket, haul_error *err);
+int s3_buckets_list(struct s3_client *c, s3_bucket_fn fn, void *ctx, haul_error *err);
+
+#endif

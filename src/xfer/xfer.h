@@ -1,0 +1,62 @@
+/* xfer: moving one object's bytes.  Uploads read the source sequentially
+ * into buffers from a bounded pool and send each full buffer as a multipart
+ * part on whichever connection is free ("disk sequential, network
+ * parallel"); downloads fetch ranges in parallel and write them at their
+ * offset, or in order to a pipe.  Memory is the pool: buffers x part size. */
+#ifndef XFER_XFER_H
+#define XFER_XFER_H
+
+#include <haul/error.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "s3/s3.h"
+
+#define XFER_MIB (1024ull * 1024)
+#define XFER_PART_MIN (5 * XFER_MIB)           /* S3: every part but the last */
+#define XFER_PART_MAX (5 * 1024 * XFER_MIB)    /* S3: 5 GiB */
+#define XFER_PARTS_MAX 10000
+#define XFER_OBJECT_MAX (5 * 1024 * 1024 * XFER_MIB) /* 5 TiB */
+#define XFER_SIZE_UNKNOWN UINT64_MAX
+
+/* Part size for an object of size bytes (XFER_SIZE_UNKNOWN for a stream):
+ * wanted rounded up so the object fits in 10,000 parts, never under 5 MiB or
+ * over 5 GiB.  Fails (HAUL_EUSAGE) for objects over 5 TiB. */
+int xfer_part_size_plan(uint64_t size, uint64_t wanted, uint64_t *part_size, haul_error *err);
+
+/* Size of part number n (1-based) of a stream of unknown length whose first
+ * parts are base bytes (at least 6 MiB): doubles every 1,000 parts, so
+ * 10,000 parts hold more than 5 TiB.  Capped at 5 GiB. */
+uint64_t xfer_stream_part_size(uint64_t base, int part_number);
+
+typedef void (*xfer_progress_fn)(uint64_t bytes_done, void *ctx);
+
+struct xfer_opts {
+    uint64_t part_size;           /* wanted part size; default 8 MiB */
+    uint64_t multipart_threshold; /* objects at least this big go multipart; default part_size */
+    int workers;                  /* parts or ranges in flight; default 8 */
+    int buffers;                  /* pool size; default workers + 2 */
+    const struct s3_put_opts *put;
+    xfer_progress_fn progress;    /* called from many threads, with a running total */
+    void *progress_ctx;
+    bool no_verify;               /* skip the whole-object ETag/MD5 check on download */
+};
+
+struct xfer_result {
+    uint64_t bytes;
+    int parts;             /* 0 for a single PUT/GET */
+    char etag[128];
+    bool verified;         /* download: the bytes were checked against the ETag */
+    uint64_t peak_buffer_bytes; /* memory the pool allocated */
+};
+
+/* Uploads everything readable from fd (a file or a pipe) to bucket/key. */
+int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *key,
+                   const struct xfer_opts *opts, struct xfer_result *res, haul_error *err);
+
+/* Downloads bucket/key into fd: at offsets with pwrite when fd is a regular
+ * file (which is truncated to the object's size), in order otherwise. */
+int xfer_download_fd(struct s3_client *c, const char *bucket, const char *key, int fd,
+                     const struct xfer_opts *opts, struct xfer_result *res, haul_error *err);
+
+#endif
