@@ -41,7 +41,7 @@ static int ls_entry(const struct s3_list_entry *e, void *arg)
         json_string(stdout, e->storage_class);
         printf("}\n");
     } else if (e->is_prefix) {
-        printf("%19s %12s %-12s %s\n", "", "PRE", "", e->key);
+        printf("%19s %12s %-12s %s\n", "", "", "PRE", e->key);
     } else {
         char when[32];
         time_format(e->mtime, when, sizeof when);

@@ -220,7 +220,7 @@ int cmd_get(int argc, char **argv)
         "get", "s3://BUCKET/KEY FILE|-", "Download one object to a file, or to standard output with '-'.",
         "Large objects are fetched as parallel ranged GETs into a bounded pool of buffers and\n"
         "written in order. The bytes are checked against the object's ETag when it is an MD5\n"
-        "(single PUT) or a multipart ETag whose part size can be inferred. A file is written\n"
+        "(single PUT), or multipart with the part size haul recorded at upload. A file is written\n"
         "under a temporary name and renamed into place only when complete. A FILE that is a\n"
         "directory gets the key's last component appended."};
     struct global_opts g = {0};

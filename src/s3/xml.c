@@ -3,6 +3,7 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlversion.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,7 +14,8 @@
 
 /* Never resolve entities (no XML_PARSE_NOENT), load DTDs or touch the network;
  * keep libxml2's limits (no XML_PARSE_HUGE); report errors only to us. */
-#define PARSE_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+#define PARSE_OPTIONS \
+    (XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
 
 #define S3_XMLNS "http://s3.amazonaws.com/doc/2006-03-01/"
 #define MAX_PART_NUMBER 10000
@@ -28,12 +30,15 @@ static void silent(void *ctx, const char *fmt, ...)
     (void)fmt;
 }
 
-/* xmlInitParser must run once before threads parse; the generic error handler
- * is per thread in libxml2, so set the default for new threads as well. */
+/* xmlInitParser must run once before threads parse.  The generic error
+ * handler is per thread in libxml2 2.9, so set the default for new threads as
+ * well (2.12 deprecated that call; the parse options silence the parser). */
 static void init(void)
 {
     xmlInitParser();
+#if LIBXML_VERSION < 21200
     xmlThrDefSetGenericErrorFunc(NULL, silent);
+#endif
     xmlSetGenericErrorFunc(NULL, silent);
 }
 
@@ -62,7 +67,7 @@ struct resp {
 static const char *printable(const char *s, char out[72])
 {
     size_t i = 0;
-    for (; s[i] && i < 64; i++)
+    for (; i < 64 && s[i]; i++)
         out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
     strcpy(out + i, s[i] ? "..." : "");
     return out;
@@ -151,7 +156,7 @@ static int text_of(struct resp *r, const xmlNode *el, struct strbuf *sb)
     strbuf_reset(sb);
     strbuf_add(sb, "", 0);
     for (const xmlNode *n = el ? el->children : NULL; n; n = n->next)
-        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE)
+        if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) && n->content)
             strbuf_adds(sb, (const char *)n->content);
     return sb->failed ? no_memory(r) : 0;
 }
@@ -213,8 +218,9 @@ static int need_part_number(struct resp *r, const xmlNode *parent, int *part_num
     uint64_t v = 0;
     int rc = need_u64(r, parent, "PartNumber", &v);
     if (rc == 0 && (v < 1 || v > MAX_PART_NUMBER))
-        rc = bad_value(r, "PartNumber", strbuf_str(&r->text));
-    *part_number = (int)v;
+        return bad_value(r, "PartNumber", strbuf_str(&r->text));
+    if (rc == 0)
+        *part_number = (int)v;
     return rc;
 }
 
@@ -231,11 +237,12 @@ static bool digits(const char *s, int n, int *out)
     return true;
 }
 
-/* "Z", "+hh:mm" or "-hh:mm" ending the string: the offset east of UTC in seconds. */
+/* "Z", "+hh:mm", "-hh:mm" or nothing (S3 times are UTC) ending the string:
+ * the offset east of UTC in seconds. */
 static bool parse_zone(const char *s, long *offset)
 {
     int h, m;
-    if (s[0] == 'Z' && s[1] == '\0') {
+    if (s[0] == '\0' || (s[0] == 'Z' && s[1] == '\0')) {
         *offset = 0;
         return true;
     }
@@ -246,7 +253,7 @@ static bool parse_zone(const char *s, long *offset)
     return true;
 }
 
-/* ISO 8601 as S3 sends it, "2009-10-12T17:50:30.000Z"; the fraction is optional. */
+/* ISO 8601 as S3 sends it, "2009-10-12T17:50:30.000Z"; the fraction and zone are optional. */
 static bool parse_time(const char *s, time_t *out)
 {
     struct tm tm = {0};
@@ -455,7 +462,7 @@ static int list_page_fill(struct resp *r, struct s3_list_page *page)
 int s3_xml_list_objects_parse(const char *body, size_t len, s3_list_entry_fn fn, void *ctx,
                               struct s3_list_page *page, haul_error *err)
 {
-    struct s3_list_page ignored;
+    struct s3_list_page ignored = {0};
     struct resp r;
     bool url = false;
     page = page ? page : &ignored;
@@ -529,7 +536,7 @@ static int part_entry(struct resp *r, const xmlNode *el, s3_part_fn fn, void *ct
 int s3_xml_list_parts_parse(const char *body, size_t len, s3_part_fn fn, void *ctx,
                             struct s3_list_page *page, haul_error *err)
 {
-    struct s3_list_page ignored;
+    struct s3_list_page ignored = {0};
     struct resp r;
     page = page ? page : &ignored;
     memset(page, 0, sizeof *page);
@@ -584,7 +591,7 @@ static int uploads_page_fill(struct resp *r, bool url, struct s3_uploads_page *p
 int s3_xml_list_uploads_parse(const char *body, size_t len, s3_upload_fn fn, void *ctx,
                               struct s3_uploads_page *page, haul_error *err)
 {
-    struct s3_uploads_page ignored;
+    struct s3_uploads_page ignored = {0};
     struct resp r;
     bool url = false;
     page = page ? page : &ignored;
@@ -641,7 +648,7 @@ static bool is_etag_result(const xmlNode *root)
 /* The 200-with-<Error> case: reported in *is_error, or as an S3 error without it. */
 static int result_error(struct resp *r, bool *is_error, struct s3_error_doc *doc)
 {
-    struct s3_error_doc local;
+    struct s3_error_doc local = {0};
     doc = doc ? doc : &local;
     int rc = error_doc_fill(r, doc);
     if (rc || is_error) {

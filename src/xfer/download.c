@@ -75,15 +75,15 @@ static bool etag_is_md5(const char *etag)
     return true;
 }
 
-/* The part size an uploader most likely used for a multipart ETag of n parts
- * (whole MiB, as aws cli, rclone and haul choose), or 0 when none fits. */
-static uint64_t part_size_guess(uint64_t size, int n)
+/* The part size haul recorded at upload (x-amz-meta-haul-part-size) when it
+ * fits the ETag's part count, else 0: other tools' part sizes cannot be
+ * told apart (20 MB in 3 parts fits 7, 8 or 9 MiB), so those multipart
+ * objects are not re-checked. */
+static uint64_t part_size_recorded(const struct s3_object_info *info, uint64_t size, int n)
 {
-    if (n <= 1)
-        return 0;
-    uint64_t p = (size + (uint64_t)n - 1) / (uint64_t)n;
-    p = (p + XFER_MIB - 1) / XFER_MIB * XFER_MIB;
-    if (p < XFER_PART_MIN || p > VERIFY_PART_MAX)
+    const char *v = s3_object_info_meta(info, XFER_META_PART_SIZE);
+    uint64_t p = v ? strtoull(v, NULL, 10) : 0;
+    if (n <= 1 || p < XFER_PART_MIN || p > VERIFY_PART_MAX)
         return 0;
     return (uint64_t)(n - 1) * p < size && size <= (uint64_t)n * p ? p : 0;
 }
@@ -337,16 +337,16 @@ int xfer_download_fd(struct s3_client *c, const char *bucket, const char *key, i
         return rc;
     struct download d = {.client = c, .bucket = bucket, .key = key, .size = info.size};
     snprintf(d.etag, sizeof d.etag, "%s", info.etag);
+    uint64_t recorded = part_size_recorded(&info, d.size, etag_parts(d.etag));
     s3_object_info_release(&info);
     pthread_mutex_init(&d.lock, NULL);
     pthread_cond_init(&d.changed, NULL);
 
     struct verify v = {0};
-    uint64_t guess = part_size_guess(d.size, etag_parts(d.etag));
-    d.range_size = guess ? guess : o.part_size;
+    d.range_size = recorded ? recorded : o.part_size;
     if (!o.no_verify && etag_is_md5(d.etag))
         v.whole = hash_md5_new();
-    else if (!o.no_verify && guess) {
+    else if (!o.no_verify && recorded) {
         v.composite = hash_md5_new();
         d.part_md5 = true;
     }

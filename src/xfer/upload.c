@@ -234,11 +234,26 @@ static void senders_stop(struct upload *u, pthread_t *threads, int n)
         pthread_join(threads[i], NULL);
 }
 
+/* The caller's put options plus the part size (see XFER_META_PART_SIZE);
+ * streams have growing parts, so they record nothing. */
+static int mpu_create(struct upload *u, uint64_t size, uint64_t part_size, haul_error *err)
+{
+    struct s3_put_opts put = u->opts->put ? *u->opts->put : (struct s3_put_opts){0};
+    struct s3_meta meta[65];
+    char value[32];
+    if (size != XFER_SIZE_UNKNOWN && put.n_meta < 64) {
+        memcpy(meta, put.meta, put.n_meta * sizeof *meta);
+        snprintf(value, sizeof value, "%llu", (unsigned long long)part_size);
+        meta[put.n_meta++] = (struct s3_meta){(char *)XFER_META_PART_SIZE, value};
+        put.meta = meta;
+    }
+    return s3_mpu_create(u->client, u->bucket, u->key, &put, u->upload_id, sizeof u->upload_id, err);
+}
+
 static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_size,
                          struct buf *first, struct xfer_result *res, haul_error *err)
 {
-    int rc = s3_mpu_create(u->client, u->bucket, u->key, u->opts->put, u->upload_id,
-                           sizeof u->upload_id, err);
+    int rc = mpu_create(u, size, part_size, err);
     if (rc < 0) {
         bufpool_give(u->pool, first);
         return rc;

@@ -18,6 +18,9 @@
 #define XFER_PARTS_MAX 10000
 #define XFER_OBJECT_MAX (5 * 1024 * 1024 * XFER_MIB) /* 5 TiB */
 #define XFER_SIZE_UNKNOWN UINT64_MAX
+/* User metadata haul adds to multipart objects: the part size, so a download
+ * can check every byte against the multipart ETag. */
+#define XFER_META_PART_SIZE "haul-part-size"
 
 /* Part size for an object of size bytes (XFER_SIZE_UNKNOWN for a stream):
  * wanted rounded up so the object fits in 10,000 parts, never under 5 MiB or

@@ -255,7 +255,8 @@ static void test_list_rgw_no_namespace(void **state)
 static void test_list_prefixed_namespace(void **state)
 {
     (void)state;
-    const char *body = "<s3:ListBucketResult xmlns:s3=\"" NS "\"><s3:IsTruncated>true</s3:IsTruncated>"
+    const char *body = "<s3:ListBucketResult xmlns:s3=\"" NS "\">"
+                       "<s3:IsTruncated>true</s3:IsTruncated>"
                        "<s3:NextContinuationToken>t</s3:NextContinuationToken>"
                        "<s3:Contents><s3:Key>k</s3:Key><s3:Size>5</s3:Size></s3:Contents>"
                        "</s3:ListBucketResult>";
@@ -270,7 +271,8 @@ static void test_list_prefixed_namespace(void **state)
 }
 
 /* Without EncodingType keys are taken as sent: '+' and '%' stay, spaces
- * (even a key that is only a space) survive XML_PARSE_NOBLANKS. */
+ * (even a key that is only a space) survive XML_PARSE_NOBLANKS.  Dates with
+ * a zone offset, no fraction, or no zone at all (taken as UTC). */
 static void test_list_plain_keys(void **state)
 {
     (void)state;
@@ -278,17 +280,22 @@ static void test_list_plain_keys(void **state)
                                  "<LastModified>2009-10-12T17:50:30Z</LastModified></Contents>"
                                  "<Contents><Key> </Key><Size>2</Size>"
                                  "<LastModified>2009-10-12T19:50:30+02:00</LastModified></Contents>"
-                                 "<Contents><Key><![CDATA[x<y]]></Key><Size>3</Size></Contents>"
+                                 "<Contents><Key><![CDATA[x<y]]></Key><Size>3</Size>"
+                                 "<LastModified>2009-10-12T16:50:30.5-01:00</LastModified></Contents>"
+                                 "<Contents><Key>k</Key><Size>4</Size>"
+                                 "<LastModified>2009-10-12T17:50:30</LastModified></Contents>"
                                  "</ListBucketResult>";
     struct seen s;
     struct s3_list_page page;
     assert_int_equal(list(body, &s, &page, NULL), 0);
-    assert_int_equal(s.n, 3);
+    assert_int_equal(s.n, 4);
     assert_string_equal(s.e[0].key, "a+b%20c & <d>");
     assert_int_equal(s.e[0].mtime, 1255369830);
     assert_string_equal(s.e[1].key, " ");
     assert_int_equal(s.e[1].mtime, 1255369830);
     assert_string_equal(s.e[2].key, "x<y");
+    assert_int_equal(s.e[2].mtime, 1255369830);
+    assert_int_equal(s.e[3].mtime, 1255369830);
 }
 
 /* A non-zero return from the callback stops parsing and is returned. */
@@ -348,6 +355,10 @@ static void test_list_bad_fields(void **state)
                          "<LastModified>2009-10-12T17:50:30.Z</LastModified></Contents>"
                          "</ListBucketResult>",
                "ListObjectsV2 response: bad <LastModified> '2009-10-12T17:50:30.Z'");
+    list_fails(LIST_OPEN "<Contents><Key>k</Key><Size>1</Size>"
+                         "<LastModified>2009-10-12T17:50:30+0100</LastModified></Contents>"
+                         "</ListBucketResult>",
+               "ListObjectsV2 response: bad <LastModified> '2009-10-12T17:50:30+0100'");
     list_fails(LIST_OPEN "<EncodingType>url</EncodingType><Contents><Key>a%zz</Key>"
                          "<Size>1</Size></Contents></ListBucketResult>",
                "ListObjectsV2 response: bad url-encoded <Key> 'a%zz'");
@@ -736,7 +747,8 @@ static void test_upload_id(void **state)
     assert_string_equal(err.msg, "CreateMultipartUpload response: <UploadId> longer than 15 bytes");
     assert_string_equal(small, "");
 
-    const char *empty = "<InitiateMultipartUploadResult><UploadId/></InitiateMultipartUploadResult>";
+    const char *empty =
+        "<InitiateMultipartUploadResult><UploadId/></InitiateMultipartUploadResult>";
     err = (haul_error){0};
     assert_int_equal(s3_xml_upload_id_parse(empty, strlen(empty), id, sizeof id, &err),
                      -HAUL_EPROTO);
@@ -1032,8 +1044,8 @@ static void test_complete_build(void **state)
 static void test_delete_build(void **state)
 {
     (void)state;
-    const char *keys[] = {"plain.txt", "a&b<c>d\"e'f", "tab\there\nnl\rcr", "caf\xc3\xa9 \xf0\x9f\x93\xa6",
-                          "+%?#/"};
+    const char *keys[] = {"plain.txt", "a&b<c>d\"e'f", "tab\there\nnl\rcr",
+                          "caf\xc3\xa9 \xf0\x9f\x93\xa6", "+%?#/"};
     struct strbuf b = STRBUF_INIT;
     strbuf_adds(&b, DECL);
     assert_int_equal(s3_xml_delete_build(&b, keys, 5), 0);
