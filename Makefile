@@ -14,7 +14,7 @@ CFLAGS   += -std=c17 $(WARN) $(OPT) $(SAN) -pthread
 LDFLAGS  += $(SAN)
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -pthread -lm
 
-LIB_SRC  := $(sort $(wildcard src/util/*.c src/s3/*.c src/xfer/*.c))
+LIB_SRC  := $(sort $(wildcard src/util/*.c src/s3/*.c src/xfer/*.c src/api/*.c))
 CMD_SRC  := $(sort $(wildcard src/cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 EX_SRC   := $(sort $(wildcard examples/*.c))

@@ -63,11 +63,13 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, co
 {
     struct strbuf q = STRBUF_INIT, body = STRBUF_INIT;
     upload_query(&q, upload_id, 0);
-    s3_xml_complete_build(&body, parts, n);
+    int built = s3_xml_complete_build(&body, parts, n);
     struct s3_call call = {.op = "CompleteMultipartUpload", .method = "POST", .bucket = bucket,
                            .key = key, .query = strbuf_str(&q), .body = body.s,
                            .body_len = body.len};
-    int rc = body.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : s3_call_run(c, &call, err);
+    int rc = built < 0 || body.failed
+                 ? err_set(err, HAUL_EUSAGE, "CompleteMultipartUpload s3://%s/%s: cannot build the part list", bucket, key)
+                 : s3_call_run(c, &call, err);
     char etag[128] = "";
     if (rc == 0) {
         /* The server may answer 200 and still fail: the error is in the body. */

@@ -525,8 +525,8 @@ int s3_xml_upload_id_parse(const char *body, size_t len, char *upload_id, size_t
 
 static int part_entry(struct resp *r, const xmlNode *el, s3_part_fn fn, void *ctx)
 {
-    int part_number;
-    uint64_t size;
+    int part_number = 0;
+    uint64_t size = 0;
     int rc = need_part_number(r, el, &part_number);
     rc = rc ? rc : need_u64(r, el, "Size", &size);
     rc = rc ? rc : field(r, el, "ETag", &r->etag);

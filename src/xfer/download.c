@@ -30,6 +30,7 @@ struct download {
     uint64_t size, range_size;
     int n_ranges;
     bool part_md5; /* workers hash each range (composite ETag check) */
+    const atomic_bool *cancel;
     struct bufpool *pool;
     int n_slots;
     pthread_mutex_t lock; /* guards everything below */
@@ -134,7 +135,7 @@ static void *worker_main(void *arg)
         struct buf *b = bufpool_take(d->pool, d->range_size);
         pthread_mutex_lock(&d->lock);
         int index = d->next_index;
-        bool stop = d->failed || index >= d->n_ranges || !b;
+        bool stop = d->failed || index >= d->n_ranges || !b || (d->cancel && atomic_load(d->cancel));
         if (!stop)
             d->next_index++;
         pthread_mutex_unlock(&d->lock);
@@ -223,6 +224,11 @@ static int ranges_write(struct download *d, int fd, bool positioned, struct veri
                         const struct xfer_opts *o, haul_error *err)
 {
     for (int i = 0; i < d->n_ranges; i++) {
+        if (o->cancel && atomic_load(o->cancel)) {
+            haul_error cerr = {0};
+            err_set(&cerr, HAUL_ECANCELED, "download s3://%s/%s: canceled", d->bucket, d->key);
+            fail(d, &cerr);
+        }
         struct range r;
         if (!range_wait(d, i, &r))
             return err_set(err, d->err.code, "%s", d->err.msg);
@@ -335,7 +341,7 @@ int xfer_download_fd(struct s3_client *c, const char *bucket, const char *key, i
     int rc = s3_object_head(c, bucket, key, &info, err);
     if (rc < 0)
         return rc;
-    struct download d = {.client = c, .bucket = bucket, .key = key, .size = info.size};
+    struct download d = {.client = c, .bucket = bucket, .key = key, .size = info.size, .cancel = o.cancel};
     snprintf(d.etag, sizeof d.etag, "%s", info.etag);
     uint64_t recorded = part_size_recorded(&info, d.size, etag_parts(d.etag));
     s3_object_info_release(&info);

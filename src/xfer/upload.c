@@ -59,6 +59,11 @@ static ssize_t read_full(int fd, char *dst, size_t n)
     return (ssize_t)got;
 }
 
+static bool canceled(const struct upload *u)
+{
+    return u->opts->cancel && atomic_load(u->opts->cancel);
+}
+
 static void fail(struct upload *u, const haul_error *err)
 {
     pthread_mutex_lock(&u->lock);
@@ -216,9 +221,11 @@ static int parts_feed(struct upload *u, int fd, uint64_t size, uint64_t part_siz
             break;
         }
         b = NULL;
-        if (failed(u) || (size != XFER_SIZE_UNKNOWN && total >= size) || len == 0)
+        if (failed(u) || canceled(u) || (size != XFER_SIZE_UNKNOWN && total >= size) || len == 0)
             break;
     }
+    if (canceled(u))
+        return err_set(err, HAUL_ECANCELED, "upload s3://%s/%s: canceled", u->bucket, u->key);
     if (size != XFER_SIZE_UNKNOWN && total != size && !failed(u))
         return err_set(err, HAUL_EIO,
                        "upload s3://%s/%s: the source changed while being read (%llu bytes "
@@ -337,7 +344,9 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     }
     first->len = (size_t)n;
     bool single = size != XFER_SIZE_UNKNOWN ? size < threshold : (uint64_t)n < first_len;
-    if (single) {
+    if (single && canceled(&u)) {
+        rc = err_set(err, HAUL_ECANCELED, "upload s3://%s/%s: canceled", bucket, key);
+    } else if (single) {
         if (size != XFER_SIZE_UNKNOWN && (uint64_t)n != size) {
             rc = err_set(err, HAUL_EIO, "upload s3://%s/%s: the source changed while being read",
                          bucket, key);

@@ -7,6 +7,7 @@
 #define XFER_XFER_H
 
 #include <haul/error.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +44,7 @@ struct xfer_opts {
     xfer_progress_fn progress;    /* called from many threads, with a running total */
     void *progress_ctx;
     bool no_verify;               /* skip the whole-object ETag/MD5 check on download */
+    const atomic_bool *cancel;    /* when it becomes true the transfer stops (an upload is aborted) */
 };
 
 struct xfer_result {
