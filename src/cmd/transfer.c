@@ -36,7 +36,8 @@ static void summary_print(const struct summary *s, const struct global_opts *g, 
         json_string(f, s->bucket);
         fprintf(f, ",\"key\":");
         json_string(f, s->key);
-        fprintf(f, ",\"bytes\":%llu,\"parts\":%d,\"etag\":", (unsigned long long)s->res->bytes, s->res->parts);
+        fprintf(f, ",\"bytes\":%llu,\"parts\":%d,\"parts_resumed\":%d,\"etag\":", (unsigned long long)s->res->bytes,
+                s->res->parts, s->res->parts_resumed);
         json_string(f, s->res->etag);
         fprintf(f, ",\"verified\":%s,\"seconds\":%.3f,\"mb_per_s\":%.1f,\"requests\":%llu,\"retries\":%llu}\n",
                 s->res->verified ? "true" : "false", s->seconds, mbps,
@@ -71,6 +72,18 @@ static char *key_for(const char *key, const char *local)
     return k;
 }
 
+/* --state-dir, else $XDG_STATE_HOME/haul, else ~/.local/state/haul. */
+static void state_dir_default(const char *given, char *out, size_t cap)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (given)
+        snprintf(out, cap, "%s", given);
+    else if (xdg && *xdg)
+        snprintf(out, cap, "%s/haul", xdg);
+    else
+        snprintf(out, cap, "%s/.local/state/haul", home && *home ? home : "/tmp");
+}
+
 int cmd_put(int argc, char **argv)
 {
     static const struct command_help help = {
@@ -78,7 +91,12 @@ int cmd_put(int argc, char **argv)
         "Files at least --multipart-threshold bytes big are read sequentially into a bounded pool\n"
         "of buffers and sent as parallel multipart parts; every part carries Content-MD5 and the\n"
         "final ETag is checked against the parts sent. A failed upload is aborted, never left\n"
-        "behind. A KEY ending in '/' gets the file's name appended."};
+        "behind. An upload interrupted by a crash or kill is journaled in the state directory:\n"
+        "running the same command again resumes it, sending only the parts the server lacks\n"
+        "(a source whose size or mtime changed starts over). A KEY ending in '/' gets the\n"
+        "file's name appended."};
+    const char *state_dir = NULL;
+    bool no_resume = false;
     struct global_opts g = {0};
     struct xfer_cli x = {0};
     const struct opt opts[] = {
@@ -86,6 +104,8 @@ int cmd_put(int argc, char **argv)
         {"storage-class", 0, OPT_STRING, &x.storage_class, "CLASS", "STANDARD, GLACIER, DEEP_ARCHIVE, GLACIER_IR, STANDARD_IA, ..."},
         {"content-type", 0, OPT_STRING, &x.content_type, "TYPE", "Content-Type of the object (default binary/octet-stream)"},
         {"metadata", 'm', OPT_LIST, &x.metadata, "NAME=VALUE", "user metadata (x-amz-meta-NAME), repeatable"},
+        {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "where interrupted uploads are journaled (default ~/.local/state/haul)"},
+        {"no-resume", 0, OPT_FLAG, &no_resume, NULL, "do not journal or resume multipart uploads"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[2];
     int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 2, &n_pos);
@@ -93,6 +113,7 @@ int cmd_put(int argc, char **argv)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (n_pos != 2)
         return usage_error("put", "expected FILE|- and s3://BUCKET/KEY");
+    char state[4096], source_id[4096];
     struct xfer_opts xo;
     struct s3_put_opts put;
     struct s3_meta meta[64];
@@ -123,6 +144,11 @@ int cmd_put(int argc, char **argv)
     }
     if (!(c = client_open("put", &g)))
         goto out;
+    if (S_ISREG(st.st_mode) && !no_resume && realpath(pos[0], source_id)) {
+        state_dir_default(state_dir, state, sizeof state);
+        xo.state_dir = state;
+        xo.source_id = source_id;
+    }
     struct progress *p = progress_start(key, S_ISREG(st.st_mode) ? (uint64_t)st.st_size : UINT64_MAX,
                                         !g.quiet && !g.json);
     xo.progress = progress_update;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,11 +16,19 @@
 #include "util/hash.h"
 #include "util/log.h"
 #include "util/queue.h"
+#include "xfer/journal.h"
 #include "xfer/xfer.h"
 
 struct part_job {
     struct buf *buf;
     int number;
+    const char *server_etag; /* resuming: the part the server already has, to compare */
+};
+
+/* Parts an interrupted upload left on the server (ListParts), by number. */
+struct server_part {
+    uint64_t size;
+    char etag[72];
 };
 
 struct part_done {
@@ -38,8 +47,12 @@ struct upload {
     pthread_mutex_t lock; /* guards parts, n_parts, failed, err */
     struct part_done *parts; /* index number-1 */
     int n_parts;
+    int n_resumed;
     bool failed;
     haul_error err;
+    struct stat st;              /* the source when we started reading */
+    struct journal journal;      /* path "" when not journaling */
+    struct server_part *server;  /* XFER_PARTS_MAX entries when resuming, else NULL */
 };
 
 /* Reads until n bytes or end of input.  Returns bytes read, -1 on error. */
@@ -104,11 +117,21 @@ static int part_record(struct upload *u, int number, const uint8_t *md5, const c
 static void part_send(struct upload *u, struct part_job *job)
 {
     uint8_t md5[MD5_LEN];
-    char etag[128];
+    char etag[128], hex[2 * MD5_LEN + 1];
     haul_error err = {0};
     hash_md5(job->buf->data, job->buf->len, md5);
-    int rc = s3_mpu_part_put(u->client, u->bucket, u->key, u->upload_id, job->number,
+    hash_hex(md5, MD5_LEN, hex);
+    int rc = 0;
+    if (job->server_etag && strcasecmp(job->server_etag, hex) == 0) {
+        /* The interrupted run sent these very bytes already. */
+        snprintf(etag, sizeof etag, "%s", job->server_etag);
+        pthread_mutex_lock(&u->lock);
+        u->n_resumed++;
+        pthread_mutex_unlock(&u->lock);
+    } else {
+        rc = s3_mpu_part_put(u->client, u->bucket, u->key, u->upload_id, job->number,
                              job->buf->data, job->buf->len, md5, etag, sizeof etag, &err);
+    }
     if (rc == 0 && part_record(u, job->number, md5, etag) < 0)
         rc = err_set(&err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", u->bucket, u->key);
     if (rc < 0) {
@@ -214,7 +237,9 @@ static int parts_feed(struct upload *u, int fd, uint64_t size, uint64_t part_siz
             bufpool_give(u->pool, b);
             return err_set(err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", u->bucket, u->key);
         }
-        *job = (struct part_job){b, number};
+        *job = (struct part_job){b, number, NULL};
+        if (u->server && u->server[number - 1].size == len && u->server[number - 1].etag[0])
+            job->server_etag = u->server[number - 1].etag;
         if (queue_push(u->jobs, job) < 0) {
             bufpool_give(u->pool, b);
             free(job);
@@ -257,10 +282,102 @@ static int mpu_create(struct upload *u, uint64_t size, uint64_t part_size, haul_
     return s3_mpu_create(u->client, u->bucket, u->key, &put, u->upload_id, sizeof u->upload_id, err);
 }
 
+static int server_part_note(int number, uint64_t size, const char *etag, void *ctx)
+{
+    struct server_part *parts = ctx;
+    if (number >= 1 && number <= XFER_PARTS_MAX) {
+        parts[number - 1].size = size;
+        snprintf(parts[number - 1].etag, sizeof parts[number - 1].etag, "%s", etag);
+    }
+    return 0;
+}
+
+static bool same_source(const struct journal *j, const struct stat *st, uint64_t part_size)
+{
+    return j->size == (uint64_t)st->st_size && j->mtime.tv_sec == st->st_mtim.tv_sec &&
+           j->mtime.tv_nsec == st->st_mtim.tv_nsec && j->part_size == part_size;
+}
+
+/* Takes up the upload an interrupted run journaled, when the source is
+ * unchanged and the server still has it.  Returns true when resuming. */
+static bool resume_try(struct upload *u, uint64_t part_size)
+{
+    struct journal *j = &u->journal;
+    if (journal_load(j) < 0)
+        return false;
+    haul_error err = {0};
+    if (!same_source(j, &u->st, part_size)) {
+        log_info("upload s3://%s/%s: the source changed since the interrupted upload; starting over",
+                 u->bucket, u->key);
+        s3_mpu_abort(u->client, u->bucket, u->key, j->upload_id, &err);
+        journal_remove(j);
+        return false;
+    }
+    u->server = calloc(XFER_PARTS_MAX, sizeof *u->server);
+    if (!u->server ||
+        s3_mpu_parts_list(u->client, u->bucket, u->key, j->upload_id, server_part_note, u->server, &err) < 0) {
+        log_info("upload s3://%s/%s: cannot resume upload %s (%s); starting over", u->bucket, u->key,
+                 j->upload_id, err.msg);
+        free(u->server);
+        u->server = NULL;
+        journal_remove(j);
+        return false;
+    }
+    snprintf(u->upload_id, sizeof u->upload_id, "%s", j->upload_id);
+    log_info("upload s3://%s/%s: resuming upload %s", u->bucket, u->key, u->upload_id);
+    return true;
+}
+
+static int upload_begin(struct upload *u, uint64_t size, uint64_t part_size, haul_error *err)
+{
+    const struct xfer_opts *o = u->opts;
+    bool journaled = o->state_dir && o->source_id && size != XFER_SIZE_UNKNOWN;
+    if (journaled) {
+        haul_error jerr = {0};
+        if (journal_locate(&u->journal, o->state_dir, s3_client_config(u->client)->endpoint,
+                           u->bucket, u->key, o->source_id, &jerr) < 0) {
+            log_warn("%s: the upload will not be resumable", jerr.msg);
+            journaled = false;
+            u->journal.path[0] = '\0';
+        } else if (resume_try(u, part_size)) {
+            return 0;
+        }
+    }
+    int rc = mpu_create(u, size, part_size, err);
+    if (rc == 0 && journaled) {
+        struct journal *j = &u->journal;
+        snprintf(j->upload_id, sizeof j->upload_id, "%s", u->upload_id);
+        j->size = size;
+        j->mtime = u->st.st_mtim;
+        j->part_size = part_size;
+        haul_error jerr = {0};
+        if (journal_save(j, &jerr) < 0) {
+            log_warn("%s: the upload will not be resumable", jerr.msg);
+            j->path[0] = '\0';
+        }
+    }
+    return rc;
+}
+
+/* A source that changed while it was read must not be stored as if whole. */
+static int source_unchanged(const struct upload *u, int fd, haul_error *err)
+{
+    struct stat now;
+    if (!S_ISREG(u->st.st_mode) || fstat(fd, &now) < 0)
+        return 0;
+    if (now.st_size != u->st.st_size || now.st_mtim.tv_sec != u->st.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != u->st.st_mtim.tv_nsec)
+        return err_set(err, HAUL_EIO,
+                       "upload s3://%s/%s: the source changed while being read (size or mtime); "
+                       "nothing was stored",
+                       u->bucket, u->key);
+    return 0;
+}
+
 static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_size,
                          struct buf *first, struct xfer_result *res, haul_error *err)
 {
-    int rc = mpu_create(u, size, part_size, err);
+    int rc = upload_begin(u, size, part_size, err);
     if (rc < 0) {
         bufpool_give(u->pool, first);
         return rc;
@@ -280,8 +397,11 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
     free(threads);
     if (rc == 0 && u->failed)
         rc = err_set(err, u->err.code, "%s", u->err.msg);
+    if (rc == 0)
+        rc = source_unchanged(u, fd, err);
     if (rc == 0) {
         res->parts = u->n_parts;
+        res->parts_resumed = u->n_resumed;
         rc = upload_complete(u, res, err);
     }
     if (rc < 0) {
@@ -290,6 +410,7 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
         if (s3_mpu_abort(u->client, u->bucket, u->key, u->upload_id, &abort_err) < 0)
             log_warn("%s (upload id %s left behind)", abort_err.msg, u->upload_id);
     }
+    journal_remove(&u->journal);
     return rc;
 }
 
@@ -313,10 +434,10 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     struct xfer_opts o;
     opts_default(&o, given);
     memset(res, 0, sizeof *res);
-    struct stat st;
+    struct upload u = {.client = c, .bucket = bucket, .key = key, .opts = &o};
     uint64_t size = XFER_SIZE_UNKNOWN;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-        size = (uint64_t)st.st_size;
+    if (fstat(fd, &u.st) == 0 && S_ISREG(u.st.st_mode)) {
+        size = (uint64_t)u.st.st_size;
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     uint64_t part_size;
@@ -324,7 +445,6 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     if (rc < 0)
         return rc;
     uint64_t threshold = o.multipart_threshold ? o.multipart_threshold : part_size;
-    struct upload u = {.client = c, .bucket = bucket, .key = key, .opts = &o};
     pthread_mutex_init(&u.lock, NULL);
     u.pool = bufpool_new((size_t)o.buffers, part_size);
     u.jobs = queue_new((size_t)o.buffers);
@@ -347,7 +467,7 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     if (single && canceled(&u)) {
         rc = err_set(err, HAUL_ECANCELED, "upload s3://%s/%s: canceled", bucket, key);
     } else if (single) {
-        if (size != XFER_SIZE_UNKNOWN && (uint64_t)n != size) {
+        if ((size != XFER_SIZE_UNKNOWN && (uint64_t)n != size) || source_unchanged(&u, fd, err) < 0) {
             rc = err_set(err, HAUL_EIO, "upload s3://%s/%s: the source changed while being read",
                          bucket, key);
             goto out;
@@ -373,6 +493,7 @@ out:
     queue_free(u.jobs);
     bufpool_free(u.pool);
     free(u.parts);
+    free(u.server);
     pthread_mutex_destroy(&u.lock);
     if (rc < 0 && err && !strstr(err->msg, "s3://"))
         err_prefix(err, "upload s3://%s/%s: ", bucket, key);

@@ -45,11 +45,14 @@ struct xfer_opts {
     void *progress_ctx;
     bool no_verify;               /* skip the whole-object ETag/MD5 check on download */
     const atomic_bool *cancel;    /* when it becomes true the transfer stops (an upload is aborted) */
+    const char *state_dir;        /* upload: journal multipart uploads here so a rerun resumes */
+    const char *source_id;        /* upload: names the source in the journal (its absolute path) */
 };
 
 struct xfer_result {
     uint64_t bytes;
     int parts;             /* 0 for a single PUT/GET */
+    int parts_resumed;     /* upload: parts found on the server from an interrupted run */
     char etag[128];
     bool verified;         /* download: the bytes were checked against the ETag */
     uint64_t peak_buffer_bytes; /* memory the pool allocated */

@@ -15,17 +15,22 @@ RULES_FILE is JSON, re-read on every request, a list of rules:
   action "status":    answer status/code without forwarding
   action "reset":     forward, relay only "after" bytes of the answer, then reset
   action "drop":      close the connection without answering
+  action "hang":      read the request, never answer (until the client goes away)
+  action "hold":      forward only once the file named by "until" exists (lets a
+                      test act at an exact point of a transfer)
   action "malformed": forward, then replace the body with "body" (default junk)
 "match" is a regular expression searched in the request line; "times" is how
 many matching requests the rule hits (default: all).  A log of every request
 line and the action taken is appended to RULES_FILE + ".log".
 """
 import json
+import os
 import re
 import socket
 import struct
 import sys
 import threading
+import time
 
 UPSTREAM = ("127.0.0.1", int(sys.argv[1]))
 RULES_FILE = sys.argv[2]
@@ -131,10 +136,21 @@ def serve(client):
         if action == "drop":
             reset(client)
             return
+        if action == "hang":
+            client.settimeout(600)
+            while client.recv(65536):
+                pass
+            client.close()
+            return
         if action == "status":
             client.sendall(error_answer(rule.get("status", 503), rule.get("code", "SlowDown")))
             client.close()
             return
+        if action == "hold":
+            for _ in range(6000):
+                if os.path.exists(rule["until"]):
+                    break
+                time.sleep(0.01)
         answer = forward(head, body or b"")
         if action == "reset":
             client.sendall(answer[: rule.get("after", 100)])
