@@ -281,16 +281,44 @@ int cmd_rm(int argc, char **argv)
     return exit_code;
 }
 
+struct abort_ctx {
+    struct s3_client *c;
+    const char *bucket;
+    haul_error *err;
+};
+
+static int upload_abort(const char *key, const char *upload_id, time_t initiated, void *arg)
+{
+    (void)initiated;
+    struct abort_ctx *a = arg;
+    return s3_mpu_abort(a->c, a->bucket, key, upload_id, a->err);
+}
+
+/* rb --force: every object, then every unfinished multipart upload. */
+static int bucket_empty(struct s3_client *c, const char *bucket, haul_error *err)
+{
+    struct rm_batch b = {.c = c, .bucket = bucket, .quiet = true, .err = err};
+    int rc = s3_objects_list(c, bucket, NULL, NULL, rm_entry, &b, err);
+    if (rc == 0)
+        rc = rm_flush(&b);
+    for (size_t i = 0; i < b.n; i++)
+        free(b.keys[i]);
+    struct abort_ctx a = {c, bucket, err};
+    if (rc == 0)
+        rc = s3_mpu_list(c, bucket, NULL, upload_abort, &a, err);
+    return rc;
+}
+
 static int bucket_cmd(int argc, char **argv, bool make)
 {
     static const struct command_help mb_help = {"mb", "s3://BUCKET", "Make a bucket (in --region).", NULL};
     static const struct command_help rb_help = {
-        "rb", "s3://BUCKET", "Remove a bucket; with --force delete every object in it first.", NULL};
+        "rb", "s3://BUCKET", "Remove a bucket; with --force delete every object and abort every unfinished multipart upload in it first.", NULL};
     struct global_opts g = {0};
     bool force = false;
     const struct opt mb_opts[] = {{NULL, 0, OPT_END, NULL, NULL, NULL}};
     const struct opt rb_opts[] = {
-        {"force", 0, OPT_FLAG, &force, NULL, "delete every object in the bucket first"},
+        {"force", 0, OPT_FLAG, &force, NULL, "delete every object and unfinished upload first"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *name = make ? "mb" : "rb";
     const char *pos[1];
@@ -309,15 +337,7 @@ static int bucket_cmd(int argc, char **argv, bool make)
         if (make) {
             rc = s3_bucket_create(c, url.bucket, &err);
         } else {
-            rc = 0;
-            if (force) {
-                struct rm_batch b = {.c = c, .bucket = url.bucket, .quiet = true, .err = &err};
-                rc = s3_objects_list(c, url.bucket, NULL, NULL, rm_entry, &b, &err);
-                if (rc == 0)
-                    rc = rm_flush(&b);
-                for (size_t i = 0; i < b.n; i++)
-                    free(b.keys[i]);
-            }
+            rc = force ? bucket_empty(c, url.bucket, &err) : 0;
             if (rc == 0)
                 rc = s3_bucket_delete(c, url.bucket, &err);
         }

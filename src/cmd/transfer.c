@@ -232,7 +232,8 @@ static int get_run(struct s3_client *c, const struct s3_url *url, const char *lo
         if (rc < 0)
             unlink(tmp);
     }
-    if (rc == 0) {
+    /* Data on stdout: the summary goes to stderr, and only when asked for. */
+    if (rc == 0 && (!to_stdout || g->json || g->verbose)) {
         struct summary s = {"get", local, url->bucket, url->key, &res, now_s() - t0, {0}};
         s3_client_stats_get(c, &s.stats);
         summary_print(&s, g, to_stdout ? stderr : stdout);
