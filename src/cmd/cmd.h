@@ -73,6 +73,7 @@ struct xfer_cli {
     const char *storage_class, *content_type;
     struct opt_list metadata;
     bool no_verify;
+    bool direct;
 };
 #define XFER_CLI_OPTS(x)                                                                           \
     {"part-size", 0, OPT_SIZE, &(x).part_size, "BYTES", "multipart part size (default 8M; raised to fit 10,000 parts)"}, \

@@ -224,6 +224,7 @@ int xfer_cli_apply(const char *cmd, const struct xfer_cli *x, struct xfer_opts *
     xo->workers = x->workers;
     xo->buffers = x->buffers;
     xo->no_verify = x->no_verify;
+    xo->direct = x->direct;
     if (x->buffers && x->workers && x->buffers < x->workers)
         return usage_error(cmd, "--num-largefile-buffers must be at least --num-largefile-workers");
     if (x->metadata.n > meta_cap)

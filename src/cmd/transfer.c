@@ -106,6 +106,7 @@ int cmd_put(int argc, char **argv)
         {"metadata", 'm', OPT_LIST, &x.metadata, "NAME=VALUE", "user metadata (x-amz-meta-NAME), repeatable"},
         {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "where interrupted uploads are journaled (default ~/.local/state/haul)"},
         {"no-resume", 0, OPT_FLAG, &no_resume, NULL, "do not journal or resume multipart uploads"},
+        {"direct", 0, OPT_FLAG, &x.direct, NULL, "read with O_DIRECT, bypassing the page cache (falls back when refused)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[2];
     int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 2, &n_pos);

@@ -53,9 +53,16 @@ struct upload {
     struct stat st;              /* the source when we started reading */
     struct journal journal;      /* path "" when not journaling */
     struct server_part *server;  /* XFER_PARTS_MAX entries when resuming, else NULL */
+    bool direct;                 /* reading with O_DIRECT: aligned sizes */
 };
 
-/* Reads until n bytes or end of input.  Returns bytes read, -1 on error. */
+#define DIRECT_ALIGN 4096
+
+static uint64_t align_up(uint64_t v) { return (v + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN; }
+
+/* Reads until n bytes or end of input.  Returns bytes read, -1 on error.
+ * With O_DIRECT, n and dst are multiples of DIRECT_ALIGN (the pool's buffers
+ * are page-aligned), so every read stays aligned until the end of file. */
 static ssize_t read_full(int fd, char *dst, size_t n)
 {
     size_t got = 0;
@@ -212,6 +219,8 @@ static int parts_feed(struct upload *u, int fd, uint64_t size, uint64_t part_siz
     for (int number = 1;; number++) {
         if (!b) {
             uint64_t want = size == XFER_SIZE_UNKNOWN ? xfer_stream_part_size(part_size, number) : part_size;
+            if (u->direct)
+                want = align_up(want);
             if (!(b = bufpool_take(u->pool, want)))
                 return err_set(err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", u->bucket, u->key);
             ssize_t n = read_full(fd, b->data, want);
@@ -414,6 +423,20 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
     return rc;
 }
 
+/* A second descriptor on the same file with O_DIRECT (the page cache is
+ * bypassed, as parallel filesystems prefer for TiB files), or -1 when the
+ * filesystem refuses it: then buffered reads are used. */
+static int direct_open(int fd, const char *bucket, const char *key)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int dfd = open(proc, O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (dfd < 0)
+        log_info("upload s3://%s/%s: O_DIRECT refused (%s); reading through the page cache",
+                 bucket, key, strerror(errno));
+    return dfd;
+}
+
 static void opts_default(struct xfer_opts *o, const struct xfer_opts *given)
 {
     if (given)
@@ -436,14 +459,25 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     memset(res, 0, sizeof *res);
     struct upload u = {.client = c, .bucket = bucket, .key = key, .opts = &o};
     uint64_t size = XFER_SIZE_UNKNOWN;
+    int direct_fd = -1;
     if (fstat(fd, &u.st) == 0 && S_ISREG(u.st.st_mode)) {
         size = (uint64_t)u.st.st_size;
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (o.direct)
+            direct_fd = direct_open(fd, bucket, key);
     }
     uint64_t part_size;
     int rc = xfer_part_size_plan(size, o.part_size, &part_size, err);
-    if (rc < 0)
+    if (rc < 0) {
+        if (direct_fd >= 0)
+            close(direct_fd);
         return rc;
+    }
+    if (direct_fd >= 0) {
+        u.direct = true;
+        part_size = align_up(part_size);
+        fd = direct_fd;
+    }
     uint64_t threshold = o.multipart_threshold ? o.multipart_threshold : part_size;
     pthread_mutex_init(&u.lock, NULL);
     u.pool = bufpool_new((size_t)o.buffers, part_size);
@@ -455,8 +489,9 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     }
     /* The first read decides: a source that ends within it goes as one PUT. */
     uint64_t first_len = size != XFER_SIZE_UNKNOWN && size < threshold ? size : part_size;
-    first = bufpool_take(u.pool, first_len ? first_len : 1);
-    ssize_t n = first ? read_full(fd, first->data, first_len) : 0;
+    uint64_t first_read = u.direct ? align_up(first_len ? first_len : 1) : first_len;
+    first = bufpool_take(u.pool, first_read ? first_read : 1);
+    ssize_t n = first ? read_full(fd, first->data, first_read) : 0;
     if (!first || n < 0) {
         rc = first ? err_errno(err, errno, "upload s3://%s/%s: reading the source", bucket, key)
                    : err_set(err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", bucket, key);
@@ -494,6 +529,8 @@ out:
     bufpool_free(u.pool);
     free(u.parts);
     free(u.server);
+    if (direct_fd >= 0)
+        close(direct_fd);
     pthread_mutex_destroy(&u.lock);
     if (rc < 0 && err && !strstr(err->msg, "s3://"))
         err_prefix(err, "upload s3://%s/%s: ", bucket, key);

@@ -47,6 +47,7 @@ struct xfer_opts {
     const atomic_bool *cancel;    /* when it becomes true the transfer stops (an upload is aborted) */
     const char *state_dir;        /* upload: journal multipart uploads here so a rerun resumes */
     const char *source_id;        /* upload: names the source in the journal (its absolute path) */
+    bool direct;                  /* upload: read regular files with O_DIRECT (aligned, page cache bypassed) */
 };
 
 struct xfer_result {
