@@ -463,6 +463,8 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         int perf = http_request_perform(c->http, http);
         curl_slist_free_all(slist);
         atomic_fetch_add(&c->requests, 1);
+        log_debug("%s %s -> %ld%s%s", call->method, http->url, http->status,
+                  perf < 0 ? " " : "", perf < 0 ? http->curl_error : "");
         atomic_fetch_add(&c->bytes_sent, call->body_len);
         atomic_fetch_add(&c->bytes_received, http->body_received);
         if (!etag_seen[0] && http->status / 100 == 2)

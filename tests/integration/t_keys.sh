@@ -36,6 +36,17 @@ like "$OUT" '日本語\.dat' "ls under a unicode prefix"
 run ls "s3://$BUCKET"
 like "$OUT" 'PRE +dir/' "ls without --recursive groups at /"
 
+# Virtual-host addressing (bucket in the host name; RGW is set up for *.localhost).
+VH="--endpoint-url http://localhost:${AWS_ENDPOINT_URL##*:} --addressing-style virtual"
+run put $VH --debug "$SCRATCH/p" "s3://$BUCKET/vhost/a b.txt"
+ok $RC "virtual-host put"
+like "$ERR" "PUT http://$BUCKET\.localhost:[0-9]+/vhost/a%20b\.txt -> 200" "virtual-host put sends the bucket in the host name"
+run get $VH "s3://$BUCKET/vhost/a b.txt" -
+is "$OUT" "payload" "virtual-host get"
+run rm $VH "s3://$BUCKET/vhost/a b.txt"; ok $RC "virtual-host rm"
+run ls --debug "s3://$BUCKET/ünïcødé/"
+like "$ERR" "GET http://127\.0\.0\.1:[0-9]+/$BUCKET\?" "path style by default for a custom endpoint"
+
 run rm "s3://$BUCKET/plus+percent%question?hash#.bin"
 ok $RC "rm a key with +%?#"
 run stat "s3://$BUCKET/plus+percent%question?hash#.bin"
