@@ -4,7 +4,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libcurl libxml-2.0 libcrypto
+PKGS     := libcurl libxml-2.0 libcrypto sqlite3
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
 OPT      ?= -O2 -g
 SAN      ?=
@@ -14,7 +14,8 @@ CFLAGS   += -std=c17 $(WARN) $(OPT) $(SAN) -pthread
 LDFLAGS  += $(SAN)
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -pthread -lm
 
-LIB_SRC  := $(sort $(wildcard src/util/*.c src/s3/*.c src/xfer/*.c src/api/*.c))
+# Every module but the command front end goes into libhaul.a.
+LIB_SRC  := $(sort $(filter-out src/cmd/%,$(wildcard src/*/*.c)))
 CMD_SRC  := $(sort $(wildcard src/cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 EX_SRC   := $(sort $(wildcard examples/*.c))

@@ -1,0 +1,311 @@
+/* index: the backup catalog in SQLite (see index.h). */
+#include "index/index.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "util/err.h"
+#include "util/hash.h"
+#include "util/strbuf.h"
+
+#define BATCH_WRITES 2000 /* writes per transaction */
+#define BATCH_SECONDS 2   /* ... or at most this old: a crash loses little */
+
+enum stmt_id { S_GET, S_PUT, S_TOUCH, S_DELETE, S_UNSEEN, S_LINK_ADD, S_LINK_GET, S_COUNT, S_N };
+
+static const char *const stmt_sql[S_N] = {
+    [S_GET] = "SELECT size, mtime_ns, mode, uid, gid, etag, storage_class, tree_hash FROM objects WHERE key = ?1",
+    [S_PUT] = "INSERT OR REPLACE INTO objects VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [S_TOUCH] = "UPDATE objects SET run = ?2 WHERE key = ?1",
+    [S_DELETE] = "DELETE FROM objects WHERE key = ?1",
+    [S_UNSEEN] = "SELECT key FROM objects WHERE run <> ?1 AND key > ?2 ORDER BY key LIMIT 1000",
+    [S_LINK_ADD] = "INSERT OR IGNORE INTO links VALUES (?1, ?2, ?3)",
+    [S_LINK_GET] = "SELECT key FROM links WHERE dev = ?1 AND ino = ?2",
+    [S_COUNT] = "SELECT count(*) FROM objects",
+};
+
+struct index {
+    pthread_mutex_t lock; /* guards the connection and everything below */
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_N];
+    int64_t run;
+    int pending;          /* writes in the open transaction */
+    time_t batch_started;
+    char path[4096];
+};
+
+static int db_fail(struct index *ix, haul_error *err, const char *what)
+{
+    return err_set(err, HAUL_EIO, "index %s: %s: %s", ix->path, what, sqlite3_errmsg(ix->db));
+}
+
+static int exec(struct index *ix, const char *sql, haul_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(ix->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    int rc = err_set(err, HAUL_EIO, "index %s: %s: %s", ix->path, sql, msg ? msg : "");
+    sqlite3_free(msg);
+    return rc;
+}
+
+static int schema_create(struct index *ix, haul_error *err)
+{
+    static const char *const setup[] = {
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+        " mode INTEGER, uid INTEGER, gid INTEGER, etag TEXT, storage_class TEXT, tree_hash TEXT,"
+        " run INTEGER) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value INTEGER)",
+        "CREATE TEMP TABLE links (dev INTEGER, ino INTEGER, key TEXT, PRIMARY KEY (dev, ino))",
+        "BEGIN",
+    };
+    for (size_t i = 0; i < sizeof setup / sizeof *setup; i++)
+        if (exec(ix, setup[i], err) < 0)
+            return -HAUL_EIO;
+    for (int i = 0; i < S_N; i++)
+        if (sqlite3_prepare_v3(ix->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ix->stmt[i], NULL) != SQLITE_OK)
+            return db_fail(ix, err, stmt_sql[i]);
+    return 0;
+}
+
+struct index *index_open(const char *path, haul_error *err)
+{
+    struct index *ix = calloc(1, sizeof *ix);
+    if (!ix) {
+        err_set(err, HAUL_ENOMEM, "index %s: out of memory", path);
+        return NULL;
+    }
+    snprintf(ix->path, sizeof ix->path, "%s", path);
+    pthread_mutex_init(&ix->lock, NULL);
+    ix->batch_started = time(NULL);
+    if (sqlite3_open_v2(path, &ix->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        err_set(err, HAUL_EIO, "index %s: %s", path, ix->db ? sqlite3_errmsg(ix->db) : "cannot open");
+        index_close(ix, NULL);
+        return NULL;
+    }
+    sqlite3_busy_timeout(ix->db, 10000);
+    if (schema_create(ix, err) < 0) {
+        index_close(ix, NULL);
+        return NULL;
+    }
+    return ix;
+}
+
+int index_close(struct index *ix, haul_error *err)
+{
+    if (!ix)
+        return 0;
+    int rc = 0;
+    for (int i = 0; i < S_N; i++)
+        sqlite3_finalize(ix->stmt[i]);
+    if (ix->db && sqlite3_get_autocommit(ix->db) == 0)
+        rc = exec(ix, "COMMIT", err);
+    if (ix->db)
+        sqlite3_close(ix->db);
+    pthread_mutex_destroy(&ix->lock);
+    free(ix);
+    return rc;
+}
+
+int index_path_for(const char *state_dir, const char *endpoint, const char *bucket,
+                   const char *prefix, char *out, size_t cap, haul_error *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/index", state_dir);
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", state_dir);
+    if ((mkdir(parent, 0700) < 0 && errno != EEXIST) || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+        return err_errno(err, errno, "state directory %s", dir);
+    struct strbuf id = STRBUF_INIT;
+    strbuf_add(&id, endpoint, strlen(endpoint) + 1);
+    strbuf_add(&id, bucket, strlen(bucket) + 1);
+    strbuf_add(&id, prefix, strlen(prefix) + 1);
+    uint8_t d[SHA256_LEN];
+    char hex[SHA256_HEX_LEN + 1];
+    hash_sha256(strbuf_str(&id), id.len, d);
+    hash_hex(d, sizeof d, hex);
+    strbuf_release(&id);
+    snprintf(out, cap, "%s/%.32s.sqlite", dir, hex);
+    return 0;
+}
+
+/* Commits the open transaction when it is big or old enough. Lock held. */
+static int batch_step(struct index *ix, haul_error *err)
+{
+    time_t now = time(NULL);
+    if (++ix->pending < BATCH_WRITES && now - ix->batch_started < BATCH_SECONDS)
+        return 0;
+    ix->pending = 0;
+    ix->batch_started = now;
+    return exec(ix, "COMMIT", err) < 0 ? -HAUL_EIO : exec(ix, "BEGIN", err);
+}
+
+static void copy_text(sqlite3_stmt *s, int col, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+int index_get(struct index *ix, const char *key, struct index_entry *out, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *s = ix->stmt[S_GET];
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int step = sqlite3_step(s), rc = 0;
+    if (step == SQLITE_ROW) {
+        snprintf(out->key, sizeof out->key, "%s", key);
+        out->size = (uint64_t)sqlite3_column_int64(s, 0);
+        out->mtime_ns = sqlite3_column_int64(s, 1);
+        out->mode = (uint32_t)sqlite3_column_int64(s, 2);
+        out->uid = (uint32_t)sqlite3_column_int64(s, 3);
+        out->gid = (uint32_t)sqlite3_column_int64(s, 4);
+        copy_text(s, 5, out->etag, sizeof out->etag);
+        copy_text(s, 6, out->storage_class, sizeof out->storage_class);
+        copy_text(s, 7, out->tree_hash, sizeof out->tree_hash);
+        rc = 1;
+    } else if (step != SQLITE_DONE) {
+        rc = db_fail(ix, err, "lookup");
+    }
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}
+
+int index_put(struct index *ix, const struct index_entry *e, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *s = ix->stmt[S_PUT];
+    sqlite3_bind_text(s, 1, e->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)e->size);
+    sqlite3_bind_int64(s, 3, e->mtime_ns);
+    sqlite3_bind_int64(s, 4, e->mode);
+    sqlite3_bind_int64(s, 5, e->uid);
+    sqlite3_bind_int64(s, 6, e->gid);
+    sqlite3_bind_text(s, 7, e->etag, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 8, e->storage_class, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 9, e->tree_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 10, ix->run);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(ix, err, "store");
+    sqlite3_reset(s);
+    if (rc == 0)
+        rc = batch_step(ix, err);
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}
+
+static int key_stmt(struct index *ix, enum stmt_id id, const char *key, const char *what, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *s = ix->stmt[id];
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    if (id == S_TOUCH)
+        sqlite3_bind_int64(s, 2, ix->run);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(ix, err, what);
+    sqlite3_reset(s);
+    if (rc == 0)
+        rc = batch_step(ix, err);
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}
+
+int index_touch(struct index *ix, const char *key, haul_error *err)
+{
+    return key_stmt(ix, S_TOUCH, key, "mark", err);
+}
+
+int index_delete(struct index *ix, const char *key, haul_error *err)
+{
+    return key_stmt(ix, S_DELETE, key, "delete", err);
+}
+
+int index_run_begin(struct index *ix, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    int rc = exec(ix, "INSERT INTO settings VALUES ('run', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1", err);
+    sqlite3_stmt *s = NULL;
+    if (rc == 0 && sqlite3_prepare_v2(ix->db, "SELECT value FROM settings WHERE name = 'run'", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        ix->run = sqlite3_column_int64(s, 0);
+    else if (rc == 0)
+        rc = db_fail(ix, err, "start a run");
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}
+
+/* Pages through unseen keys 1000 at a time (keyset pagination), so memory
+ * stays flat even when millions of files are gone. */
+int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, bool remove, haul_error *err)
+{
+    char last[1100] = "";
+    char (*page)[1100] = malloc(1000 * sizeof *page);
+    if (!page)
+        return err_set(err, HAUL_ENOMEM, "index: out of memory");
+    int rc = 0;
+    for (;;) {
+        int n = 0;
+        pthread_mutex_lock(&ix->lock);
+        sqlite3_stmt *s = ix->stmt[S_UNSEEN];
+        sqlite3_bind_int64(s, 1, ix->run);
+        sqlite3_bind_text(s, 2, last, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(s) == SQLITE_ROW && n < 1000)
+            copy_text(s, 0, page[n++], sizeof page[0]);
+        sqlite3_reset(s);
+        pthread_mutex_unlock(&ix->lock);
+        if (n == 0)
+            break;
+        snprintf(last, sizeof last, "%s", page[n - 1]);
+        for (int i = 0; i < n && rc == 0; i++) {
+            rc = fn(page[i], ctx);
+            if (rc == 0 && remove)
+                rc = index_delete(ix, page[i], err);
+        }
+        if (rc != 0)
+            break;
+    }
+    free(page);
+    return rc;
+}
+
+int index_link_first(struct index *ix, uint64_t dev, uint64_t ino, const char *key, char *first,
+                     size_t cap, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *add = ix->stmt[S_LINK_ADD], *get = ix->stmt[S_LINK_GET];
+    sqlite3_bind_int64(add, 1, (int64_t)dev);
+    sqlite3_bind_int64(add, 2, (int64_t)ino);
+    sqlite3_bind_text(add, 3, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(add) == SQLITE_DONE ? 0 : db_fail(ix, err, "record a hard link");
+    sqlite3_reset(add);
+    if (rc == 0) {
+        sqlite3_bind_int64(get, 1, (int64_t)dev);
+        sqlite3_bind_int64(get, 2, (int64_t)ino);
+        if (sqlite3_step(get) == SQLITE_ROW) {
+            copy_text(get, 0, first, cap);
+            rc = strcmp(first, key) == 0 ? 0 : 1;
+        } else {
+            rc = db_fail(ix, err, "look up a hard link");
+        }
+        sqlite3_reset(get);
+    }
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}
+
+int64_t index_count(struct index *ix)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *s = ix->stmt[S_COUNT];
+    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&ix->lock);
+    return n;
+}
