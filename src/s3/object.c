@@ -1,5 +1,6 @@
 /* s3/object: single-object calls (Put, Get, Head, Delete, Copy), listings
  * and bucket calls. */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,4 +244,88 @@ void s3_url_release(struct s3_url *url)
 {
     free(url->key);
     url->key = NULL;
+}
+
+int s3_object_restore(struct s3_client *c, const char *bucket, const char *key, int days,
+                      const char *tier, enum s3_restore_state *state, haul_error *err)
+{
+    struct strbuf body = STRBUF_INIT;
+    strbuf_addf(&body,
+                "<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Days>%d</Days>"
+                "<GlacierJobParameters><Tier>%s</Tier></GlacierJobParameters></RestoreRequest>",
+                days, tier);
+    struct s3_call call = {.op = "RestoreObject", .method = "POST", .bucket = bucket, .key = key,
+                           .query = "restore", .body = body.s, .body_len = body.len,
+                           .content_md5 = true};
+    haul_error local = {0};
+    int rc = s3_call_run(c, &call, &local);
+    if (rc == 0)
+        *state = call.http.status == 200 ? S3_RESTORE_DONE : S3_RESTORE_STARTED;
+    else if (strcmp(local.s3_code, "RestoreAlreadyInProgress") == 0) {
+        *state = S3_RESTORE_IN_PROGRESS;
+        rc = 0;
+    } else if (err && err->code == HAUL_OK)
+        *err = local;
+    s3_call_release(&call);
+    strbuf_release(&body);
+    return rc;
+}
+
+int s3_restore_header_parse(const char *value, bool *ongoing, time_t *expiry)
+{
+    const char *o = strstr(value, "ongoing-request=\"");
+    if (!o)
+        return -1;
+    o += strlen("ongoing-request=\"");
+    if (strncmp(o, "true\"", 5) == 0)
+        *ongoing = true;
+    else if (strncmp(o, "false\"", 6) == 0)
+        *ongoing = false;
+    else
+        return -1;
+    *expiry = 0;
+    const char *e = strstr(value, "expiry-date=\"");
+    if (e) {
+        char date[64];
+        e += strlen("expiry-date=\"");
+        const char *end = strchr(e, '"');
+        size_t n = end ? (size_t)(end - e) : 0;
+        if (n && n < sizeof date) {
+            memcpy(date, e, n);
+            date[n] = '\0';
+            time_t t = curl_getdate(date, NULL);
+            *expiry = t > 0 ? t : 0;
+        }
+    }
+    return 0;
+}
+
+int s3_bucket_lifecycle_get(struct s3_client *c, const char *bucket, s3_rule_fn fn, void *ctx,
+                            haul_error *err)
+{
+    struct s3_call call = {.op = "GetBucketLifecycleConfiguration", .method = "GET",
+                           .bucket = bucket, .query = "lifecycle"};
+    int rc = s3_call_run(c, &call, err);
+    if (rc == 0)
+        rc = s3_xml_lifecycle_parse(strbuf_str(&call.http.resp_body), call.http.resp_body.len, fn,
+                                    ctx, err);
+    s3_call_release(&call);
+    return rc;
+}
+
+int s3_bucket_lifecycle_put(struct s3_client *c, const char *bucket,
+                            const struct s3_lifecycle_rule *rule, haul_error *err)
+{
+    struct strbuf body = STRBUF_INIT;
+    if (s3_xml_lifecycle_build(&body, rule) < 0) {
+        strbuf_release(&body);
+        return err_set(err, HAUL_EUSAGE, "PutBucketLifecycleConfiguration s3://%s: cannot build the rule", bucket);
+    }
+    struct s3_call call = {.op = "PutBucketLifecycleConfiguration", .method = "PUT",
+                           .bucket = bucket, .query = "lifecycle", .body = body.s,
+                           .body_len = body.len, .content_md5 = true};
+    int rc = s3_call_run(c, &call, err);
+    s3_call_release(&call);
+    strbuf_release(&body);
+    return rc;
 }

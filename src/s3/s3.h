@@ -129,6 +129,29 @@ int s3_mpu_parts_list(struct s3_client *c, const char *bucket, const char *key,
 int s3_mpu_list(struct s3_client *c, const char *bucket, const char *prefix, s3_upload_fn fn,
                 void *ctx, haul_error *err);
 
+/* RestoreObject (Glacier / Deep Archive): asks the server to make an
+ * archived object readable for days, at tier "Bulk", "Standard" or
+ * "Expedited".  *state says what the server answered. */
+enum s3_restore_state {
+    S3_RESTORE_STARTED,     /* 202: a new restore request */
+    S3_RESTORE_IN_PROGRESS, /* 409 RestoreAlreadyInProgress */
+    S3_RESTORE_DONE,        /* 200: already restored (the copy's expiry was extended) */
+};
+int s3_object_restore(struct s3_client *c, const char *bucket, const char *key, int days,
+                      const char *tier, enum s3_restore_state *state, haul_error *err);
+
+/* x-amz-restore ("ongoing-request=\"false\", expiry-date=\"...\""): whether a
+ * restore is still running, and when the restored copy expires (0 when not
+ * given).  Returns 0, or -1 when the value is not of that form. */
+int s3_restore_header_parse(const char *value, bool *ongoing, time_t *expiry);
+
+/* Bucket lifecycle: the stored rules, and putting one rule (replacing the
+ * bucket's configuration). */
+int s3_bucket_lifecycle_get(struct s3_client *c, const char *bucket, s3_rule_fn fn, void *ctx,
+                            haul_error *err);
+int s3_bucket_lifecycle_put(struct s3_client *c, const char *bucket,
+                            const struct s3_lifecycle_rule *rule, haul_error *err);
+
 /* Buckets. */
 int s3_bucket_create(struct s3_client *c, const char *bucket, haul_error *err);
 int s3_bucket_delete(struct s3_client *c, const char *bucket, haul_error *err);

@@ -786,3 +786,85 @@ int s3_xml_delete_build(struct strbuf *out, const char *const *keys, size_t n)
         return build_failed(out, start);
     return 0;
 }
+
+/* ---- Lifecycle ---------------------------------------------------------------------- */
+
+static int rule_size_filter(struct resp *r, const xmlNode *rule, int64_t *size_gt)
+{
+    const xmlNode *filter = child(rule, "Filter");
+    const xmlNode *and = filter ? child(filter, "And") : NULL;
+    const xmlNode *holder = and ? and : filter;
+    const xmlNode *el = holder ? child(holder, "ObjectSizeGreaterThan") : NULL;
+    *size_gt = -1;
+    if (!el)
+        return 0;
+    uint64_t v = 0;
+    int rc = text_of(r, el, &r->aux);
+    if (rc == 0 && (!parse_u64(strbuf_str(&r->aux), &v) || v > INT64_MAX))
+        rc = bad_value(r, "ObjectSizeGreaterThan", strbuf_str(&r->aux));
+    if (rc == 0)
+        *size_gt = (int64_t)v;
+    return rc;
+}
+
+static int rule_entry(struct resp *r, const xmlNode *el, s3_rule_fn fn, void *ctx)
+{
+    struct s3_lifecycle_rule rule = {.transition_days = -1};
+    struct strbuf id = STRBUF_INIT, status = STRBUF_INIT, prefix = STRBUF_INIT, sc = STRBUF_INIT;
+    const xmlNode *filter = child(el, "Filter");
+    const xmlNode *and = filter ? child(filter, "And") : NULL;
+    const xmlNode *transition = child(el, "Transition");
+    int rc = field(r, el, "ID", &id);
+    rc = rc ? rc : field(r, el, "Status", &status);
+    /* The prefix may sit in the rule (old form), the filter, or its And. */
+    rc = rc ? rc : field(r, and ? and : filter ? filter : el, "Prefix", &prefix);
+    rc = rc ? rc : rule_size_filter(r, el, &rule.size_greater_than);
+    if (rc == 0 && transition) {
+        rc = field(r, transition, "StorageClass", &sc);
+        uint64_t days = 0;
+        rc = rc ? rc : field(r, transition, "Days", &r->aux);
+        if (rc == 0 && r->aux.len && (!parse_u64(strbuf_str(&r->aux), &days) || days > 100000))
+            rc = bad_value(r, "Days", strbuf_str(&r->aux));
+        rule.transition_days = (int)days;
+    }
+    if (rc == 0 && fn) {
+        rule.id = strbuf_str(&id);
+        rule.enabled = strcmp(strbuf_str(&status), "Enabled") == 0;
+        rule.prefix = strbuf_str(&prefix);
+        rule.storage_class = strbuf_str(&sc);
+        rc = fn(&rule, ctx);
+    }
+    strbuf_release(&id);
+    strbuf_release(&status);
+    strbuf_release(&prefix);
+    strbuf_release(&sc);
+    return rc;
+}
+
+int s3_xml_lifecycle_parse(const char *body, size_t len, s3_rule_fn fn, void *ctx, haul_error *err)
+{
+    struct resp r;
+    int rc = doc_open(&r, body, len, "GetBucketLifecycleConfiguration response",
+                      "LifecycleConfiguration", err);
+    for (const xmlNode *n = rc ? NULL : r.root->children; n && rc == 0; n = n->next)
+        if (is_element(n, "Rule"))
+            rc = rule_entry(&r, n, fn, ctx);
+    doc_close(&r);
+    return rc;
+}
+
+int s3_xml_lifecycle_build(struct strbuf *out, const struct s3_lifecycle_rule *rule)
+{
+    size_t start = out->len;
+    strbuf_adds(out, "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule><ID>");
+    if (escape(out, rule->id) < 0)
+        return build_failed(out, start);
+    strbuf_addf(out, "</ID><Filter><ObjectSizeGreaterThan>%lld</ObjectSizeGreaterThan></Filter>"
+                     "<Status>%s</Status><Transition><Days>%d</Days><StorageClass>",
+                (long long)rule->size_greater_than, rule->enabled ? "Enabled" : "Disabled",
+                rule->transition_days);
+    if (escape(out, rule->storage_class) < 0)
+        return build_failed(out, start);
+    strbuf_adds(out, "</StorageClass></Transition></Rule></LifecycleConfiguration>");
+    return out->failed ? build_failed(out, start) : 0;
+}

@@ -97,4 +97,21 @@ int s3_xml_complete_build(struct strbuf *out, const struct s3_completed_part *pa
 int s3_xml_delete_build(struct strbuf *out, const char *const *keys, size_t n);
 
 
+/* LifecycleConfiguration: one call per <Rule>.  size_greater_than is -1 when
+ * the rule has no ObjectSizeGreaterThan filter (Ceph RGW 16.2 and moto drop
+ * it silently: callers must check).  Strings valid during the call only. */
+struct s3_lifecycle_rule {
+    const char *id;
+    bool enabled;
+    const char *prefix;          /* "" when none */
+    int64_t size_greater_than;
+    int transition_days;         /* -1 when no transition */
+    const char *storage_class;   /* transition target, "" when none */
+};
+typedef int (*s3_rule_fn)(const struct s3_lifecycle_rule *rule, void *ctx);
+int s3_xml_lifecycle_parse(const char *body, size_t len, s3_rule_fn fn, void *ctx, haul_error *err);
+/* One rule moving objects larger than size_greater_than to storage_class
+ * after days. */
+int s3_xml_lifecycle_build(struct strbuf *out, const struct s3_lifecycle_rule *rule);
+
 #endif
