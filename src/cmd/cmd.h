@@ -104,5 +104,6 @@ int cmd_stat(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_mb(int argc, char **argv);
 int cmd_rb(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const struct subcommand subcommands[] = {
     {"rm", cmd_rm, "delete an object, or everything under a prefix with --recursive"},
     {"mb", cmd_mb, "make a bucket"},
     {"rb", cmd_rb, "remove a bucket (with --force: and everything in it)"},
+    {"policy", cmd_policy, "show or apply the lifecycle rule that tiers large objects to Glacier"},
 };
 
 static void usage(FILE *f)

@@ -329,3 +329,12 @@ int s3_bucket_lifecycle_put(struct s3_client *c, const char *bucket,
     strbuf_release(&body);
     return rc;
 }
+
+int s3_bucket_lifecycle_delete(struct s3_client *c, const char *bucket, haul_error *err)
+{
+    struct s3_call call = {.op = "DeleteBucketLifecycle", .method = "DELETE", .bucket = bucket,
+                           .query = "lifecycle"};
+    int rc = s3_call_run(c, &call, err);
+    s3_call_release(&call);
+    return rc;
+}

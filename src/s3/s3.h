@@ -151,6 +151,7 @@ int s3_bucket_lifecycle_get(struct s3_client *c, const char *bucket, s3_rule_fn 
                             haul_error *err);
 int s3_bucket_lifecycle_put(struct s3_client *c, const char *bucket,
                             const struct s3_lifecycle_rule *rule, haul_error *err);
+int s3_bucket_lifecycle_delete(struct s3_client *c, const char *bucket, haul_error *err);
 
 /* Buckets. */
 int s3_bucket_create(struct s3_client *c, const char *bucket, haul_error *err);
