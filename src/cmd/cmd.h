@@ -105,5 +105,6 @@ int cmd_rm(int argc, char **argv);
 int cmd_mb(int argc, char **argv);
 int cmd_rb(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+    {"backup", cmd_backup, "back up directory trees to s3://BUCKET[/PREFIX], incrementally"},
     {"put", cmd_put, "upload a file or stdin to s3://BUCKET/KEY"},
     {"get", cmd_get, "download s3://BUCKET/KEY to a file or stdout"},
     {"ls", cmd_ls, "list buckets, or objects under s3://BUCKET[/PREFIX]"},
@@ -56,6 +57,9 @@ int main(int argc, char **argv)
         printf("haul %s\n", HAUL_VERSION);
         return EXIT_OK;
     }
+    /* The older tool's mode flags: "haul --backup ..." and "haul --restore ...". */
+    if (strcmp(name, "--backup") == 0 || strcmp(name, "--restore") == 0)
+        name += 2;
     for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
         if (strcmp(name, subcommands[i].name) == 0)
             return subcommands[i].run(argc - 1, argv + 1);

@@ -1,0 +1,301 @@
+/* cmd/backup: haul backup DIR... s3://BUCKET[/PREFIX]. */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/cmd.h"
+#include "job/backup.h"
+#include "job/policy.h"
+#include "util/err.h"
+
+/* "7d", "12h", "90m", "30s", "2w" ago, or a date "2024-01-31[THH:MM:SS]" (UTC). */
+static int when_parse(const char *s, time_t *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end != s && v >= 0 && end[0] && !end[1] && strchr("smhdw", end[0])) {
+        long unit = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : end[0] == 'd' ? 86400 : 604800;
+        *out = time(NULL) - v * unit;
+        return 0;
+    }
+    struct tm tm = {0};
+    const char *rest = strptime(s, "%Y-%m-%d", &tm);
+    if (rest && *rest == 'T')
+        rest = strptime(rest + 1, "%H:%M:%S", &tm);
+    if (!rest || *rest)
+        return -1;
+    *out = timegm(&tm);
+    return 0;
+}
+
+struct live {
+    struct backup_stats *stats;
+    const struct global_opts *g;
+    bool tty;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards done */
+    pthread_cond_t wake;
+    bool done;
+    time_t start;
+};
+
+static void live_draw(struct live *l, bool final)
+{
+    struct backup_stats *s = l->stats;
+    char bytes[32], seen[32];
+    format_size(atomic_load(&s->bytes_uploaded), bytes, sizeof bytes);
+    format_size(atomic_load(&s->bytes_seen), seen, sizeof seen);
+    double secs = difftime(time(NULL), l->start);
+    fprintf(stderr, "%sscanned %llu files (%s), uploaded %llu (%s), unchanged %llu, errors %llu, %.0f s%s",
+            final ? "" : "\r\033[K", (unsigned long long)atomic_load(&s->files), seen,
+            (unsigned long long)atomic_load(&s->uploaded), bytes,
+            (unsigned long long)atomic_load(&s->unchanged), (unsigned long long)atomic_load(&s->errors),
+            secs, final ? "\n" : "");
+    fflush(stderr);
+}
+
+static void *live_main(void *arg)
+{
+    struct live *l = arg;
+    pthread_mutex_lock(&l->lock);
+    while (!l->done) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 500000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->wake, &l->lock, &until);
+        if (!l->done)
+            live_draw(l, false);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+static void on_line(const char *what, const char *key, void *ctx)
+{
+    const struct global_opts *g = ctx;
+    if (strcmp(what, "error") != 0 && (g->verbose || strstr(what, "dry run")))
+        printf("%s: %s\n", what, key);
+}
+
+static void summary(const struct backup_stats *s, const struct global_opts *g, double secs)
+{
+    if (g->json) {
+        printf("{\"files\":%llu,\"dirs\":%llu,\"symlinks\":%llu,\"bytes_seen\":%llu,\"uploaded\":%llu,"
+               "\"bytes_uploaded\":%llu,\"unchanged\":%llu,\"hardlinks\":%llu,\"deleted\":%llu,"
+               "\"skipped_special\":%llu,\"errors\":%llu,\"seconds\":%.3f,\"files_per_s\":%.1f}\n",
+               (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
+               (unsigned long long)s->bytes_seen, (unsigned long long)s->uploaded,
+               (unsigned long long)s->bytes_uploaded, (unsigned long long)s->unchanged,
+               (unsigned long long)s->hardlinks, (unsigned long long)s->deleted,
+               (unsigned long long)s->others, (unsigned long long)s->errors, secs,
+               secs > 0 ? (double)s->files / secs : 0);
+    } else if (!g->quiet) {
+        char up[32];
+        format_size(s->bytes_uploaded, up, sizeof up);
+        printf("backup: %llu files, %llu dirs, %llu symlinks seen; %llu objects uploaded (%s), "
+               "%llu unchanged, %llu deleted, %llu errors in %.1f s\n",
+               (unsigned long long)s->files, (unsigned long long)s->dirs,
+               (unsigned long long)s->symlinks, (unsigned long long)s->uploaded, up,
+               (unsigned long long)s->unchanged, (unsigned long long)s->deleted,
+               (unsigned long long)s->errors, secs);
+    }
+}
+
+struct backup_cli {
+    const char *bucketname, *storage_class_large, *state_dir, *newer, *older;
+    uint64_t small_threshold;
+    int small_workers, walk_threads;
+    bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy;
+    struct opt_list exclude, include;
+    struct xfer_cli x;
+};
+
+static int filter_build(const struct backup_cli *cli, struct walk_filter **out)
+{
+    haul_error err = {0};
+    struct walk_filter *f = walk_filter_new();
+    if (!f)
+        return usage_error("backup", "out of memory");
+    for (int i = 0; i < cli->exclude.n; i++)
+        if (walk_filter_exclude_add(f, cli->exclude.items[i], &err) < 0)
+            goto bad;
+    for (int i = 0; i < cli->include.n; i++)
+        if (walk_filter_include_add(f, cli->include.items[i], &err) < 0)
+            goto bad;
+    time_t t;
+    if (cli->newer && when_parse(cli->newer, &t) < 0) {
+        walk_filter_free(f);
+        return usage_error("backup", "--newer-than '%s': expected 7d, 12h, 30m, 2w or YYYY-MM-DD", cli->newer);
+    }
+    if (cli->newer)
+        walk_filter_mtime_newer_set(f, t);
+    if (cli->older && when_parse(cli->older, &t) < 0) {
+        walk_filter_free(f);
+        return usage_error("backup", "--older-than '%s': expected 7d, 12h, 30m, 2w or YYYY-MM-DD", cli->older);
+    }
+    if (cli->older)
+        walk_filter_mtime_older_set(f, t);
+    *out = f;
+    return 0;
+bad:
+    walk_filter_free(f);
+    return usage_error("backup", "%s", err.msg);
+}
+
+/* DIR... s3://BUCKET[/PREFIX], or DIR... with --bucketname B. */
+static int destination(const struct backup_cli *cli, const char **pos, int *n_pos, struct s3_url *url)
+{
+    haul_error err = {0};
+    char buf[128];
+    const char *dest;
+    if (cli->bucketname) {
+        snprintf(buf, sizeof buf, "s3://%s", cli->bucketname);
+        dest = buf;
+    } else if (*n_pos >= 2) {
+        dest = pos[--*n_pos];
+    } else {
+        return usage_error("backup", "expected DIR... and s3://BUCKET[/PREFIX] (or --bucketname)");
+    }
+    if (*n_pos < 1)
+        return usage_error("backup", "expected at least one DIR");
+    if (s3_url_parse(dest, url, &err) < 0)
+        return fail("backup", &err);
+    size_t n = strlen(url->key);
+    if (n && url->key[n - 1] != '/') {
+        /* A prefix names a directory-like level: "s3://b/x" stores "x/...". */
+        char *k = realloc(url->key, n + 2);
+        if (!k)
+            return usage_error("backup", "out of memory");
+        k[n] = '/';
+        k[n + 1] = '\0';
+        url->key = k;
+    }
+    return 0;
+}
+
+static void state_dir_pick(const char *given, char *out, size_t cap)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (given)
+        snprintf(out, cap, "%s", given);
+    else if (xdg && *xdg)
+        snprintf(out, cap, "%s/haul", xdg);
+    else
+        snprintf(out, cap, "%s/.local/state/haul", home && *home ? home : ".");
+}
+
+int cmd_backup(int argc, char **argv)
+{
+    static const struct command_help help = {
+        "backup", "DIR... s3://BUCKET[/PREFIX]",
+        "Back up directory trees to a bucket, incrementally: only files that are new or whose size,\n"
+        "mtime, mode or owner changed since the last run are uploaded.",
+        "Keys are PREFIX + the path relative to DIR (with several DIRs, PREFIX + DIR's name + path).\n"
+        "POSIX metadata goes in x-amz-meta-* as s3fs-fuse writes it (mode, uid, gid, mtime with\n"
+        "nanoseconds), directories are 'path/' objects, symlinks are objects holding their target,\n"
+        "hard links are stored once. Files up to --small-file-threshold stay in STANDARD; larger\n"
+        "ones get --storage-class-large (e.g. GLACIER) and go through the streaming engine. What\n"
+        "was stored is recorded in an index under the state directory, so a run that changes\n"
+        "nothing lists no bucket and uploads nothing. A run killed midway loses nothing: run it\n"
+        "again. --delete removes objects whose files are gone (refused with --include/--exclude\n"
+        "unless --delete-excluded, and skipped when any entry could not be read).\n"
+        "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
+        "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
+    struct global_opts g = {0};
+    struct backup_cli cli = {.small_threshold = 128 * 1024};
+    bool delete_excluded = false;
+    const struct opt opts[] = {
+        XFER_CLI_OPTS(cli.x),
+        {"bucketname", 0, OPT_STRING, &cli.bucketname, "BUCKET", "the destination bucket (instead of the s3:// argument)"},
+        {"backup", 0, OPT_FLAG, &cli.backup_flag, NULL, "accepted for compatibility (this is the backup command)"},
+        {"restore", 0, OPT_FLAG, &cli.restore_flag, NULL, "refused here: use haul restore"},
+        {"small-file-threshold", 0, OPT_SIZE, &cli.small_threshold, "BYTES", "files up to this size stay in STANDARD (default 128K)"},
+        {"storage-class-large", 0, OPT_STRING, &cli.storage_class_large, "CLASS", "storage class of larger files (GLACIER, DEEP_ARCHIVE, GLACIER_IR, STANDARD)"},
+        {"num-smallfile-workers", 0, OPT_INT, &cli.small_workers, "N", "parallel small-file uploads (default 16)"},
+        {"walk-threads", 0, OPT_INT, &cli.walk_threads, "N", "directory-walking threads (default 4)"},
+        {"check-sha256", 0, OPT_FLAG, &cli.check_sha256, NULL, "compare and record the SHA-256 tree hash (reads every file)"},
+        {"exclude", 0, OPT_LIST, &cli.exclude, "GLOB", "skip matching paths (repeatable; 'dir/' for directories)"},
+        {"include", 0, OPT_LIST, &cli.include, "GLOB", "only matching files (repeatable)"},
+        {"newer-than", 0, OPT_STRING, &cli.newer, "WHEN", "only files modified after WHEN (7d, 12h, 2024-01-31)"},
+        {"older-than", 0, OPT_STRING, &cli.older, "WHEN", "only files modified before WHEN"},
+        {"dry-run", 'n', OPT_FLAG, &cli.dry_run, NULL, "print what would be uploaded, change nothing"},
+        {"delete", 0, OPT_FLAG, &cli.delete_missing, NULL, "remove objects whose files are gone"},
+        {"delete-excluded", 0, OPT_FLAG, &delete_excluded, NULL, "allow --delete with filters (objects of unselected files go too)"},
+        {"one-file-system", 'x', OPT_FLAG, &cli.one_fs, NULL, "do not cross into other filesystems"},
+        {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
+        {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
+        {NULL, 0, OPT_END, NULL, NULL, NULL}};
+    const char *pos[64];
+    int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 64, &n_pos);
+    if (rc != 0)
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    if (cli.restore_flag)
+        return usage_error("backup", "--restore: use 'haul restore s3://BUCKET[/PREFIX] DIR'");
+    struct s3_url url = {0};
+    if ((rc = destination(&cli, pos, &n_pos, &url)) != 0)
+        return rc;
+    if (cli.delete_missing && (cli.exclude.n || cli.include.n || cli.newer || cli.older) && !delete_excluded) {
+        s3_url_release(&url);
+        return usage_error("backup", "--delete with filters would remove the objects of unselected files; add --delete-excluded if that is meant");
+    }
+    struct walk_filter *filter = NULL;
+    struct xfer_opts xo;
+    struct s3_put_opts unused_put;
+    struct s3_meta unused_meta[1];
+    if ((rc = xfer_cli_apply("backup", &cli.x, &xo, &unused_put, unused_meta, 0)) != 0 ||
+        (rc = filter_build(&cli, &filter)) != 0) {
+        s3_url_release(&url);
+        return rc;
+    }
+    xo.put = NULL;
+    struct s3_client *c = client_open("backup", &g);
+    int exit_code = EXIT_FAILED;
+    haul_error err = {0};
+    if (c && cli.show_policy) {
+        exit_code = policy_show(c, url.bucket, g.json, stdout, &err) == 0 ? EXIT_OK : fail("backup", &err);
+    } else if (c) {
+        char state[4096];
+        state_dir_pick(cli.state_dir, state, sizeof state);
+        struct backup_opts o = {
+            .roots = pos, .n_roots = (size_t)n_pos, .bucket = url.bucket, .prefix = url.key,
+            .small_threshold = cli.small_threshold, .storage_class_large = cli.storage_class_large,
+            .small_workers = cli.small_workers, .large_workers = 2, .walk_threads = cli.walk_threads,
+            .xfer = xo, .filter = filter, .check_sha256 = cli.check_sha256, .dry_run = cli.dry_run,
+            .delete_missing = cli.delete_missing, .one_filesystem = cli.one_fs, .state_dir = state,
+            .line = on_line, .line_ctx = &g,
+        };
+        struct backup_stats stats;
+        struct live live = {.stats = &stats, .g = &g, .start = time(NULL)};
+        live.tty = isatty(STDERR_FILENO) && !g.quiet && !g.json;
+        pthread_mutex_init(&live.lock, NULL);
+        pthread_cond_init(&live.wake, NULL);
+        memset(&stats, 0, sizeof stats);
+        if (live.tty && pthread_create(&live.thread, NULL, live_main, &live) != 0)
+            live.tty = false;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = backup_run(c, &o, &stats, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (live.tty) {
+            pthread_mutex_lock(&live.lock);
+            live.done = true;
+            pthread_cond_signal(&live.wake);
+            pthread_mutex_unlock(&live.lock);
+            pthread_join(live.thread, NULL);
+            fputs("\r\033[K", stderr);
+        }
+        summary(&stats, &g, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        exit_code = rc == 0 ? EXIT_OK : fail("backup", &err);
+    }
+    s3_client_free(c);
+    walk_filter_free(filter);
+    s3_url_release(&url);
+    return exit_code;
+}

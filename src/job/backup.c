@@ -1,0 +1,565 @@
+/* job/backup: walk -> decide against the index -> small-file and large-file
+ * workers -> index (see backup.h). */
+#include "job/backup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index/index.h"
+#include "meta/meta.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/queue.h"
+#include "walk/walk.h"
+
+#define SMALL_QUEUE 256 /* tasks waiting for small-file workers (each may hold an fd) */
+#define LARGE_QUEUE 4
+
+enum task_kind { TASK_FILE, TASK_DIR, TASK_SYMLINK, TASK_HARDLINK };
+
+struct task {
+    enum task_kind kind;
+    int fd;             /* TASK_FILE: opened by the walker, owned by the task */
+    struct stat st;
+    char *key;
+    char *path;         /* relative to the backup root, for messages */
+    char *link;         /* symlink target, or the first path of a hard-linked inode */
+    char tree[SHA256_HEX_LEN + 1]; /* precomputed tree hash, "" when none */
+};
+
+struct backup {
+    struct s3_client *client;
+    const struct backup_opts *o;
+    struct backup_stats *stats;
+    struct index *ix;
+    struct queue *small, *large;
+    atomic_bool stop;      /* a fatal error: stop walking and working */
+    pthread_mutex_t lock;  /* guards fatal */
+    haul_error fatal;
+};
+
+static void task_free(struct task *t)
+{
+    if (!t)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t->key);
+    free(t->path);
+    free(t->link);
+    free(t);
+}
+
+static void report(struct backup *b, const char *what, const char *key)
+{
+    if (b->o->line)
+        b->o->line(what, key, b->o->line_ctx);
+}
+
+/* An entry that could not be backed up: reported, counted, the run goes on. */
+static void entry_failed(struct backup *b, const haul_error *err)
+{
+    atomic_fetch_add(&b->stats->errors, 1);
+    log_error("%s", err->msg);
+    report(b, "error", err->msg);
+}
+
+/* A failure that makes going on pointless (the index cannot be written). */
+static void fatal(struct backup *b, const haul_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    if (b->fatal.code == HAUL_OK)
+        b->fatal = *err;
+    pthread_mutex_unlock(&b->lock);
+    atomic_store(&b->stop, true);
+}
+
+static bool stopping(struct backup *b)
+{
+    return atomic_load(&b->stop) || (b->o->cancel && atomic_load(b->o->cancel));
+}
+
+/* ---- deciding, on the walker threads ------------------------------------- */
+
+static int64_t mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+static bool same_as_indexed(const struct index_entry *e, const struct stat *st)
+{
+    return e->size == (uint64_t)(S_ISREG(st->st_mode) ? st->st_size : 0) &&
+           e->mtime_ns == mtime_ns(st) && e->mode == st->st_mode && e->uid == st->st_uid &&
+           e->gid == st->st_gid;
+}
+
+static int tree_hash_fd(int fd, char hex[SHA256_HEX_LEN + 1], haul_error *err)
+{
+    struct meta_treehash *th = meta_treehash_new();
+    char *buf = malloc(1 << 20);
+    int rc = 0;
+    if (!th || !buf)
+        rc = err_set(err, HAUL_ENOMEM, "tree hash: out of memory");
+    off_t off = 0;
+    for (ssize_t n = 1; rc == 0 && n > 0; off += n) {
+        n = pread(fd, buf, 1 << 20, off);
+        if (n < 0)
+            rc = err_errno(err, errno, "reading for the tree hash");
+        else
+            meta_treehash_update(th, buf, (size_t)n);
+    }
+    if (rc == 0)
+        rc = meta_treehash_final(th, NULL, hex, err);
+    meta_treehash_free(th);
+    free(buf);
+    return rc;
+}
+
+/* The path under the backup root: several roots each go under their base name. */
+static char *rel_path(const struct backup *b, const struct walk_entry *e)
+{
+    if (b->o->n_roots == 1)
+        return strdup(e->path);
+    const char *root = b->o->roots[e->root_index];
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    const char *base = root + n;
+    while (base > root && base[-1] != '/')
+        base--;
+    size_t base_len = (size_t)(root + n - base);
+    char *p = malloc(base_len + 1 + e->path_len + 1);
+    if (p) {
+        memcpy(p, base, base_len);
+        p[base_len] = '\0';
+        if (e->path_len) {
+            p[base_len] = '/';
+            memcpy(p + base_len + 1, e->path, e->path_len + 1);
+        }
+    }
+    return p;
+}
+
+static void count_entry(struct backup *b, const struct walk_entry *e)
+{
+    switch (e->type) {
+    case WALK_FILE:
+        atomic_fetch_add(&b->stats->files, 1);
+        atomic_fetch_add(&b->stats->bytes_seen, (uint64_t)e->st->st_size);
+        break;
+    case WALK_DIR: atomic_fetch_add(&b->stats->dirs, 1); break;
+    case WALK_SYMLINK: atomic_fetch_add(&b->stats->symlinks, 1); break;
+    case WALK_OTHER: atomic_fetch_add(&b->stats->others, 1); break;
+    }
+}
+
+/* Opens the file the walker just saw, relative to its directory, never
+ * following a symlink swapped in since. */
+static int file_open(const struct walk_entry *e, haul_error *err)
+{
+    int fd = openat(e->dirfd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        err_errno(err, errno, "%s", e->path);
+    return fd;
+}
+
+static int task_fill_file(struct backup *b, struct task *t, const struct walk_entry *e,
+                          const struct index_entry *old, bool indexed, bool *unchanged,
+                          haul_error *err)
+{
+    if (e->st->st_nlink > 1) {
+        char first[META_PATH_MAX];
+        int rc = index_link_first(b->ix, (uint64_t)e->st->st_dev, (uint64_t)e->st->st_ino, t->path,
+                                  first, sizeof first, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            t->kind = TASK_HARDLINK;
+            t->link = strdup(first);
+            return t->link ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
+        }
+    }
+    if ((t->fd = file_open(e, err)) < 0)
+        return -HAUL_EIO;
+    if (b->o->check_sha256) {
+        int rc = tree_hash_fd(t->fd, t->tree, err);
+        if (rc < 0) {
+            err_prefix(err, "%s: ", t->path);
+            return rc;
+        }
+        *unchanged = indexed && *unchanged && strcmp(old->tree_hash, t->tree) == 0;
+    }
+    return 0;
+}
+
+static int task_make(struct backup *b, const struct walk_entry *e, struct task **out, haul_error *err)
+{
+    struct task *t = calloc(1, sizeof *t);
+    if (!t)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    t->fd = -1;
+    t->st = *e->st;
+    t->kind = e->type == WALK_DIR ? TASK_DIR : e->type == WALK_SYMLINK ? TASK_SYMLINK : TASK_FILE;
+    char key[META_KEY_MAX + 1];
+    t->path = rel_path(b, e);
+    int rc = t->path ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = meta_key_from_path(b->o->prefix, t->path, strlen(t->path), t->kind == TASK_DIR, key,
+                                NULL, err);
+    if (rc == 0 && !(t->key = strdup(key)))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0 && t->kind == TASK_SYMLINK && !(t->link = strdup(e->link_target)))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc < 0) {
+        task_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Decides one entry: unchanged (stamp it), or a task for a worker. */
+static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error *err)
+{
+    struct task *t = NULL;
+    int rc = task_make(b, e, &t, err);
+    if (rc < 0)
+        return rc;
+    struct index_entry old;
+    int indexed = index_get(b->ix, t->key, &old, err);
+    if (indexed < 0) {
+        task_free(t);
+        return indexed;
+    }
+    bool unchanged = indexed && same_as_indexed(&old, e->st);
+    if (t->kind == TASK_FILE && (rc = task_fill_file(b, t, e, &old, indexed, &unchanged, err)) < 0) {
+        task_free(t);
+        return rc;
+    }
+    if (unchanged) {
+        atomic_fetch_add(&b->stats->unchanged, 1);
+        rc = b->o->dry_run ? 0 : index_touch(b->ix, t->key, err);
+        task_free(t);
+        return rc;
+    }
+    if (b->o->dry_run) {
+        report(b, "upload (dry run)", t->key);
+        task_free(t);
+        return 0;
+    }
+    bool large = t->kind == TASK_FILE && (uint64_t)t->st.st_size > b->o->small_threshold;
+    if (queue_push(large ? b->large : b->small, t) < 0)
+        task_free(t); /* stopping */
+    return 0;
+}
+
+static enum walk_action on_entry(const struct walk_entry *e, void *ctx)
+{
+    struct backup *b = ctx;
+    if (stopping(b))
+        return WALK_STOP;
+    count_entry(b, e);
+    bool root_marker_impossible = e->depth == 0 && b->o->n_roots == 1 && !b->o->prefix[0];
+    if (e->type == WALK_OTHER || root_marker_impossible) {
+        if (e->type == WALK_OTHER)
+            log_info("%s: skipped (not a file, directory or symlink)", e->path);
+        return WALK_CONTINUE;
+    }
+    haul_error err = {0};
+    int rc = entry_decide(b, e, &err);
+    if (rc == -HAUL_EIO && strstr(err.msg, "index "))
+        fatal(b, &err);
+    else if (rc < 0)
+        entry_failed(b, &err);
+    return stopping(b) ? WALK_STOP : WALK_CONTINUE;
+}
+
+static void on_walk_error(const struct walk_failure *f, void *ctx)
+{
+    struct backup *b = ctx;
+    haul_error err = {0};
+    err_set(&err, HAUL_EIO, "%s", f->msg);
+    entry_failed(b, &err);
+}
+
+/* ---- uploading, on the worker threads ------------------------------------ */
+
+static int index_record(struct backup *b, const struct task *t, const char *etag,
+                        const char *storage_class, haul_error *err)
+{
+    struct index_entry e = {
+        .size = S_ISREG(t->st.st_mode) ? (uint64_t)t->st.st_size : 0,
+        .mtime_ns = mtime_ns(&t->st),
+        .mode = t->st.st_mode,
+        .uid = t->st.st_uid,
+        .gid = t->st.st_gid,
+    };
+    snprintf(e.key, sizeof e.key, "%s", t->key);
+    snprintf(e.etag, sizeof e.etag, "%s", etag);
+    snprintf(e.storage_class, sizeof e.storage_class, "%s", storage_class ? storage_class : "STANDARD");
+    snprintf(e.tree_hash, sizeof e.tree_hash, "%s", t->tree);
+    return index_put(b->ix, &e, err);
+}
+
+static int meta_for(const struct task *t, struct meta_encoded *m, haul_error *err)
+{
+    struct meta_extra extra = {
+        .symlink = t->kind == TASK_SYMLINK ? t->link : NULL,
+        .hardlink = t->kind == TASK_HARDLINK ? t->link : NULL,
+        .tree_sha256 = t->tree[0] ? t->tree : NULL,
+    };
+    return meta_stat_encode(&t->st, &extra, m, err);
+}
+
+/* Reads a small file whole, checking it did not change since it was seen. */
+static int small_read(struct task *t, char *buf, size_t cap, size_t *len, haul_error *err)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = pread(t->fd, buf + got, cap - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_errno(err, errno, "%s", t->path);
+        if (n == 0 || (got += (size_t)n) == cap)
+            break;
+    }
+    struct stat now;
+    if (fstat(t->fd, &now) < 0)
+        return err_errno(err, errno, "%s", t->path);
+    if (got != (size_t)t->st.st_size || now.st_size != t->st.st_size ||
+        now.st_mtim.tv_sec != t->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != t->st.st_mtim.tv_nsec)
+        return err_set(err, HAUL_EIO, "%s: changed while being read; not stored (the next run takes it)",
+                       t->path);
+    *len = got;
+    return 0;
+}
+
+static int small_upload(struct backup *b, struct task *t, char *buf, haul_error *err)
+{
+    size_t len = 0;
+    const char *body = "";
+    int rc = 0;
+    if (t->kind == TASK_FILE) {
+        rc = small_read(t, buf, b->o->small_threshold, &len, err);
+        if (rc == 0 && b->o->check_sha256 && !t->tree[0])
+            meta_treehash_buf(buf, len, t->tree);
+        body = buf;
+    } else if (t->kind == TASK_SYMLINK) {
+        body = t->link; /* s3fs's layout: the body is the target */
+        len = strlen(t->link);
+    }
+    struct meta_encoded m;
+    if (rc == 0)
+        rc = meta_for(t, &m, err);
+    if (rc < 0)
+        return rc;
+    struct s3_put_opts put = {.meta = m.items, .n_meta = m.n};
+    struct s3_object_info info = {0};
+    rc = s3_object_put(b->client, b->o->bucket, t->key, body, len, &put, &info, err);
+    if (rc == 0) {
+        atomic_fetch_add(&b->stats->bytes_uploaded, len);
+        rc = index_record(b, t, info.etag, "STANDARD", err);
+    }
+    s3_object_info_release(&info);
+    return rc;
+}
+
+static int large_upload(struct backup *b, struct task *t, haul_error *err)
+{
+    struct meta_encoded m;
+    if (b->o->check_sha256 && !t->tree[0] && tree_hash_fd(t->fd, t->tree, err) < 0)
+        return -HAUL_EIO;
+    int rc = meta_for(t, &m, err);
+    if (rc < 0)
+        return rc;
+    struct s3_put_opts put = {.meta = m.items, .n_meta = m.n, .storage_class = b->o->storage_class_large};
+    struct xfer_opts xo = b->o->xfer;
+    xo.put = &put;
+    xo.cancel = b->o->cancel;
+    xo.state_dir = b->o->state_dir;
+    xo.source_id = t->path;
+    struct xfer_result res;
+    rc = xfer_upload_fd(b->client, t->fd, b->o->bucket, t->key, &xo, &res, err);
+    struct stat now;
+    if (rc == 0 && fstat(t->fd, &now) == 0 &&
+        (now.st_mtim.tv_sec != t->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != t->st.st_mtim.tv_nsec ||
+         now.st_size != t->st.st_size))
+        /* Changed after the walk saw it: stored, but not as what was indexed.
+         * Leave it out of the index so the next run takes it again. */
+        return err_set(err, HAUL_EIO, "%s: changed while being read; the next run takes it", t->path);
+    if (rc == 0) {
+        atomic_fetch_add(&b->stats->bytes_uploaded, res.bytes);
+        rc = index_record(b, t, res.etag, b->o->storage_class_large, err);
+    }
+    return rc;
+}
+
+struct worker_ctx {
+    struct backup *b;
+    bool large;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker_ctx *w = arg;
+    struct backup *b = w->b;
+    char *buf = w->large ? NULL : malloc(b->o->small_threshold ? b->o->small_threshold : 1);
+    struct task *t;
+    while ((t = queue_pop(w->large ? b->large : b->small))) {
+        if (!stopping(b)) {
+            haul_error err = {0};
+            int rc = !w->large && !buf ? err_set(&err, HAUL_ENOMEM, "out of memory")
+                     : w->large        ? large_upload(b, t, &err)
+                                       : small_upload(b, t, buf, &err);
+            if (rc == 0) {
+                atomic_fetch_add(&b->stats->uploaded, 1);
+                if (t->kind == TASK_HARDLINK)
+                    atomic_fetch_add(&b->stats->hardlinks, 1);
+                report(b, "upload", t->key);
+            } else if (strstr(err.msg, "index ")) {
+                fatal(b, &err);
+            } else {
+                entry_failed(b, &err);
+            }
+        }
+        task_free(t);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* ---- deleting what is gone ------------------------------------------------ */
+
+struct delete_batch {
+    struct backup *b;
+    char *keys[1000];
+    size_t n;
+    haul_error *err;
+};
+
+static int delete_flush(struct delete_batch *d)
+{
+    size_t failed = 0;
+    int rc = d->n ? s3_objects_delete(d->b->client, d->b->o->bucket, (const char *const *)d->keys,
+                                      d->n, &failed, d->err)
+                  : 0;
+    for (size_t i = 0; i < d->n; i++) {
+        report(d->b, "delete", d->keys[i]);
+        free(d->keys[i]);
+    }
+    atomic_fetch_add(&d->b->stats->deleted, d->n - failed);
+    d->n = 0;
+    return rc;
+}
+
+static int delete_one(const char *key, void *ctx)
+{
+    struct delete_batch *d = ctx;
+    if (!(d->keys[d->n] = strdup(key)))
+        return err_set(d->err, HAUL_ENOMEM, "out of memory");
+    return ++d->n == 1000 ? delete_flush(d) : 0;
+}
+
+static int delete_gone(struct backup *b, haul_error *err)
+{
+    if (atomic_load(&b->stats->errors)) {
+        log_warn("--delete skipped: %llu entries could not be read, so what is gone is not certain",
+                 (unsigned long long)atomic_load(&b->stats->errors));
+        return 0;
+    }
+    struct delete_batch d = {.b = b, .err = err};
+    /* Index entries are removed as they are listed; a batch that then fails
+     * to delete leaves objects the next --delete run cannot see: flush
+     * before trusting the removal (errors end the run with that message). */
+    int rc = index_unseen_each(b->ix, delete_one, &d, true, err);
+    if (rc == 0)
+        rc = delete_flush(&d);
+    for (size_t i = 0; i < d.n; i++)
+        free(d.keys[i]);
+    return rc;
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+static int workers_start(struct backup *b, pthread_t *threads, struct worker_ctx *ctx, int n, bool large)
+{
+    int started = 0;
+    *ctx = (struct worker_ctx){b, large};
+    while (started < n && pthread_create(&threads[started], NULL, worker_main, ctx) == 0)
+        started++;
+    return started;
+}
+
+static int pipeline_run(struct backup *b, haul_error *err)
+{
+    const struct backup_opts *o = b->o;
+    int n_small = o->small_workers > 0 ? o->small_workers : 16;
+    int n_large = o->large_workers > 0 ? o->large_workers : 2;
+    pthread_t *threads = calloc((size_t)(n_small + n_large), sizeof *threads);
+    struct worker_ctx small_ctx, large_ctx;
+    if (!threads)
+        return err_set(err, HAUL_ENOMEM, "backup: out of memory");
+    int s = workers_start(b, threads, &small_ctx, n_small, false);
+    int l = workers_start(b, threads + s, &large_ctx, n_large, true);
+    struct walk_opts wo = {
+        .threads = o->walk_threads > 0 ? (unsigned)o->walk_threads : 4,
+        .one_filesystem = o->one_filesystem,
+        .filter = o->filter,
+        .entry = on_entry,
+        .error = on_walk_error,
+        .ctx = b,
+        .cancel = o->cancel,
+    };
+    struct walk_stats ws;
+    int rc = s && l ? walk_run(o->roots, o->n_roots, &wo, &ws, err)
+                    : err_set(err, HAUL_ENOMEM, "backup: cannot start worker threads");
+    queue_close(b->small);
+    queue_close(b->large);
+    for (int i = 0; i < s + l; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    return rc;
+}
+
+int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_stats *stats,
+               haul_error *err)
+{
+    memset(stats, 0, sizeof *stats);
+    struct backup b = {.client = c, .o = o, .stats = stats};
+    pthread_mutex_init(&b.lock, NULL);
+    char path[4096];
+    int rc = index_path_for(o->state_dir, s3_client_config(c)->endpoint, o->bucket, o->prefix, path,
+                            sizeof path, err);
+    if (rc == 0 && !(b.ix = index_open(path, err)))
+        rc = -HAUL_EIO;
+    if (rc == 0)
+        rc = index_run_begin(b.ix, err);
+    b.small = queue_new(SMALL_QUEUE);
+    b.large = queue_new(LARGE_QUEUE);
+    if (rc == 0 && (!b.small || !b.large))
+        rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
+    if (rc == 0)
+        rc = pipeline_run(&b, err);
+    if (rc == 0 && b.fatal.code != HAUL_OK)
+        rc = err_set(err, b.fatal.code, "%s", b.fatal.msg);
+    if (rc == 0 && o->delete_missing && !o->dry_run)
+        rc = delete_gone(&b, err);
+    if (b.ix) {
+        int crc = index_close(b.ix, err);
+        rc = rc ? rc : crc;
+    }
+    queue_free(b.small);
+    queue_free(b.large);
+    pthread_mutex_destroy(&b.lock);
+    uint64_t failed = atomic_load(&stats->errors);
+    if (rc == 0 && failed)
+        rc = err_set(err, HAUL_EIO, "%llu entr%s could not be backed up (see the messages above)",
+                     (unsigned long long)failed, failed == 1 ? "y" : "ies");
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* job/backup: a POSIX tree (or several) to a bucket, incrementally.
+ *
+ * The walk (src/walk) streams entries to a decision made on the walker
+ * thread: unchanged against the index (size, mtime to the nanosecond, mode,
+ * uid, gid; with check_sha256 also the content's tree hash) means only a
+ * stamp in the index; anything else becomes a task on one of two bounded
+ * queues.  Small files, directories and symlinks go to a pool of small-file
+ * workers (one PUT each, metadata in the same request); larger files to a
+ * few large-file workers driving the streaming engine (src/xfer), so small
+ * files never wait behind a TiB file.  The index is written only after an
+ * object is complete on the server, so a run killed midway loses nothing:
+ * the next run uploads what is missing.  Memory is bounded by the queues
+ * and the engine's buffer pool, not by the number of files. */
+#ifndef JOB_BACKUP_H
+#define JOB_BACKUP_H
+
+#include <haul/error.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "s3/s3.h"
+#include "walk/filter.h"
+#include "xfer/xfer.h"
+
+struct backup_stats {
+    atomic_uint_fast64_t files, dirs, symlinks, others; /* entries seen */
+    atomic_uint_fast64_t bytes_seen;        /* sizes of the regular files seen */
+    atomic_uint_fast64_t uploaded;          /* objects written */
+    atomic_uint_fast64_t bytes_uploaded;
+    atomic_uint_fast64_t unchanged;         /* skipped: the index says identical */
+    atomic_uint_fast64_t hardlinks;         /* later paths of a hard-linked inode */
+    atomic_uint_fast64_t deleted;           /* objects removed (--delete) */
+    atomic_uint_fast64_t errors;            /* entries that could not be backed up */
+};
+
+typedef void (*backup_line_fn)(const char *what, const char *key, void *ctx);
+
+struct backup_opts {
+    const char *const *roots;   /* directories; one root: its contents go under the
+                                   prefix; several: each under prefix + its base name */
+    size_t n_roots;
+    const char *bucket;
+    const char *prefix;         /* "" or ending with "/" */
+    uint64_t small_threshold;   /* files up to this size stay in STANDARD (128 KiB) */
+    const char *storage_class_large; /* class for larger files; NULL: the bucket default */
+    int small_workers;          /* default 16 */
+    int large_workers;          /* default 2: the disk is read sequentially */
+    int walk_threads;           /* default 4 */
+    struct xfer_opts xfer;      /* part size, workers, buffers for large files */
+    const struct walk_filter *filter;
+    bool check_sha256;          /* compare and record the SHA-256 tree hash */
+    bool dry_run;               /* decide and report, change nothing */
+    bool delete_missing;        /* remove objects whose file is gone */
+    bool one_filesystem;
+    const char *state_dir;      /* the index lives here */
+    const atomic_bool *cancel;
+    backup_line_fn line;        /* each decision ("upload", "delete", "error"), may be NULL */
+    void *line_ctx;
+};
+
+/* Runs the backup.  Returns 0 when every entry was backed up (or was
+ * unchanged); -HAUL_EIO (with err naming how many) when some entries failed
+ * (each was reported through opts->line and the log); other negative codes
+ * when the run could not start or the server refused it.  stats is filled in
+ * every case. */
+int backup_run(struct s3_client *c, const struct backup_opts *opts, struct backup_stats *stats,
+               haul_error *err);
+
+#endif
