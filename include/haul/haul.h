@@ -52,7 +52,8 @@ void haul_client_free(haul_client *client);
 haul_stream *haul_open(haul_client *client, const char *s3url, const char *mode, haul_error *err);
 
 /* Reads up to n bytes; returns the count, 0 at the end of the object, -1 on
- * error (then haul_close reports it). */
+ * error (then haul_close reports it), including a failed final check of the
+ * bytes against the object's ETag. */
 ssize_t haul_read(haul_stream *stream, void *buf, size_t n);
 
 /* Writes n bytes; returns n, or -1 when the upload has failed (haul_close

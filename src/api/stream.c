@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +31,8 @@ struct haul_stream {
     struct s3_url url;
     struct xfer_opts opts;
     atomic_bool cancel;
-    bool eof; /* the reader saw the end: the engine's result counts */
+    bool eof;    /* the reader saw the end: the engine's result counts */
+    bool joined; /* the engine thread was joined already */
     pthread_t thread;
     int rc;         /* the engine's result */
     haul_error err; /* ... and why */
@@ -79,6 +82,12 @@ void haul_client_free(haul_client *c)
 static void *engine_main(void *arg)
 {
     haul_stream *s = arg;
+    /* A reader that closes early makes the engine's writes fail with EPIPE;
+     * the signal must not kill the caller's process. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     if (s->writing)
         s->rc = xfer_upload_fd(s->client->s3, s->engine_fd, s->url.bucket, s->url.key, &s->opts,
                                &(struct xfer_result){0}, &s->err);
@@ -127,13 +136,21 @@ haul_stream *haul_open(haul_client *c, const char *s3url, const char *mode, haul
         return NULL;
     }
     s3_object_info_release(&info);
+    /* A socket pair, not a pipe: the caller writes with MSG_NOSIGNAL, so an
+     * engine that stopped gives haul_write an error, never a SIGPIPE. */
     int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) {
-        err_errno(err, errno, "haul_open %s: pipe", s3url);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
+        err_errno(err, errno, "haul_open %s: socketpair", s3url);
         stream_free(s);
         return NULL;
     }
-    fcntl(p[0], F_SETPIPE_SZ, 1 << 20); /* fewer wake-ups; best effort */
+    int bufsize = 1 << 20; /* fewer wake-ups; best effort */
+    setsockopt(p[0], SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
+    setsockopt(p[1], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
+    if (writing)
+        shutdown(p[0], SHUT_WR); /* one-way: caller -> engine */
+    else
+        shutdown(p[1], SHUT_RD); /* one-way: engine -> caller */
     s->fd = writing ? p[1] : p[0];
     s->engine_fd = writing ? p[0] : p[1];
     if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
@@ -152,8 +169,15 @@ ssize_t haul_read(haul_stream *s, void *buf, size_t n)
         return -1;
     for (;;) {
         ssize_t r = read(s->fd, buf, n);
-        if (r == 0 && n > 0)
+        if (r == 0 && n > 0 && !s->eof) {
+            /* The engine closed its end: it has finished.  An engine that
+             * failed (even at the final ETag check) is an error here too. */
             s->eof = true;
+            pthread_join(s->thread, NULL);
+            s->joined = true;
+            if (s->rc < 0)
+                return -1;
+        }
         if (r >= 0 || errno != EINTR)
             return r;
     }
@@ -165,7 +189,7 @@ ssize_t haul_write(haul_stream *s, const void *buf, size_t n)
         return -1;
     size_t done = 0;
     while (done < n) {
-        ssize_t w = write(s->fd, (const char *)buf + done, n - done);
+        ssize_t w = send(s->fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
@@ -178,7 +202,8 @@ ssize_t haul_write(haul_stream *s, const void *buf, size_t n)
 static int stream_finish(haul_stream *s, haul_error *err)
 {
     close(s->fd);
-    pthread_join(s->thread, NULL);
+    if (!s->joined)
+        pthread_join(s->thread, NULL);
     int rc = s->rc;
     if (rc < 0 && err && err->code == HAUL_OK)
         *err = s->err;

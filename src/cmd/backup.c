@@ -269,7 +269,7 @@ int cmd_backup(int argc, char **argv)
             .small_workers = cli.small_workers, .large_workers = 2, .walk_threads = cli.walk_threads,
             .xfer = xo, .filter = filter, .check_sha256 = cli.check_sha256, .dry_run = cli.dry_run,
             .delete_missing = cli.delete_missing, .one_filesystem = cli.one_fs, .state_dir = state,
-            .line = on_line, .line_ctx = &g,
+            .line = on_line, .line_ctx = &g, .cancel = &cmd_interrupted,
         };
         struct backup_stats stats;
         struct live live = {.stats = &stats, .g = &g, .start = time(NULL)};

@@ -3,12 +3,17 @@
 #ifndef CMD_CMD_H
 #define CMD_CMD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "s3/s3.h"
 #include "xfer/xfer.h"
+
+/* Set by the first SIGINT or SIGTERM: transfers stop cleanly (uploads are
+ * aborted, temporary files removed); a second signal kills at once. */
+extern atomic_bool cmd_interrupted;
 
 /* Exit codes, documented in README.md. */
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };

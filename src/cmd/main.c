@@ -40,10 +40,22 @@ static void usage(FILE *f)
                "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
 }
 
+atomic_bool cmd_interrupted;
+
+static void on_interrupt(int sig)
+{
+    atomic_store(&cmd_interrupted, true);
+    signal(sig, SIG_DFL); /* a second one ends the process at once */
+}
+
 int main(int argc, char **argv)
 {
     /* A closed pipe (haul get ... - | head) is an error on write, not a kill. */
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

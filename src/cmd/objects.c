@@ -206,13 +206,15 @@ static int rm_flush(struct rm_batch *b)
     int rc = 0;
     if (b->n && !b->dry_run)
         rc = s3_objects_delete(b->c, b->bucket, (const char *const *)b->keys, b->n, &failed, b->err);
+    /* A request that failed as a whole deleted nothing we can vouch for. */
+    bool request_failed = rc < 0 && failed == 0;
     for (size_t i = 0; i < b->n; i++) {
-        if (b->dry_run || !b->quiet)
+        if (b->dry_run || (!b->quiet && !request_failed))
             printf("%s: s3://%s/%s\n", b->dry_run ? "(dry run) delete" : "delete", b->bucket, b->keys[i]);
         free(b->keys[i]);
     }
-    b->deleted += b->n - failed;
-    b->failed += failed;
+    b->deleted += request_failed ? 0 : b->n - failed;
+    b->failed += request_failed ? b->n : failed;
     b->n = 0;
     return rc;
 }
@@ -266,7 +268,15 @@ int cmd_rm(int argc, char **argv)
         exit_code = rc == 0 ? EXIT_OK : fail("rm", &err);
     } else if (c) {
         struct rm_batch b = {.c = c, .bucket = url.bucket, .dry_run = dry_run, .quiet = g.quiet || g.json, .err = &err};
-        rc = s3_objects_list(c, url.bucket, url.key, NULL, rm_entry, &b, &err);
+        /* "rm -r s3://b/dir" means the dir/ level, not every key starting
+         * with "dir" (dir2/, dir.txt), as aws s3 rm does. */
+        size_t klen = strlen(url.key);
+        char *prefix = malloc(klen + 2);
+        if (prefix)
+            snprintf(prefix, klen + 2, "%s%s", url.key, klen && url.key[klen - 1] != '/' ? "/" : "");
+        rc = prefix ? s3_objects_list(c, url.bucket, prefix, NULL, rm_entry, &b, &err)
+                    : err_set(&err, HAUL_ENOMEM, "out of memory");
+        free(prefix);
         if (rc == 0)
             rc = rm_flush(&b);
         for (size_t i = 0; i < b.n; i++)

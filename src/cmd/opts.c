@@ -199,6 +199,8 @@ struct s3_client *client_open(const char *cmd, const struct global_opts *g)
     log_debug("endpoint %s, region %s, profile %s", cfg.endpoint, cfg.region, cfg.profile);
     struct s3_client *c = s3_client_new(&cfg, &err);
     s3_config_release(&cfg);
+    if (c)
+        s3_client_cancel_set(c, &cmd_interrupted);
     if (!c)
         fail(cmd, &err);
     return c;
@@ -219,7 +221,10 @@ int xfer_cli_apply(const char *cmd, const struct xfer_cli *x, struct xfer_opts *
         return usage_error(cmd, "--part-size must be at least 5M (S3's minimum part size)");
     if (x->part_size > XFER_PART_MAX)
         return usage_error(cmd, "--part-size must be at most 5G (S3's maximum part size)");
+    if (x->multipart_threshold > XFER_PART_MAX)
+        return usage_error(cmd, "--multipart-threshold must be at most 5G (the largest single PUT)");
     xo->part_size = x->part_size;
+    xo->cancel = &cmd_interrupted;
     xo->multipart_threshold = x->multipart_threshold;
     xo->workers = x->workers;
     xo->buffers = x->buffers;

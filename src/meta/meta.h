@@ -14,7 +14,7 @@
  *   x-amz-meta-uid    decimal
  *   x-amz-meta-gid    decimal
  *   x-amz-meta-mtime  "<sec>" or "<sec>.<9 digits of ns>" ("1700000000.000000042")
- *   x-amz-meta-atime  the same format; only when asked (META_ATIME)
+ *   x-amz-meta-atime  the same format; only when asked (meta_extra.atime)
  *   x-amz-meta-haul-hardlink    see below
  *   x-amz-meta-haul-symlink     the symlink target, percent-encoded, when it fits
  *   x-amz-meta-haul-sparse      "1": the file had holes (fewer blocks than bytes)
@@ -133,9 +133,9 @@ struct meta_encoded {
 /* Encodes st (+ extra, may be NULL) into out, within S3's 2 KiB.  The symlink
  * target is left out when it does not fit (the object body carries it);
  * a hard-link path that does not fit is an error (store a copy instead).
- * Returns 0, or HAUL_EUSAGE naming the problem (unknown file type, ns out of
- * range, symlink target missing or on a non-link, hard link to a directory,
- * unsafe hard-link path, bad tree hash). */
+ * Returns 0, or HAUL_EUSAGE naming the problem (unknown file type, uid or gid
+ * (uid_t)-1, ns out of range, symlink target missing or on a non-link, hard
+ * link to a directory, unsafe hard-link path, bad tree hash). */
 int meta_stat_encode(const struct stat *st, const struct meta_extra *extra,
                      struct meta_encoded *out, haul_error *err);
 
@@ -172,8 +172,9 @@ struct meta_posix {
 /* Decodes user metadata (names without "x-amz-meta-", any case) into out.
  * dir_key: the object's key ends in "/" (gives the type when mode lacks it).
  * Strict: numbers without sign, spaces or stray characters, uid/gid in
- * 0..4294967294, mode <= 0177777 with a real file type, ns <= 999999999,
- * fields consistent with the type, no duplicate names.  Returns 0, or
+ * 0..4294967294, mode <= 0177777 with a real file type (or none: then, as in
+ * s3fs, the key's), at most 9 decimals of seconds, fields consistent with
+ * the type, no duplicate names; unknown names are ignored.  Returns 0, or
  * HAUL_EPROTO with a message naming the field and its value
  * ("bad metadata x-amz-meta-uid \"-5\": negative"). */
 int meta_stat_decode(const struct s3_meta *meta, size_t n, bool dir_key, struct meta_posix *out,

@@ -118,6 +118,9 @@ static int check_stat(const struct stat *st, const struct meta_extra *extra, hau
     if (!valid_type(type) || (st->st_mode & ~(mode_t)MODE_MAX))
         return err_set(err, HAUL_EUSAGE, "cannot encode mode 0%o: unknown file type or bits",
                        (unsigned)st->st_mode);
+    if (st->st_uid > ID_MAX || st->st_gid > ID_MAX)
+        return err_set(err, HAUL_EUSAGE, "cannot encode uid %u or gid %u: (uid_t)-1 is no owner",
+                       (unsigned)st->st_uid, (unsigned)st->st_gid);
     if (st->st_mtim.tv_nsec < 0 || st->st_mtim.tv_nsec >= NS_PER_S ||
         (extra->atime && (st->st_atim.tv_nsec < 0 || st->st_atim.tv_nsec >= NS_PER_S)))
         return err_set(err, HAUL_EUSAGE, "cannot encode a time with tv_nsec outside 0..999999999");

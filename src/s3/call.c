@@ -28,6 +28,7 @@ struct s3_client {
     char base_path[256];/* endpoint path, "" or "/something" */
     bool aws_host;
     atomic_long clock_skew_s; /* server time minus ours, learnt from RequestTimeTooSkewed */
+    const atomic_bool *cancel;
     atomic_uint_fast64_t requests, retries, bytes_sent, bytes_received;
 };
 
@@ -101,6 +102,10 @@ void s3_client_free(struct s3_client *c)
 }
 
 const struct s3_config *s3_client_config(const struct s3_client *c) { return &c->cfg; }
+
+void s3_client_cancel_set(struct s3_client *c, const atomic_bool *flag) { c->cancel = flag; }
+
+static bool client_canceled(const struct s3_client *c) { return c->cancel && atomic_load(c->cancel); }
 
 void s3_client_stats_get(struct s3_client *c, struct s3_client_stats *out)
 {
@@ -358,7 +363,7 @@ static int code_class(long status, const char *code)
         strcmp(code, "InvalidAccessKeyId") == 0 || strcmp(code, "AccessDenied") == 0)
         return HAUL_EAUTH;
     if (strcmp(code, "BadDigest") == 0 || strcmp(code, "XAmzContentSHA256Mismatch") == 0 ||
-        strcmp(code, "InvalidDigest") == 0)
+        strcmp(code, "InvalidDigest") == 0 || strcmp(code, "PreconditionFailed") == 0 || status == 412)
         return HAUL_EINTEGRITY;
     return HAUL_ES3;
 }
@@ -389,6 +394,7 @@ static int fail_http(const struct s3_call *call, const struct s3_error_doc *doc,
         const char *what = h->status == 404   ? "not found"
                            : h->status == 403 ? "access denied (check the credentials and bucket policy)"
                            : h->status == 301 ? "bucket is in another region (set --region)"
+                           : h->status == 412 ? "the object changed during the transfer (its ETag is no longer the one first seen)"
                                               : "unexpected answer";
         err_set(err, code, "%s %s: %s (HTTP %ld%s%s)", call->op, name, what, h->status,
                 rid[0] ? ", request id " : "", rid);
@@ -444,7 +450,9 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         struct attempt_headers h = {0};
         memcpy(h.md5, md5, sizeof md5);
         range_header(call, resume.delivered, h.range, sizeof h.range);
-        if (resume.delivered && etag_seen[0])
+        if (call->if_match && call->if_match[0])
+            snprintf(h.if_match, sizeof h.if_match, "\"%s\"", call->if_match);
+        else if (resume.delivered && etag_seen[0])
             snprintf(h.if_match, sizeof h.if_match, "\"%s\"", etag_seen);
         struct curl_slist *slist = NULL;
         if (attempt_sign(c, call, &t, payload_hash, &h) < 0 || !(slist = slist_build(&h))) {
@@ -460,6 +468,7 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         http->sink = call->sink ? resume_sink : NULL;
         http->sink_ctx = &resume;
         http->resp_cap = RESP_CAP;
+        http->cancel = call->cleanup ? NULL : c->cancel;
         int perf = http_request_perform(c->http, http);
         curl_slist_free_all(slist);
         atomic_fetch_add(&c->requests, 1);
@@ -478,6 +487,12 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
 
         bool retry;
         struct s3_error_doc doc = {0};
+        if (client_canceled(c) && !call->cleanup) {
+            char name[1200];
+            object_name(call, name, sizeof name);
+            rc = err_set(err, HAUL_ECANCELED, "%s %s: canceled", call->op, name);
+            break;
+        }
         if (perf < 0) {
             retry = !http->sink_failed && http_curl_code_retryable(http->curl_code);
             if (!retry || attempt + 1 >= (unsigned)c->cfg.max_attempts) {
@@ -561,6 +576,10 @@ int s3_call_info(const struct s3_call *call, struct s3_object_info *info)
     http_response_header(h, "content-type", info->content_type, sizeof info->content_type);
     http_response_header(h, "x-amz-restore", info->restore, sizeof info->restore);
     http_response_header(h, "x-amz-version-id", info->version_id, sizeof info->version_id);
+    char sse[64] = "";
+    http_response_header(h, "x-amz-server-side-encryption", sse, sizeof sse);
+    info->etag_not_md5 = strncmp(sse, "aws:kms", 7) == 0 ||
+                         http_response_header(h, "x-amz-server-side-encryption-customer-algorithm", NULL, 0);
     http_response_headers_each(h, "x-amz-meta-", meta_collect, info);
     return 0;
 }

@@ -27,6 +27,8 @@ struct s3_call {
     bool ranged;        /* GET: send Range for [range_off, range_off+range_len) */
     uint64_t range_off;
     uint64_t range_len; /* 0: to the end */
+    const char *if_match; /* GET: the ETag the object must still have (unquoted) */
+    bool cleanup;       /* runs even after the client was canceled (aborting an upload) */
     /* out */
     struct http_request http;
     struct strbuf storage; /* NUL-separated header names and values */

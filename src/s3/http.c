@@ -222,6 +222,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* Aborts the transfer once the caller's cancel flag is set. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const struct transfer *t = arg;
+    return t->req->cancel && atomic_load(t->req->cancel) ? 1 : 0;
+}
+
 static CURL *easy_take(struct http_engine *e)
 {
     CURL *easy = NULL;
@@ -272,6 +280,11 @@ static void easy_configure(struct http_engine *e, struct transfer *t)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
+    if (r->cancel) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     if (strncmp(r->url, "https:", 6) == 0) {
         if (e->opts.ca_bundle)
             curl_easy_setopt(c, CURLOPT_CAINFO, e->opts.ca_bundle);

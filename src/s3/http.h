@@ -7,6 +7,7 @@
 #define S3_HTTP_H
 
 #include <haul/error.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,7 @@ struct http_request {
     http_sink_fn sink;         /* 2xx body; NULL keeps it in resp_body */
     void *sink_ctx;
     size_t resp_cap;           /* most bytes kept in resp_body (error and XML bodies) */
+    const atomic_bool *cancel; /* when it becomes true the transfer is aborted (may be NULL) */
     /* out */
     long status;               /* 0 when no response arrived */
     int curl_code;             /* CURLcode */

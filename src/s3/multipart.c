@@ -1,6 +1,7 @@
 /* s3/multipart: CreateMultipartUpload, UploadPart, Complete, Abort,
  * ListParts and ListMultipartUploads. */
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "s3/call.h"
@@ -57,38 +58,71 @@ int s3_mpu_part_put(struct s3_client *c, const char *bucket, const char *key, co
     return rc;
 }
 
-int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
-                    const struct s3_completed_part *parts, size_t n, struct s3_object_info *info,
-                    haul_error *err)
+static bool error_retryable(const char *code)
 {
-    struct strbuf q = STRBUF_INIT, body = STRBUF_INIT;
-    upload_query(&q, upload_id, 0);
-    int built = s3_xml_complete_build(&body, parts, n);
+    return strcmp(code, "InternalError") == 0 || strcmp(code, "SlowDown") == 0 ||
+           strcmp(code, "ServiceUnavailable") == 0 || strcmp(code, "RequestTimeout") == 0;
+}
+
+/* One CompleteMultipartUpload request.  Returns 0 done, 1 a retryable error
+ * inside a 200 answer, <0 failed. */
+static int complete_once(struct s3_client *c, const char *bucket, const char *key, const char *query,
+                         const struct strbuf *body, char *etag, size_t cap, bool *not_md5,
+                         haul_error *err)
+{
     struct s3_call call = {.op = "CompleteMultipartUpload", .method = "POST", .bucket = bucket,
-                           .key = key, .query = strbuf_str(&q), .body = body.s,
-                           .body_len = body.len};
-    int rc = built < 0 || body.failed
-                 ? err_set(err, HAUL_EUSAGE, "CompleteMultipartUpload s3://%s/%s: cannot build the part list", bucket, key)
-                 : s3_call_run(c, &call, err);
-    char etag[128] = "";
+                           .key = key, .query = query, .body = body->s, .body_len = body->len};
+    int rc = s3_call_run(c, &call, err);
     if (rc == 0) {
+        struct s3_object_info headers;
+        s3_call_info(&call, &headers);
+        *not_md5 = headers.etag_not_md5;
+        s3_object_info_release(&headers);
         /* The server may answer 200 and still fail: the error is in the body. */
         bool is_error = false;
         struct s3_error_doc doc = {0};
         rc = s3_xml_result_etag_parse(strbuf_str(&call.http.resp_body), call.http.resp_body.len,
-                                      etag, sizeof etag, &is_error, &doc, err);
+                                      etag, cap, &is_error, &doc, err);
         if (rc == 0 && is_error)
-            rc = err_set(err, HAUL_ES3, "CompleteMultipartUpload s3://%s/%s: %s: %s", bucket, key,
-                         doc.code, doc.message);
+            rc = error_retryable(doc.code) ? 1
+                                           : err_set(err, HAUL_ES3, "CompleteMultipartUpload s3://%s/%s: %s: %s",
+                                                     bucket, key, doc.code, doc.message);
     }
     s3_call_release(&call);
+    return rc;
+}
+
+int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
+                    const struct s3_completed_part *parts, size_t n, struct s3_object_info *info,
+                    bool *completed, haul_error *err)
+{
+    struct strbuf q = STRBUF_INIT, body = STRBUF_INIT;
+    upload_query(&q, upload_id, 0);
+    int built = s3_xml_complete_build(&body, parts, n);
+    char etag[128] = "";
+    bool not_md5 = false;
+    int rc = built < 0 || body.failed
+                 ? err_set(err, HAUL_EUSAGE, "CompleteMultipartUpload s3://%s/%s: cannot build the part list", bucket, key)
+                 : 1;
+    for (int attempt = 0; rc == 1; attempt++) {
+        rc = complete_once(c, bucket, key, strbuf_str(&q), &body, etag, sizeof etag, &not_md5, err);
+        if (rc == 1 && attempt + 1 >= s3_client_config(c)->max_attempts)
+            rc = err_set(err, HAUL_ES3, "CompleteMultipartUpload s3://%s/%s: the server kept failing", bucket, key);
+        if (rc == 1) {
+            struct timespec ts = {0, (long)(100000000L << (attempt < 6 ? attempt : 6)) % 1000000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
     strbuf_release(&q);
     strbuf_release(&body);
+    if (completed)
+        *completed = rc == 0;
     if (rc == 0 && info) {
         /* Ceph RGW 16.2 answers with an empty ETag: HEAD has the right one. */
         if (etag[0]) {
             memset(info, 0, sizeof *info);
             snprintf(info->etag, sizeof info->etag, "%s", etag);
+            info->etag_not_md5 = not_md5;
         } else {
             rc = s3_object_head(c, bucket, key, info, err);
         }
@@ -102,7 +136,7 @@ int s3_mpu_abort(struct s3_client *c, const char *bucket, const char *key, const
     struct strbuf q = STRBUF_INIT;
     upload_query(&q, upload_id, 0);
     struct s3_call call = {.op = "AbortMultipartUpload", .method = "DELETE", .bucket = bucket,
-                           .key = key, .query = strbuf_str(&q)};
+                           .key = key, .query = strbuf_str(&q), .cleanup = true};
     int rc = s3_call_run(c, &call, err);
     s3_call_release(&call);
     strbuf_release(&q);

@@ -27,9 +27,16 @@ int s3_object_get(struct s3_client *c, const char *bucket, const char *key, uint
                   uint64_t length, http_sink_fn sink, void *sink_ctx, struct s3_object_info *info,
                   haul_error *err)
 {
+    return s3_object_get_match(c, bucket, key, NULL, offset, length, sink, sink_ctx, info, err);
+}
+
+int s3_object_get_match(struct s3_client *c, const char *bucket, const char *key, const char *etag,
+                        uint64_t offset, uint64_t length, http_sink_fn sink, void *sink_ctx,
+                        struct s3_object_info *info, haul_error *err)
+{
     struct s3_call call = {.op = "GetObject", .method = "GET", .bucket = bucket, .key = key,
                            .sink = sink, .sink_ctx = sink_ctx, .ranged = offset || length,
-                           .range_off = offset, .range_len = length};
+                           .range_off = offset, .range_len = length, .if_match = etag};
     int rc = s3_call_run(c, &call, err);
     if (rc == 0 && info)
         s3_call_info(&call, info);

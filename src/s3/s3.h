@@ -6,6 +6,7 @@
 #define S3_S3_H
 
 #include <haul/error.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,9 @@ struct s3_client;
 struct s3_client *s3_client_new(const struct s3_config *cfg, haul_error *err);
 void s3_client_free(struct s3_client *client);
 const struct s3_config *s3_client_config(const struct s3_client *client);
+/* Every request of the client stops (HAUL_ECANCELED, no retry) once *flag
+ * becomes true: a signal handler may set it.  NULL: never. */
+void s3_client_cancel_set(struct s3_client *client, const atomic_bool *flag);
 
 /* Counters since the client was made (for --json summaries). */
 struct s3_client_stats {
@@ -64,6 +68,7 @@ struct s3_object_info {
     char content_type[128];
     char restore[256];       /* x-amz-restore, "" when absent */
     char version_id[128];
+    bool etag_not_md5;       /* SSE-KMS or SSE-C: the ETag is not the MD5 of the data */
     struct s3_meta *meta;    /* x-amz-meta-* */
     size_t n_meta;
 };
@@ -85,6 +90,11 @@ int s3_object_put(struct s3_client *c, const char *bucket, const char *key, cons
 int s3_object_get(struct s3_client *c, const char *bucket, const char *key, uint64_t offset,
                   uint64_t length, http_sink_fn sink, void *sink_ctx, struct s3_object_info *info,
                   haul_error *err);
+/* The same, sent with If-Match: etag (unquoted) on every attempt, so ranges
+ * of a replaced object are never mixed: that is HAUL_EINTEGRITY. */
+int s3_object_get_match(struct s3_client *c, const char *bucket, const char *key, const char *etag,
+                        uint64_t offset, uint64_t length, http_sink_fn sink, void *sink_ctx,
+                        struct s3_object_info *info, haul_error *err);
 
 /* HeadObject.  A missing object is HAUL_ENOTFOUND. */
 int s3_object_head(struct s3_client *c, const char *bucket, const char *key,
@@ -117,10 +127,13 @@ int s3_mpu_part_put(struct s3_client *c, const char *bucket, const char *key, co
                     int part_number, const void *body, size_t len, const uint8_t *md5,
                     char *etag, size_t etag_cap, haul_error *err);
 /* Completes with parts in ascending order; info (may be NULL) receives the
- * object's ETag (fetched by HEAD when the server's reply has none). */
+ * object's ETag (fetched by HEAD when the server's reply has none).  An
+ * error document inside a 200 answer (InternalError, SlowDown) is retried
+ * like an error status.  *completed (may be NULL) is set once the server
+ * said the object exists, even when a later step fails. */
 int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
                     const struct s3_completed_part *parts, size_t n, struct s3_object_info *info,
-                    haul_error *err);
+                    bool *completed, haul_error *err);
 int s3_mpu_abort(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
                  haul_error *err);
 int s3_mpu_parts_list(struct s3_client *c, const char *bucket, const char *key,

@@ -155,7 +155,7 @@ static void *sender_main(void *arg)
     struct upload *u = arg;
     struct part_job *job;
     while ((job = queue_pop(u->jobs))) {
-        if (!failed(u))
+        if (!failed(u) && !canceled(u))
             part_send(u, job);
         bufpool_give(u->pool, job->buf);
         free(job);
@@ -180,7 +180,9 @@ static void composite_etag(const struct upload *u, char *out, size_t cap)
     snprintf(out, cap, "%s-%d", hex, u->n_parts);
 }
 
-static int upload_complete(struct upload *u, struct xfer_result *res, haul_error *err)
+/* Completes the upload; *completed tells whether the object now exists
+ * (after that, nothing may be aborted). */
+static int upload_complete(struct upload *u, struct xfer_result *res, bool *completed, haul_error *err)
 {
     struct s3_completed_part *list = calloc((size_t)u->n_parts, sizeof *list);
     if (!list)
@@ -191,7 +193,7 @@ static int upload_complete(struct upload *u, struct xfer_result *res, haul_error
     }
     struct s3_object_info info = {0};
     int rc = s3_mpu_complete(u->client, u->bucket, u->key, u->upload_id, list, (size_t)u->n_parts,
-                             &info, err);
+                             &info, completed, err);
     free(list);
     if (rc < 0)
         return rc;
@@ -199,12 +201,12 @@ static int upload_complete(struct upload *u, struct xfer_result *res, haul_error
     composite_etag(u, expected, sizeof expected);
     snprintf(res->etag, sizeof res->etag, "%s", info.etag);
     s3_object_info_release(&info);
-    /* Servers that encrypt with KMS report other ETags; only a well-formed
-     * composite that differs is a corruption. */
-    if (strchr(res->etag, '-') && strcmp(res->etag, expected) != 0)
+    /* With SSE-KMS or SSE-C the ETag is not an MD5; otherwise a composite
+     * that differs means the server assembled other bytes than were sent. */
+    if (!info.etag_not_md5 && strchr(res->etag, '-') && strcmp(res->etag, expected) != 0)
         return err_set(err, HAUL_EINTEGRITY,
-                       "upload s3://%s/%s: the server's ETag %s is not the %s computed from the "
-                       "parts sent",
+                       "upload s3://%s/%s: stored, but the server's ETag %s is not the %s computed "
+                       "from the parts sent: do not trust this object",
                        u->bucket, u->key, res->etag, expected);
     return 0;
 }
@@ -329,7 +331,11 @@ static bool resume_try(struct upload *u, uint64_t part_size)
                  j->upload_id, err.msg);
         free(u->server);
         u->server = NULL;
-        journal_remove(j);
+        /* Forget the journal only when that upload is surely gone. */
+        haul_error abort_err = {0};
+        if (err.code == HAUL_ENOTFOUND ||
+            s3_mpu_abort(u->client, u->bucket, u->key, j->upload_id, &abort_err) == 0)
+            journal_remove(j);
         return false;
     }
     snprintf(u->upload_id, sizeof u->upload_id, "%s", j->upload_id);
@@ -408,18 +414,24 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
         rc = err_set(err, u->err.code, "%s", u->err.msg);
     if (rc == 0)
         rc = source_unchanged(u, fd, err);
+    bool completed = false;
     if (rc == 0) {
         res->parts = u->n_parts;
         res->parts_resumed = u->n_resumed;
-        rc = upload_complete(u, res, err);
+        rc = upload_complete(u, res, &completed, err);
     }
-    if (rc < 0) {
+    bool gone = completed;
+    if (rc < 0 && !completed) {
         /* Never leave a dangling upload: its parts would be billed forever. */
         haul_error abort_err = {0};
-        if (s3_mpu_abort(u->client, u->bucket, u->key, u->upload_id, &abort_err) < 0)
-            log_warn("%s (upload id %s left behind)", abort_err.msg, u->upload_id);
+        gone = s3_mpu_abort(u->client, u->bucket, u->key, u->upload_id, &abort_err) == 0 ||
+               abort_err.code == HAUL_ENOTFOUND;
+        if (!gone)
+            log_warn("%s (upload id %s left behind; its journal is kept so a rerun resumes or aborts it)",
+                     abort_err.msg, u->upload_id);
     }
-    journal_remove(&u->journal);
+    if (gone)
+        journal_remove(&u->journal);
     return rc;
 }
 

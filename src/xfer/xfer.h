@@ -63,8 +63,10 @@ struct xfer_result {
 int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *key,
                    const struct xfer_opts *opts, struct xfer_result *res, haul_error *err);
 
-/* Downloads bucket/key into fd: at offsets with pwrite when fd is a regular
- * file (which is truncated to the object's size), in order otherwise. */
+/* Downloads bucket/key into fd, written in order from the calling thread
+ * (fd's current position: a fresh file, a pipe, or the end of what is
+ * there).  Ranges of part_size are fetched by `workers` threads into
+ * `buffers` buffers; every range carries If-Match on the ETag seen first. */
 int xfer_download_fd(struct s3_client *c, const char *bucket, const char *key, int fd,
                      const struct xfer_opts *opts, struct xfer_result *res, haul_error *err);
 

@@ -91,4 +91,20 @@ like "$ERR" "changed while being read" "a file growing during the upload: says s
 run stat "s3://$BUCKET/moving"
 is "$RC" 1 "a file growing during the upload: no object stored"
 is "$(uploads)" 0 "a file growing during the upload: upload aborted"
+# Ctrl-C (SIGINT) in the middle of an upload: the part in flight is
+# interrupted, the upload aborted, the journal removed, exit 1.
+mkfile "$SCRATCH/int" $((30 * MIB))
+echo '[{"method":"PUT","match":"partNumber=3&","action":"hang"}]' > "$RULES"
+: > "$LOG"
+"$HAUL" put $P -q --part-size 5M -j 2 --state-dir "$STATE" "$SCRATCH/int" "s3://$BUCKET/int" 2>"$SCRATCH/int.err" &
+pid=$!
+wait_for_request "partNumber=3&"; ok $? "upload reached part 3"
+kill -INT $pid; wait $pid; rc=$?
+echo '[]' > "$RULES"
+is "$rc" 1 "SIGINT: exit 1"
+like "$(cat "$SCRATCH/int.err")" "canceled" "SIGINT: says canceled"
+is "$(uploads)" 0 "SIGINT: the upload was aborted"
+run stat "s3://$BUCKET/int"
+is "$RC" 1 "SIGINT: no object"
+is "$(ls "$STATE/uploads" | grep -c '\.upload$')" 0 "SIGINT: no journal left"
 done_testing
