@@ -111,5 +111,7 @@ int cmd_mb(int argc, char **argv);
 int cmd_rb(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

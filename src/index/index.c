@@ -12,6 +12,7 @@
 
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/path.h"
 #include "util/strbuf.h"
 
 #define BATCH_WRITES 2000 /* writes per transaction */
@@ -120,9 +121,7 @@ int index_path_for(const char *state_dir, const char *endpoint, const char *buck
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/index", state_dir);
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", state_dir);
-    if ((mkdir(parent, 0700) < 0 && errno != EEXIST) || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+    if (path_mkdirs(dir, 0700) < 0)
         return err_errno(err, errno, "state directory %s", dir);
     struct strbuf id = STRBUF_INIT;
     strbuf_add(&id, endpoint, strlen(endpoint) + 1);

@@ -26,21 +26,28 @@
 #define MAX_THREADS 1024
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 
+/* What an opened directory needs.  A pending directory is only a name, so
+ * a directory with a million subdirectories costs a million names (about
+ * 80 bytes each with the node), not a million paths and stats. */
+struct dir_seen {
+    struct stat st; /* fstat of the open directory */
+    size_t path_len;
+    char path[]; /* relative to the root, NUL-terminated; "" for a root */
+};
+
 /* A directory that is pending, being read, or whose subtree is unfinished. */
 struct dir_node {
     atomic_size_t refs;      /* 1 until read (or dropped) + 1 per child node alive */
     struct dir_node *parent; /* NULL for a root; we hold one of its refs */
+    struct dir_seen *seen;   /* NULL while pending; set by the thread that opens it */
     int fd;                  /* open while read; stays open until the subtree is done if keep_fd */
     bool keep_fd;            /* set by the reader before the first child is pushed, then fixed:
                               * children may open themselves relative to fd */
     bool fd_decided;         /* the reader already chose keep_fd (reader only) */
     bool read;               /* the listing was read: dir_done is due */
-    size_t root_index;
     unsigned depth;
-    struct stat st; /* lstat when found, fstat once opened */
-    size_t path_len;
-    size_t name_off; /* the last component starts at path + name_off */
-    char path[];     /* relative to the root, NUL-terminated; "" for a root */
+    size_t root_index;
+    char name[]; /* its name in the parent directory; "" for a root */
 };
 
 /* One thread's stack of pending directories: a ring, the owner pushes and
@@ -284,31 +291,47 @@ static struct dir_node *work_get(struct walk *w, struct worker *t)
 
 /* ---- directory nodes ---- */
 
-static struct dir_node *node_new(struct dir_node *parent, size_t root_index, const char *path,
-                                 size_t path_len, size_t name_off, const struct stat *st)
+/* A pending directory named name in parent (NULL for a root). */
+static struct dir_node *node_new(struct dir_node *parent, size_t root_index, const char *name,
+                                 size_t name_len)
 {
-    struct dir_node *n = malloc(sizeof *n + path_len + 1);
+    struct dir_node *n = malloc(sizeof *n + name_len + 1);
     if (!n)
         return NULL;
     atomic_init(&n->refs, 1);
     n->parent = parent;
     if (parent)
         atomic_fetch_add(&parent->refs, 1);
+    n->seen = NULL;
     n->fd = -1;
     n->keep_fd = n->fd_decided = n->read = false;
-    n->root_index = root_index;
     n->depth = parent ? parent->depth + 1 : 0;
-    n->st = *st;
-    n->path_len = path_len;
-    n->name_off = name_off;
-    memcpy(n->path, path, path_len);
-    n->path[path_len] = '\0';
+    n->root_index = root_index;
+    memcpy(n->name, name, name_len);
+    n->name[name_len] = '\0';
     return n;
+}
+
+/* prefix "/" name (just name when prefix is ""), st zeroed. */
+static struct dir_seen *seen_new(const char *prefix, size_t prefix_len, const char *name)
+{
+    size_t name_len = strlen(name), off = prefix_len ? prefix_len + 1 : 0;
+    struct dir_seen *s = malloc(sizeof *s + off + name_len + 1);
+    if (!s)
+        return NULL;
+    memset(&s->st, 0, sizeof s->st);
+    if (off) {
+        memcpy(s->path, prefix, prefix_len);
+        s->path[prefix_len] = '/';
+    }
+    memcpy(s->path + off, name, name_len + 1);
+    s->path_len = off + name_len;
+    return s;
 }
 
 static const char *node_name(const struct dir_node *n)
 {
-    return n->parent ? n->path + n->name_off : ".";
+    return n->parent ? n->name : ".";
 }
 
 static void root_finished(struct walk *w)
@@ -329,9 +352,9 @@ static void node_release(struct walk *w, struct dir_node *n)
         struct dir_node *parent = n->parent;
         if (n->read && w->opts->dir_done && !stopping(w)) {
             struct walk_entry e = {
-                .root_index = n->root_index, .path = n->path, .path_len = n->path_len,
-                .name = node_name(n), .dirfd = -1, .depth = n->depth, .type = WALK_DIR,
-                .st = &n->st, .descend = true,
+                .root_index = n->root_index, .path = n->seen->path,
+                .path_len = n->seen->path_len, .name = node_name(n), .dirfd = -1,
+                .depth = n->depth, .type = WALK_DIR, .st = &n->seen->st, .descend = true,
             };
             if (w->opts->dir_done(&e, w->opts->ctx) == WALK_STOP)
                 stop_by_callback(w);
@@ -341,6 +364,7 @@ static void node_release(struct walk *w, struct dir_node *n)
             if (parent)
                 atomic_fetch_sub(&w->open_fds, 1);
         }
+        free(n->seen);
         free(n);
         if (!parent)
             root_finished(w);
@@ -369,7 +393,8 @@ static int parent_reopen(struct walk *w, struct worker *t, struct dir_node *n)
             size_t cap = t->chain_cap ? 2 * t->chain_cap : 64;
             struct dir_node **v = realloc(t->chain, cap * sizeof *v);
             if (!v) {
-                fail(w, t, n->root_index, n->path, n->path_len, "alloc", ENOMEM, NULL);
+                fail(w, t, n->root_index, n->seen->path, n->seen->path_len, "alloc", ENOMEM,
+                     NULL);
                 return -1;
             }
             t->chain = v;
@@ -392,12 +417,12 @@ static int parent_reopen(struct walk *w, struct worker *t, struct dir_node *n)
         if (cur != a->fd)
             close(cur);
         if (fd < 0) {
-            fail(w, t, n->root_index, c->path, c->path_len, "reopen", e, NULL);
+            fail(w, t, n->root_index, c->seen->path, c->seen->path_len, "reopen", e, NULL);
             return -1;
         }
-        if (st.st_dev != c->st.st_dev || st.st_ino != c->st.st_ino) {
+        if (st.st_dev != c->seen->st.st_dev || st.st_ino != c->seen->st.st_ino) {
             close(fd);
-            fail(w, t, n->root_index, c->path, c->path_len, "reopen", 0,
+            fail(w, t, n->root_index, c->seen->path, c->seen->path_len, "reopen", 0,
                  "directory was moved or replaced during the walk");
             return -1;
         }
@@ -410,6 +435,14 @@ static int parent_reopen(struct walk *w, struct worker *t, struct dir_node *n)
  * be read (failure reported, or a mount point under one_filesystem). */
 static int dir_open(struct walk *w, struct worker *t, struct dir_node *n)
 {
+    const struct dir_seen *ps = n->parent->seen;
+    n->seen = seen_new(ps->path, ps->path_len, n->name);
+    if (!n->seen) {
+        fail(w, t, n->root_index, ps->path, ps->path_len, "alloc", ENOMEM, NULL);
+        return -1;
+    }
+    const char *path = n->seen->path;
+    size_t path_len = n->seen->path_len;
     /* A parent without keep_fd may be closing its fd right now: never touch it. */
     bool reopened = !n->parent->keep_fd;
     int pfd = reopened ? parent_reopen(w, t, n) : n->parent->fd;
@@ -426,7 +459,7 @@ static int dir_open(struct walk *w, struct worker *t, struct dir_node *n)
         fd = -1;
     }
     if (fd < 0) {
-        fail(w, t, n->root_index, n->path, n->path_len, "open", e, NULL);
+        fail(w, t, n->root_index, path, path_len, "open", e, NULL);
         return -1;
     }
     /* An automount point shows its own st_dev only once opened. */
@@ -435,14 +468,14 @@ static int dir_open(struct walk *w, struct worker *t, struct dir_node *n)
         return -1;
     }
     for (const struct dir_node *p = n->parent; p; p = p->parent) {
-        if (p->st.st_dev == st.st_dev && p->st.st_ino == st.st_ino) {
+        if (p->seen->st.st_dev == st.st_dev && p->seen->st.st_ino == st.st_ino) {
             close(fd);
-            fail(w, t, n->root_index, n->path, n->path_len, "open", ELOOP,
+            fail(w, t, n->root_index, path, path_len, "open", ELOOP,
                  "directory is its own ancestor (bind mount loop?)");
             return -1;
         }
     }
-    n->st = st;
+    n->seen->st = st;
     return fd;
 }
 
@@ -473,7 +506,7 @@ static void entry_visit(struct walk *w, struct worker *t, struct dir_node *n, in
     const struct walk_opts *o = w->opts;
     size_t name_len = strlen(name), len = off + name_len;
     if (reserve(&t->path, &t->path_cap, len + 1) != 0) {
-        fail(w, t, n->root_index, n->path, n->path_len, "alloc", ENOMEM, NULL);
+        fail(w, t, n->root_index, n->seen->path, n->seen->path_len, "alloc", ENOMEM, NULL);
         return;
     }
     memcpy(t->path + off, name, name_len + 1);
@@ -521,7 +554,7 @@ static void entry_visit(struct walk *w, struct worker *t, struct dir_node *n, in
     if (!descend || a == WALK_PRUNE)
         return;
 
-    struct dir_node *c = node_new(n, n->root_index, t->path, len, off, &st);
+    struct dir_node *c = node_new(n, n->root_index, name, name_len);
     if (!c) {
         fail(w, t, n->root_index, t->path, len, "alloc", ENOMEM, NULL);
         return;
@@ -532,7 +565,7 @@ static void entry_visit(struct walk *w, struct worker *t, struct dir_node *n, in
         n->keep_fd = fd_budget_take(w);
     }
     if (work_push(w, t, c) != 0) {
-        fail(w, t, n->root_index, c->path, c->path_len, "alloc", ENOMEM, NULL);
+        fail(w, t, n->root_index, t->path, len, "alloc", ENOMEM, NULL);
         node_release(w, c);
     }
 }
@@ -540,25 +573,27 @@ static void entry_visit(struct walk *w, struct worker *t, struct dir_node *n, in
 /* Reads directory n (open as fd), reporting every entry. */
 static void dir_read(struct walk *w, struct worker *t, struct dir_node *n, int fd)
 {
+    const char *path = n->seen->path;
+    size_t path_len = n->seen->path_len;
     int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
         int e = errno;
         if (dfd >= 0)
             close(dfd);
-        fail(w, t, n->root_index, n->path, n->path_len, "readdir", e, NULL);
+        fail(w, t, n->root_index, path, path_len, "readdir", e, NULL);
         return;
     }
     n->read = true;
-    size_t off = n->path_len ? n->path_len + 1 : 0;
+    size_t off = path_len ? path_len + 1 : 0;
     if (reserve(&t->path, &t->path_cap, off + 1) != 0) {
         closedir(d);
-        fail(w, t, n->root_index, n->path, n->path_len, "alloc", ENOMEM, NULL);
+        fail(w, t, n->root_index, path, path_len, "alloc", ENOMEM, NULL);
         return;
     }
     if (off) {
-        memcpy(t->path, n->path, n->path_len);
-        t->path[n->path_len] = '/';
+        memcpy(t->path, path, path_len);
+        t->path[path_len] = '/';
     }
     while (!stopping(w)) {
         errno = 0;
@@ -566,7 +601,7 @@ static void dir_read(struct walk *w, struct worker *t, struct dir_node *n, int f
         if (!de) {
             if (errno) {
                 int e = errno;
-                fail(w, t, n->root_index, n->path, n->path_len, "readdir", e, NULL);
+                fail(w, t, n->root_index, path, path_len, "readdir", e, NULL);
             }
             break;
         }
@@ -585,8 +620,8 @@ static void dir_walk(struct walk *w, struct worker *t, struct dir_node *n)
     if (!n->parent) {
         fd = n->fd;
         struct walk_entry e = {
-            .root_index = n->root_index, .path = n->path, .path_len = 0, .name = ".",
-            .dirfd = fd, .depth = 0, .type = WALK_DIR, .st = &n->st, .descend = true,
+            .root_index = n->root_index, .path = "", .path_len = 0, .name = ".",
+            .dirfd = fd, .depth = 0, .type = WALK_DIR, .st = &n->seen->st, .descend = true,
         };
         enum walk_action a = w->opts->entry(&e, w->opts->ctx);
         t->stats.dirs++;
@@ -663,12 +698,17 @@ int walk_run(const char *const *roots, size_t n_roots, const struct walk_opts *o
             goto out;
         }
         w.roots[i] = (struct root){.path = roots[i], .dev = st.st_dev};
-        nodes[i] = node_new(NULL, i, "", 0, 0, &st);
+        nodes[i] = node_new(NULL, i, "", 0);
+        if (nodes[i] && !(nodes[i]->seen = seen_new("", 0, ""))) {
+            free(nodes[i]);
+            nodes[i] = NULL;
+        }
         if (!nodes[i]) {
             close(fd);
             rc = err_set(err, HAUL_ENOMEM, "walk %s: out of memory", roots[i]);
             goto out;
         }
+        nodes[i]->seen->st = st;
         nodes[i]->fd = fd;
         nodes[i]->keep_fd = nodes[i]->fd_decided = true;
     }
@@ -735,6 +775,7 @@ out:
         for (size_t i = 0; i < n_roots; i++) {
             if (nodes[i]) {
                 close(nodes[i]->fd);
+                free(nodes[i]->seen);
                 free(nodes[i]);
             }
         }

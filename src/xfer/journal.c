@@ -12,29 +12,15 @@
 
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/path.h"
 #include "util/strbuf.h"
-
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
 
 int journal_locate(struct journal *j, const char *state_dir, const char *endpoint,
                    const char *bucket, const char *key, const char *source_id, haul_error *err)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/uploads", state_dir);
-    if (mkdir_p(dir) < 0)
+    if (path_mkdirs(dir, 0700) < 0)
         return err_errno(err, errno, "state directory %s", dir);
     struct strbuf id = STRBUF_INIT;
     /* NUL separators: no two different uploads give the same bytes. */
