@@ -89,12 +89,13 @@ static void summary(const struct backup_stats *s, const struct global_opts *g, d
     if (g->json) {
         printf("{\"files\":%llu,\"dirs\":%llu,\"symlinks\":%llu,\"bytes_seen\":%llu,\"uploaded\":%llu,"
                "\"bytes_uploaded\":%llu,\"unchanged\":%llu,\"hardlinks\":%llu,\"deleted\":%llu,"
-               "\"skipped_special\":%llu,\"errors\":%llu,\"seconds\":%.3f,\"files_per_s\":%.1f}\n",
+               "\"skipped_special\":%llu,\"errors\":%llu,\"rescanned\":%llu,\"seconds\":%.3f,\"files_per_s\":%.1f}\n",
                (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
                (unsigned long long)s->bytes_seen, (unsigned long long)s->uploaded,
                (unsigned long long)s->bytes_uploaded, (unsigned long long)s->unchanged,
                (unsigned long long)s->hardlinks, (unsigned long long)s->deleted,
-               (unsigned long long)s->others, (unsigned long long)s->errors, secs,
+               (unsigned long long)s->others, (unsigned long long)s->errors,
+               (unsigned long long)s->rescanned, secs,
                secs > 0 ? (double)s->files / secs : 0);
     } else if (!g->quiet) {
         char up[32];
@@ -112,7 +113,7 @@ struct backup_cli {
     const char *bucketname, *storage_class_large, *state_dir, *newer, *older;
     uint64_t small_threshold;
     int small_workers, walk_threads;
-    bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy;
+    bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
     struct opt_list exclude, include;
     struct xfer_cli x;
 };
@@ -230,6 +231,7 @@ int cmd_backup(int argc, char **argv)
         {"delete-excluded", 0, OPT_FLAG, &delete_excluded, NULL, "allow --delete with filters (objects of unselected files go too)"},
         {"one-file-system", 'x', OPT_FLAG, &cli.one_fs, NULL, "do not cross into other filesystems"},
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
+        {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first (missing or stale index)"},
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[64];
@@ -269,6 +271,7 @@ int cmd_backup(int argc, char **argv)
             .small_workers = cli.small_workers, .large_workers = 2, .walk_threads = cli.walk_threads,
             .xfer = xo, .filter = filter, .check_sha256 = cli.check_sha256, .dry_run = cli.dry_run,
             .delete_missing = cli.delete_missing, .one_filesystem = cli.one_fs, .state_dir = state,
+            .rescan_remote = cli.rescan,
             .line = on_line, .line_ctx = &g, .cancel = &cmd_interrupted,
         };
         struct backup_stats stats;

@@ -485,6 +485,88 @@ static int delete_gone(struct backup *b, haul_error *err)
     return rc;
 }
 
+/* ---- rebuilding the index from the bucket -------------------------------- */
+
+struct rescan {
+    struct backup *b;
+    struct queue *keys;
+    haul_error *err;
+};
+
+/* One object's HEAD into the index, with the metadata backup wrote. */
+static void rescan_one(struct backup *b, const char *key)
+{
+    haul_error err = {0};
+    struct s3_object_info info = {0};
+    struct meta_posix m;
+    size_t n = strlen(key);
+    int rc = s3_object_head(b->client, b->o->bucket, key, &info, &err);
+    if (rc == 0)
+        rc = meta_stat_decode(info.meta, info.n_meta, n && key[n - 1] == '/', &m, &err);
+    if (rc == 0 && (m.has & (META_HAS_MODE | META_HAS_MTIME)) == (META_HAS_MODE | META_HAS_MTIME)) {
+        struct index_entry e = {
+            .size = S_ISREG(m.mode) ? info.size : 0,
+            .mtime_ns = (int64_t)m.mtime.tv_sec * 1000000000LL + m.mtime.tv_nsec,
+            .mode = m.mode, .uid = m.uid, .gid = m.gid,
+        };
+        if (m.has & META_HAS_HARDLINK)
+            e.size = 0; /* unknown: the next run re-stores the link, which is cheap */
+        snprintf(e.key, sizeof e.key, "%s", key);
+        snprintf(e.etag, sizeof e.etag, "%s", info.etag);
+        snprintf(e.storage_class, sizeof e.storage_class, "%s", info.storage_class);
+        snprintf(e.tree_hash, sizeof e.tree_hash, "%s", m.tree_sha256);
+        rc = index_put(b->ix, &e, &err);
+        if (rc == 0)
+            atomic_fetch_add(&b->stats->rescanned, 1);
+    }
+    s3_object_info_release(&info);
+    if (rc < 0)
+        log_warn("rescan: %s (the next backup uploads it again)", err.msg);
+}
+
+static void *rescan_main(void *arg)
+{
+    struct rescan *r = arg;
+    char *key;
+    while ((key = queue_pop(r->keys))) {
+        if (!stopping(r->b))
+            rescan_one(r->b, key);
+        free(key);
+    }
+    return NULL;
+}
+
+static int rescan_listed(const struct s3_list_entry *e, void *ctx)
+{
+    struct rescan *r = ctx;
+    if (e->is_prefix || memchr(e->key, '\0', e->key_len))
+        return 0;
+    char *key = strdup(e->key);
+    if (!key)
+        return err_set(r->err, HAUL_ENOMEM, "out of memory");
+    if (queue_push(r->keys, key) < 0)
+        free(key);
+    return stopping(r->b) ? -HAUL_ECANCELED : 0;
+}
+
+static int rescan_remote(struct backup *b, haul_error *err)
+{
+    struct rescan r = {b, queue_new(1024), err};
+    int n = b->o->small_workers > 0 ? b->o->small_workers : 16, started = 0;
+    pthread_t *threads = calloc((size_t)n, sizeof *threads);
+    while (r.keys && threads && started < n && pthread_create(&threads[started], NULL, rescan_main, &r) == 0)
+        started++;
+    int rc = started ? s3_objects_list(b->client, b->o->bucket, b->o->prefix, NULL, rescan_listed, &r, err)
+                     : err_set(err, HAUL_ENOMEM, "rescan: cannot start threads");
+    if (r.keys)
+        queue_close(r.keys);
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    queue_free(r.keys);
+    return rc;
+}
+
 /* ---- the run ------------------------------------------------------------------ */
 
 static int workers_start(struct backup *b, pthread_t *threads, struct worker_ctx *ctx, int n, bool large)
@@ -538,6 +620,8 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
                             sizeof path, err);
     if (rc == 0 && !(b.ix = index_open(path, err)))
         rc = -HAUL_EIO;
+    if (rc == 0 && o->rescan_remote)
+        rc = rescan_remote(&b, err);
     if (rc == 0)
         rc = index_run_begin(b.ix, err);
     b.small = queue_new(SMALL_QUEUE);

@@ -33,6 +33,7 @@ struct backup_stats {
     atomic_uint_fast64_t hardlinks;         /* later paths of a hard-linked inode */
     atomic_uint_fast64_t deleted;           /* objects removed (--delete) */
     atomic_uint_fast64_t errors;            /* entries that could not be backed up */
+    atomic_uint_fast64_t rescanned;         /* objects read back into the index */
 };
 
 typedef void (*backup_line_fn)(const char *what, const char *key, void *ctx);
@@ -53,6 +54,7 @@ struct backup_opts {
     bool check_sha256;          /* compare and record the SHA-256 tree hash */
     bool dry_run;               /* decide and report, change nothing */
     bool delete_missing;        /* remove objects whose file is gone */
+    bool rescan_remote;         /* rebuild the index from the bucket first (listing + HEADs) */
     bool one_filesystem;
     const char *state_dir;      /* the index lives here */
     const atomic_bool *cancel;

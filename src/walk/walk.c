@@ -462,7 +462,8 @@ static int dir_open(struct walk *w, struct worker *t, struct dir_node *n)
         fail(w, t, n->root_index, path, path_len, "open", e, NULL);
         return -1;
     }
-    /* An automount point shows its own st_dev only once opened. */
+    /* Checked again on the open directory: a mount can appear between the
+     * parent's fstatat and this open (an automount is triggered by the open). */
     if (w->opts->one_filesystem && st.st_dev != w->roots[n->root_index].dev) {
         close(fd);
         return -1;

@@ -28,9 +28,15 @@
  *
  * File descriptors: a directory's fd stays open while its subdirectories are
  * pending so they can be opened relative to it.  At most max_open_dirs such
- * fds are held; beyond that a subdirectory is reopened one component at a
- * time (O_NOFOLLOW, identity checked) from its nearest ancestor that holds
- * one, so a very deep tree costs time, never EMFILE. */
+ * fds are held (plus one per root, and per thread the directory it is
+ * reading, twice, and two while reopening); beyond that a subdirectory is
+ * reopened one component at a time (O_PATH|O_NOFOLLOW, each checked to be
+ * the same st_dev/st_ino as when it was read) from its nearest ancestor that
+ * holds one, so a very deep tree costs time, never EMFILE.
+ *
+ * Memory: one small node per pending directory (~80 bytes + its name) and,
+ * for each directory being read or with pending descendants, its path and
+ * struct stat.  Entries themselves are never stored. */
 #ifndef WALK_WALK_H
 #define WALK_WALK_H
 

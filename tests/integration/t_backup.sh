@@ -55,6 +55,12 @@ is "$(echo "$OUT" | grep -c GLACIER)" 2 "files over the threshold went to GLACIE
 run ls -r "s3://$BUCKET/bk/special/"
 is "$(echo "$OUT" | grep -v sparse.img | grep -c GLACIER)" 0 "small files stayed in STANDARD"
 
+# A lost index: --rescan-remote rebuilds it from the bucket, nothing is uploaded again.
+run backup --json --state-dir "$SCRATCH/fresh-state" --rescan-remote --storage-class-large GLACIER "$SRC" "s3://$BUCKET/bk"
+ok $RC "--rescan-remote with an empty state directory"
+is "$(echo "$OUT" | json_field rescanned)" $((n_files + n_dirs + n_links)) "every object was read back into the index"
+is "$(echo "$OUT" | json_field uploaded)" 1 "only the link object is stored again (its size is not in the metadata)"
+
 # Filters and --dry-run.
 run backup --state-dir "$SCRATCH/state2" --dry-run --exclude 'project-*/' --exclude '*.img' "$SRC" "s3://$BUCKET/filtered"
 like "$OUT" "upload \(dry run\): filtered/special/target.txt" "dry run lists what it would upload"

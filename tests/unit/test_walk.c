@@ -966,8 +966,8 @@ static enum walk_action vanish_hook(struct collect *c, const struct walk_entry *
                 assert_int_equal(unlinkat(e->dirfd, name, 0), 0);
         }
     }
-    if (strcmp(e->path, "gone") == 0)
-        rm_at(e->dirfd, "gone"); /* reported, then removed before it is read */
+    if (strcmp(e->path, "go\nne") == 0)
+        rm_at(e->dirfd, e->name); /* reported, then removed before it is read */
     return WALK_CONTINUE;
 }
 
@@ -983,9 +983,9 @@ static void test_vanished_entries(void **state)
             snprintf(rel, sizeof rel, "v/f%d", i);
             mk_file(b, rel, 1);
         }
-        mk_dir(b, "gone");
-        mk_file(b, "gone/x", 1);
-        mk_dir(b, "gone/y");
+        mk_dir(b, "go\nne");
+        mk_file(b, "go\nne/x", 1);
+        mk_dir(b, "go\nne/y");
         mk_file(b, "keep", 1);
         struct vanish v = {0};
         struct collect c;
@@ -996,8 +996,8 @@ static void test_vanished_entries(void **state)
         struct walk_stats st;
         assert_int_equal(walk1(b, &o, &c, &st), 0);
         assert_int_equal(st.errors, 5);
-        assert_int_equal(c.entries.n, 5); /* "", v, one v/f*, gone, keep */
-        assert_non_null(find_rec(&c.entries, 0, "gone"));
+        assert_int_equal(c.entries.n, 5); /* "", v, one v/f*, go\nne, keep */
+        assert_non_null(find_rec(&c.entries, 0, "go\nne"));
         assert_non_null(find_rec(&c.entries, 0, "keep"));
         const char *seen = NULL;
         for (size_t i = 0; i < c.entries.n; i++) {
@@ -1011,10 +1011,10 @@ static void test_vanished_entries(void **state)
             const struct fail_rec *f = &c.fails[i];
             assert_int_equal(f->errnum, ENOENT);
             assert_int_equal(f->root, 0);
-            if (strcmp(f->path, "gone") == 0) {
+            if (strcmp(f->path, "go\nne") == 0) {
                 assert_string_equal(f->op, "open");
-                char want[PATH_MAX + 64];
-                snprintf(want, sizeof want, "%s/gone: open: No such file or directory", b);
+                char want[PATH_MAX + 64]; /* one printable line */
+                snprintf(want, sizeof want, "%s/go\\x0ane: open: No such file or directory", b);
                 assert_string_equal(f->msg, want);
                 opened++;
             } else {
@@ -1028,7 +1028,7 @@ static void test_vanished_entries(void **state)
         assert_int_equal(opened, 1);
         assert_int_equal(mask, 0x3e); /* f1..f5: one seen, four vanished */
         /* The removed directory was never read: no dir_done for it. */
-        assert_null(find_rec(&c.done, 0, "gone"));
+        assert_null(find_rec(&c.done, 0, "go\nne"));
         assert_int_equal(c.done.n, 2);
         collect_release(&c);
         tmp_remove(b);
@@ -1455,6 +1455,53 @@ static void test_deep_tree_fd_budget(void **state)
     tmp_remove(b);
 }
 
+static enum walk_action move_hook(struct collect *c, const struct walk_entry *e, unsigned long n)
+{
+    (void)n;
+    const char *b = c->hook_ctx;
+    if (strcmp(e->path, "a/b/c/d") == 0) {
+        /* a/b is no longer the directory the walker opened */
+        char from[PATH_MAX], to[PATH_MAX];
+        snprintf(from, sizeof from, "%s/a/b", b);
+        snprintf(to, sizeof to, "%s/a/b2", b);
+        assert_int_equal(rename(from, to), 0);
+        mk_dir(b, "a/b");
+        mk_dir(b, "a/b/c");
+        mk_dir(b, "a/b/c/d");
+    }
+    return WALK_CONTINUE;
+}
+
+static void test_moved_during_reopen(void **state)
+{
+    (void)state;
+    char *b = tmp_make();
+    mk_dir(b, "a");
+    mk_dir(b, "a/b");
+    mk_dir(b, "a/b/c");
+    mk_dir(b, "a/b/c/d");
+    mk_file(b, "a/b/c/d/e", 0);
+    struct collect c;
+    collect_init(&c);
+    c.hook = move_hook;
+    c.hook_ctx = b;
+    struct walk_opts o = opts_for(&c, 1);
+    o.max_open_dirs = 1; /* a keeps its fd, b and c do not: d is reopened through b */
+    struct walk_stats st;
+    assert_int_equal(walk1(b, &o, &c, &st), 0);
+    static const char *const want[] = {"dir ", "dir a", "dir a/b", "dir a/b/c", "dir a/b/c/d"};
+    assert_entries(&c, 0, want, 5);
+    assert_int_equal(st.errors, 1);
+    assert_string_equal(c.fails[0].path, "a/b");
+    assert_string_equal(c.fails[0].op, "reopen");
+    assert_int_equal(c.fails[0].errnum, 0);
+    assert_non_null(strstr(c.fails[0].msg, "/a/b: reopen: directory was moved or replaced"));
+    assert_int_equal(c.done.n, 4); /* d was never read */
+    assert_null(find_rec(&c.done, 0, "a/b/c/d"));
+    collect_release(&c);
+    tmp_remove(b);
+}
+
 /* ---- filesystems: one_filesystem and a bind-mount loop ---- */
 
 static int mounts_check(const char *b, bool one_fs)
@@ -1649,6 +1696,7 @@ int main(void)
         cmocka_unit_test(test_several_roots),
         cmocka_unit_test(test_bad_roots_and_usage),
         cmocka_unit_test(test_deep_tree_fd_budget),
+        cmocka_unit_test(test_moved_during_reopen),
         cmocka_unit_test(test_one_filesystem_and_bind_loop),
         cmocka_unit_test(test_big_tree_bounded),
     };
