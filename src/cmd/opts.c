@@ -85,6 +85,7 @@ static int size_parse(const char *s, uint64_t *out)
     return 0;
 }
 
+/* By short_name when it is not 0, else by the first len bytes of name. */
 static const struct opt *opt_find(const struct opt *opts, const struct opt *globals, const char *name,
                                   size_t len, char short_name)
 {
@@ -152,7 +153,7 @@ int opts_parse(const struct command_help *help, const struct opt *opts, struct g
             o = opt_find(opts, globals, a + 2, len, 0);
             value = eq ? eq + 1 : NULL;
         } else {
-            o = a[2] ? NULL : opt_find(opts, globals, NULL, 0, a[1]);
+            o = a[2] ? NULL : opt_find(opts, globals, "", 0, a[1]);
         }
         if (!o)
             return usage_error(help->name, "unknown option '%s'", a), -1;

@@ -28,6 +28,10 @@
 
 /* ---- temporary trees ---- */
 
+/* Trees made by the running test; teardown removes what a failed assertion
+ * left behind (a 200,000-file tree must not stay in /dev/shm). */
+static char *live_tmp[4];
+
 /* $TMPDIR, else /dev/shm (tmpfs: the 200,000-file tree takes seconds there,
  * minutes on a busy disk), else /tmp. */
 static char *tmp_make(void)
@@ -41,7 +45,14 @@ static char *tmp_make(void)
     assert_int_equal(chmod(tmpl, 0755), 0); /* the dropped-uid test walks it */
     char *p = strdup(tmpl);
     assert_non_null(p);
-    return p;
+    for (size_t i = 0; i < sizeof live_tmp / sizeof *live_tmp; i++) {
+        if (!live_tmp[i]) {
+            live_tmp[i] = p;
+            return p;
+        }
+    }
+    fail_msg("more than %zu temporary trees at once", sizeof live_tmp / sizeof *live_tmp);
+    return NULL;
 }
 
 /* rm -rf relative to dirfd, by fds only (paths may exceed PATH_MAX). */
@@ -74,10 +85,28 @@ static void rm_at(int at, const char *name)
 
 static void tmp_remove(char *base)
 {
+    for (size_t i = 0; i < sizeof live_tmp / sizeof *live_tmp; i++) {
+        if (live_tmp[i] == base)
+            live_tmp[i] = NULL;
+    }
     rm_at(AT_FDCWD, base);
     struct stat st;
-    assert_int_not_equal(lstat(base, &st), 0);
+    int gone = lstat(base, &st) != 0;
     free(base);
+    assert_true(gone);
+}
+
+static int tmp_teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof live_tmp / sizeof *live_tmp; i++) {
+        if (live_tmp[i]) {
+            rm_at(AT_FDCWD, live_tmp[i]);
+            free(live_tmp[i]);
+            live_tmp[i] = NULL;
+        }
+    }
+    return 0;
 }
 
 static void mk_dir(const char *base, const char *rel)
@@ -1678,27 +1707,27 @@ static void test_big_tree_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_filter_rules),
-        cmocka_unit_test(test_filter_usage_errors),
-        cmocka_unit_test(test_tree_every_entry_once),
-        cmocka_unit_test(test_thread_counts_same_set),
-        cmocka_unit_test(test_filter_exclude_walk),
-        cmocka_unit_test(test_filter_include_walk),
-        cmocka_unit_test(test_filter_size_walk),
-        cmocka_unit_test(test_filter_time_walk),
-        cmocka_unit_test(test_vanished_entries),
-        cmocka_unit_test(test_unreadable_directory),
-        cmocka_unit_test(test_cancel_flag_from_callback),
-        cmocka_unit_test(test_cancel_by_return),
-        cmocka_unit_test(test_cancel_from_other_thread),
-        cmocka_unit_test(test_cancel_before_start),
-        cmocka_unit_test(test_prune_from_callback),
-        cmocka_unit_test(test_several_roots),
-        cmocka_unit_test(test_bad_roots_and_usage),
-        cmocka_unit_test(test_deep_tree_fd_budget),
-        cmocka_unit_test(test_moved_during_reopen),
-        cmocka_unit_test(test_one_filesystem_and_bind_loop),
-        cmocka_unit_test(test_big_tree_bounded),
+        cmocka_unit_test_teardown(test_filter_rules, tmp_teardown),
+        cmocka_unit_test_teardown(test_filter_usage_errors, tmp_teardown),
+        cmocka_unit_test_teardown(test_tree_every_entry_once, tmp_teardown),
+        cmocka_unit_test_teardown(test_thread_counts_same_set, tmp_teardown),
+        cmocka_unit_test_teardown(test_filter_exclude_walk, tmp_teardown),
+        cmocka_unit_test_teardown(test_filter_include_walk, tmp_teardown),
+        cmocka_unit_test_teardown(test_filter_size_walk, tmp_teardown),
+        cmocka_unit_test_teardown(test_filter_time_walk, tmp_teardown),
+        cmocka_unit_test_teardown(test_vanished_entries, tmp_teardown),
+        cmocka_unit_test_teardown(test_unreadable_directory, tmp_teardown),
+        cmocka_unit_test_teardown(test_cancel_flag_from_callback, tmp_teardown),
+        cmocka_unit_test_teardown(test_cancel_by_return, tmp_teardown),
+        cmocka_unit_test_teardown(test_cancel_from_other_thread, tmp_teardown),
+        cmocka_unit_test_teardown(test_cancel_before_start, tmp_teardown),
+        cmocka_unit_test_teardown(test_prune_from_callback, tmp_teardown),
+        cmocka_unit_test_teardown(test_several_roots, tmp_teardown),
+        cmocka_unit_test_teardown(test_bad_roots_and_usage, tmp_teardown),
+        cmocka_unit_test_teardown(test_deep_tree_fd_budget, tmp_teardown),
+        cmocka_unit_test_teardown(test_moved_during_reopen, tmp_teardown),
+        cmocka_unit_test_teardown(test_one_filesystem_and_bind_loop, tmp_teardown),
+        cmocka_unit_test_teardown(test_big_tree_bounded, tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
