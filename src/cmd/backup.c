@@ -1,6 +1,5 @@
 /* cmd/backup: haul backup DIR... s3://BUCKET[/PREFIX]. */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,48 +32,21 @@ static int when_parse(const char *s, time_t *out)
 
 struct live {
     struct backup_stats *stats;
-    const struct global_opts *g;
-    bool tty;
-    pthread_t thread;
-    pthread_mutex_t lock; /* guards done */
-    pthread_cond_t wake;
-    bool done;
     time_t start;
 };
 
-static void live_draw(struct live *l, bool final)
+static void live_draw(void *arg)
 {
+    struct live *l = arg;
     struct backup_stats *s = l->stats;
     char bytes[32], seen[32];
     format_size(atomic_load(&s->bytes_uploaded), bytes, sizeof bytes);
     format_size(atomic_load(&s->bytes_seen), seen, sizeof seen);
-    double secs = difftime(time(NULL), l->start);
-    fprintf(stderr, "%sscanned %llu files (%s), uploaded %llu (%s), unchanged %llu, errors %llu, %.0f s%s",
-            final ? "" : "\r\033[K", (unsigned long long)atomic_load(&s->files), seen,
+    fprintf(stderr, "scanned %llu files (%s), uploaded %llu (%s), unchanged %llu, errors %llu, %.0f s",
+            (unsigned long long)atomic_load(&s->files), seen,
             (unsigned long long)atomic_load(&s->uploaded), bytes,
             (unsigned long long)atomic_load(&s->unchanged), (unsigned long long)atomic_load(&s->errors),
-            secs, final ? "\n" : "");
-    fflush(stderr);
-}
-
-static void *live_main(void *arg)
-{
-    struct live *l = arg;
-    pthread_mutex_lock(&l->lock);
-    while (!l->done) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 500000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&l->wake, &l->lock, &until);
-        if (!l->done)
-            live_draw(l, false);
-    }
-    pthread_mutex_unlock(&l->lock);
-    return NULL;
+            difftime(time(NULL), l->start));
 }
 
 static void on_line(const char *what, const char *key, void *ctx)
@@ -181,17 +153,6 @@ static int destination(const struct backup_cli *cli, const char **pos, int *n_po
     return 0;
 }
 
-static void state_dir_pick(const char *given, char *out, size_t cap)
-{
-    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    if (given)
-        snprintf(out, cap, "%s", given);
-    else if (xdg && *xdg)
-        snprintf(out, cap, "%s/haul", xdg);
-    else
-        snprintf(out, cap, "%s/.local/state/haul", home && *home ? home : ".");
-}
-
 int cmd_backup(int argc, char **argv)
 {
     static const struct command_help help = {
@@ -264,7 +225,7 @@ int cmd_backup(int argc, char **argv)
         exit_code = policy_show(c, url.bucket, g.json, stdout, &err) == 0 ? EXIT_OK : fail("backup", &err);
     } else if (c) {
         char state[4096];
-        state_dir_pick(cli.state_dir, state, sizeof state);
+        state_dir_resolve(cli.state_dir, state, sizeof state);
         struct backup_opts o = {
             .roots = pos, .n_roots = (size_t)n_pos, .bucket = url.bucket, .prefix = url.key,
             .small_threshold = cli.small_threshold, .storage_class_large = cli.storage_class_large,
@@ -275,25 +236,14 @@ int cmd_backup(int argc, char **argv)
             .line = on_line, .line_ctx = &g, .cancel = &cmd_interrupted,
         };
         struct backup_stats stats;
-        struct live live = {.stats = &stats, .g = &g, .start = time(NULL)};
-        live.tty = isatty(STDERR_FILENO) && !g.quiet && !g.json;
-        pthread_mutex_init(&live.lock, NULL);
-        pthread_cond_init(&live.wake, NULL);
         memset(&stats, 0, sizeof stats);
-        if (live.tty && pthread_create(&live.thread, NULL, live_main, &live) != 0)
-            live.tty = false;
+        struct live live = {.stats = &stats, .start = time(NULL)};
+        struct ticker *ticker = ticker_start(live_draw, &live, !g.quiet && !g.json);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = backup_run(c, &o, &stats, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (live.tty) {
-            pthread_mutex_lock(&live.lock);
-            live.done = true;
-            pthread_cond_signal(&live.wake);
-            pthread_mutex_unlock(&live.lock);
-            pthread_join(live.thread, NULL);
-            fputs("\r\033[K", stderr);
-        }
+        ticker_stop(ticker, false);
         summary(&stats, &g, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         exit_code = rc == 0 ? EXIT_OK : fail("backup", &err);
     }

@@ -89,6 +89,19 @@ struct xfer_cli {
 int xfer_cli_apply(const char *cmd, const struct xfer_cli *x, struct xfer_opts *xo,
                    struct s3_put_opts *put, struct s3_meta *meta, int meta_cap);
 
+/* A line redrawn on stderr a few times a second while it is a terminal:
+ * draw prints it (no newline).  NULL (nothing drawn) when not enabled or
+ * not a terminal; ticker_stop(NULL) is a no-op.  keep_line: draw it once
+ * more and end it with a newline. */
+typedef void (*ticker_draw_fn)(void *ctx);
+struct ticker;
+struct ticker *ticker_start(ticker_draw_fn draw, void *ctx, bool enabled);
+void ticker_stop(struct ticker *ticker, bool keep_line);
+
+/* The state directory: given, else $XDG_STATE_HOME/haul, else
+ * ~/.local/state/haul. */
+void state_dir_resolve(const char *given, char *out, size_t cap);
+
 /* A live progress line on stderr when it is a terminal (and not quiet/json). */
 struct progress;
 struct progress *progress_start(const char *label, uint64_t total, bool enabled);

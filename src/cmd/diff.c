@@ -74,10 +74,7 @@ int cmd_diff(int argc, char **argv)
             return usage_error("diff", "%s", err.msg);
         }
     char state[4096];
-    const char *home = getenv("HOME");
-    snprintf(state, sizeof state, "%s", state_dir ? state_dir : "");
-    if (!state_dir)
-        snprintf(state, sizeof state, "%s/.local/state/haul", home && *home ? home : ".");
+    state_dir_resolve(state_dir, state, sizeof state);
     struct s3_client *c = client_open("diff", &g);
     int exit_code = EXIT_USAGE;
     if (c) {

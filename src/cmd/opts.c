@@ -304,3 +304,16 @@ void json_string(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+void state_dir_resolve(const char *given, char *out, size_t cap)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (given)
+        snprintf(out, cap, "%s", given);
+    else if (xdg && *xdg)
+        snprintf(out, cap, "%s/haul", xdg);
+    else if (home && *home)
+        snprintf(out, cap, "%s/.local/state/haul", home);
+    else
+        snprintf(out, cap, ".haul-state"); /* never a shared /tmp path another user could plant */
+}

@@ -72,18 +72,6 @@ static char *key_for(const char *key, const char *local)
     return k;
 }
 
-/* --state-dir, else $XDG_STATE_HOME/haul, else ~/.local/state/haul. */
-static void state_dir_default(const char *given, char *out, size_t cap)
-{
-    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    if (given)
-        snprintf(out, cap, "%s", given);
-    else if (xdg && *xdg)
-        snprintf(out, cap, "%s/haul", xdg);
-    else
-        snprintf(out, cap, "%s/.local/state/haul", home && *home ? home : "/tmp");
-}
-
 int cmd_put(int argc, char **argv)
 {
     static const struct command_help help = {
@@ -146,7 +134,7 @@ int cmd_put(int argc, char **argv)
     if (!(c = client_open("put", &g)))
         goto out;
     if (S_ISREG(st.st_mode) && !no_resume && realpath(pos[0], source_id)) {
-        state_dir_default(state_dir, state, sizeof state);
+        state_dir_resolve(state_dir, state, sizeof state);
         xo.state_dir = state;
         xo.source_id = source_id;
     }
