@@ -257,7 +257,7 @@ static int attempt_sign(struct s3_client *c, const struct s3_call *call, const s
         add(h, "x-amz-security-token", c->cfg.session_token);
     for (size_t i = 0; i < call->n_headers; i++)
         add(h, call->storage.s + call->header_offs[i][0], call->storage.s + call->header_offs[i][1]);
-    if (call->content_md5)
+    if (h->md5[0])
         add(h, "content-md5", h->md5);
     if (h->range[0])
         add(h, "range", h->range);
@@ -428,6 +428,7 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
     }
     char payload_hash[SHA256_HEX_LEN + 1] = SIGV4_EMPTY_SHA256;
     char md5[32] = "";
+    bool want_md5 = call->content_md5 || (call->md5_if_unsigned && c->cfg.unsigned_payload);
     if (call->body_len && !c->cfg.unsigned_payload) {
         uint8_t d[SHA256_LEN];
         hash_sha256(call->body, call->body_len, d);
@@ -435,9 +436,9 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
     } else if (call->body_len) {
         snprintf(payload_hash, sizeof payload_hash, "%s", SIGV4_UNSIGNED_PAYLOAD);
     }
-    if (call->content_md5 && call->md5_b64) {
+    if (want_md5 && call->md5_b64) {
         snprintf(md5, sizeof md5, "%s", call->md5_b64);
-    } else if (call->content_md5) {
+    } else if (want_md5) {
         uint8_t d[MD5_LEN];
         hash_md5(call->body, call->body_len, d);
         hash_base64(d, sizeof d, md5);

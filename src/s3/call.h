@@ -21,6 +21,8 @@ struct s3_call {
     const void *body;
     size_t body_len;
     bool content_md5;   /* add Content-MD5 of body (the server verifies it) */
+    bool md5_if_unsigned; /* data writes: Content-MD5 only when the payload hash is not
+                           * signed (a signed SHA-256 is already verified by the server) */
     const char *md5_b64;/* that Content-MD5 when the caller has it already */
     http_sink_fn sink;  /* 2xx body; NULL keeps it in http.resp_body */
     void *sink_ctx;

@@ -42,7 +42,7 @@ int s3_mpu_part_put(struct s3_client *c, const char *bucket, const char *key, co
     upload_query(&q, upload_id, part_number);
     struct s3_call call = {.op = "UploadPart", .method = "PUT", .bucket = bucket, .key = key,
                            .query = strbuf_str(&q), .body = body, .body_len = len,
-                           .content_md5 = true, .md5_b64 = md5 ? md5_b64 : NULL};
+                           .md5_if_unsigned = true, .md5_b64 = md5 ? md5_b64 : NULL};
     int rc = s3_call_run(c, &call, err);
     if (rc == 0) {
         struct s3_object_info info;

@@ -14,7 +14,7 @@ int s3_object_put(struct s3_client *c, const char *bucket, const char *key, cons
                   haul_error *err)
 {
     struct s3_call call = {.op = "PutObject", .method = "PUT", .bucket = bucket, .key = key,
-                           .body = body, .body_len = len, .content_md5 = true};
+                           .body = body, .body_len = len, .md5_if_unsigned = true};
     s3_call_put_opts(&call, opts);
     int rc = s3_call_run(c, &call, err);
     if (rc == 0 && info)

@@ -76,9 +76,9 @@ void s3_object_info_release(struct s3_object_info *info);
 /* The value of user metadata name, or NULL. */
 const char *s3_object_info_meta(const struct s3_object_info *info, const char *name);
 
-/* PutObject of an in-memory body, with Content-MD5 (the server verifies it)
- * and, over plain http, the SHA-256 payload hash signed.  info (may be NULL)
- * receives the ETag. */
+/* PutObject of an in-memory body, checked by the server: over plain http by
+ * the signed SHA-256 payload hash, with UNSIGNED-PAYLOAD (https) by
+ * Content-MD5.  info (may be NULL) receives the ETag. */
 int s3_object_put(struct s3_client *c, const char *bucket, const char *key, const void *body,
                   size_t len, const struct s3_put_opts *opts, struct s3_object_info *info,
                   haul_error *err);
@@ -122,7 +122,8 @@ int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
 /* Multipart uploads. */
 int s3_mpu_create(struct s3_client *c, const char *bucket, const char *key,
                   const struct s3_put_opts *opts, char *upload_id, size_t cap, haul_error *err);
-/* md5 (may be NULL: computed here) is the part's MD5, sent as Content-MD5. */
+/* Checked by the server as PutObject is.  md5 (may be NULL: computed here
+ * when needed) is the part's MD5, sent as Content-MD5 with UNSIGNED-PAYLOAD. */
 int s3_mpu_part_put(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
                     int part_number, const void *body, size_t len, const uint8_t *md5,
                     char *etag, size_t etag_cap, haul_error *err);

@@ -32,8 +32,7 @@ struct server_part {
 };
 
 struct part_done {
-    uint8_t md5[MD5_LEN];
-    char etag[128];
+    char etag[128]; /* as the server answered UploadPart */
 };
 
 struct upload {
@@ -102,7 +101,7 @@ static bool failed(struct upload *u)
     return f;
 }
 
-static int part_record(struct upload *u, int number, const uint8_t *md5, const char *etag)
+static int part_record(struct upload *u, int number, const char *etag)
 {
     pthread_mutex_lock(&u->lock);
     if (number > u->n_parts) {
@@ -115,7 +114,6 @@ static int part_record(struct upload *u, int number, const uint8_t *md5, const c
         u->parts = p;
         u->n_parts = number;
     }
-    memcpy(u->parts[number - 1].md5, md5, MD5_LEN);
     snprintf(u->parts[number - 1].etag, sizeof u->parts[number - 1].etag, "%s", etag);
     pthread_mutex_unlock(&u->lock);
     return 0;
@@ -124,10 +122,15 @@ static int part_record(struct upload *u, int number, const uint8_t *md5, const c
 static void part_send(struct upload *u, struct part_job *job)
 {
     uint8_t md5[MD5_LEN];
-    char etag[128], hex[2 * MD5_LEN + 1];
+    char etag[128], hex[2 * MD5_LEN + 1] = "";
     haul_error err = {0};
-    hash_md5(job->buf->data, job->buf->len, md5);
-    hash_hex(md5, MD5_LEN, hex);
+    /* MD5 costs as much CPU as the rest of the upload: compute it only for
+     * Content-MD5 (unsigned payloads) or to compare with a resumed part. */
+    bool need_md5 = job->server_etag || s3_client_config(u->client)->unsigned_payload;
+    if (need_md5) {
+        hash_md5(job->buf->data, job->buf->len, md5);
+        hash_hex(md5, MD5_LEN, hex);
+    }
     int rc = 0;
     if (job->server_etag && strcasecmp(job->server_etag, hex) == 0) {
         /* The interrupted run sent these very bytes already. */
@@ -137,9 +140,10 @@ static void part_send(struct upload *u, struct part_job *job)
         pthread_mutex_unlock(&u->lock);
     } else {
         rc = s3_mpu_part_put(u->client, u->bucket, u->key, u->upload_id, job->number,
-                             job->buf->data, job->buf->len, md5, etag, sizeof etag, &err);
+                             job->buf->data, job->buf->len, need_md5 ? md5 : NULL, etag, sizeof etag,
+                             &err);
     }
-    if (rc == 0 && part_record(u, job->number, md5, etag) < 0)
+    if (rc == 0 && part_record(u, job->number, etag) < 0)
         rc = err_set(&err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", u->bucket, u->key);
     if (rc < 0) {
         fail(u, &err);
@@ -163,18 +167,35 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-/* The multipart ETag S3 computes: MD5 of the parts' MD5s, "-N". */
+/* The multipart ETag S3 computes: MD5 of the parts' MD5s, "-N", from the
+ * part ETags the server acknowledged (each checked against the bytes sent,
+ * by the signed SHA-256 or Content-MD5).  "" when a part ETag is not an MD5
+ * (SSE-KMS): then nothing can be compared. */
 static void composite_etag(const struct upload *u, char *out, size_t cap)
 {
     struct hash_ctx *h = hash_md5_new();
+    out[0] = '\0';
+    if (!h)
+        return;
+    for (int i = 0; i < u->n_parts; i++) {
+        const char *e = u->parts[i].etag;
+        uint8_t md5[MD5_LEN];
+        if (strlen(e) != 2 * MD5_LEN) {
+            hash_free(h);
+            return;
+        }
+        for (int k = 0; k < MD5_LEN; k++) {
+            unsigned v;
+            if (sscanf(e + 2 * k, "%2x", &v) != 1) {
+                hash_free(h);
+                return;
+            }
+            md5[k] = (uint8_t)v;
+        }
+        hash_update(h, md5, MD5_LEN);
+    }
     uint8_t d[MD5_LEN];
     char hex[2 * MD5_LEN + 1];
-    if (!h) {
-        out[0] = '\0';
-        return;
-    }
-    for (int i = 0; i < u->n_parts; i++)
-        hash_update(h, u->parts[i].md5, MD5_LEN);
     hash_final(h, d);
     hash_hex(d, MD5_LEN, hex);
     snprintf(out, cap, "%s-%d", hex, u->n_parts);
@@ -203,10 +224,10 @@ static int upload_complete(struct upload *u, struct xfer_result *res, bool *comp
     s3_object_info_release(&info);
     /* With SSE-KMS or SSE-C the ETag is not an MD5; otherwise a composite
      * that differs means the server assembled other bytes than were sent. */
-    if (!info.etag_not_md5 && strchr(res->etag, '-') && strcmp(res->etag, expected) != 0)
+    if (!info.etag_not_md5 && expected[0] && strchr(res->etag, '-') && strcmp(res->etag, expected) != 0)
         return err_set(err, HAUL_EINTEGRITY,
-                       "upload s3://%s/%s: stored, but the server's ETag %s is not the %s computed "
-                       "from the parts sent: do not trust this object",
+                       "upload s3://%s/%s: stored, but the server's ETag %s is not the %s of the "
+                       "parts it acknowledged: do not trust this object",
                        u->bucket, u->key, res->etag, expected);
     return 0;
 }
