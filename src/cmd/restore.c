@@ -1,5 +1,4 @@
 /* cmd/restore: haul restore s3://BUCKET[/PREFIX] DIR (or --into PATH). */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,11 +15,6 @@
 
 struct live {
     struct restore_stats *stats;
-    bool tty;
-    pthread_t thread;
-    pthread_mutex_t lock; /* guards done */
-    pthread_cond_t wake;
-    bool done;
     struct timespec start;
 };
 
@@ -31,50 +25,18 @@ static double since(const struct timespec *t0)
     return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static void live_draw(struct live *l)
+static void live_draw(void *arg)
 {
+    struct live *l = arg;
     struct restore_stats *s = l->stats;
     char bytes[32];
     format_size(atomic_load(&s->bytes), bytes, sizeof bytes);
-    fprintf(stderr, "\r\033[Krestore: %llu objects listed, %llu files (%s), %llu dirs, %llu skipped, "
+    fprintf(stderr, "restore: %llu objects listed, %llu files (%s), %llu dirs, %llu skipped, "
             "%llu pending, %llu errors, %.0f s",
             (unsigned long long)atomic_load(&s->objects), (unsigned long long)atomic_load(&s->files),
             bytes, (unsigned long long)atomic_load(&s->dirs), (unsigned long long)atomic_load(&s->skipped),
             (unsigned long long)atomic_load(&s->pending), (unsigned long long)atomic_load(&s->errors),
             since(&l->start));
-    fflush(stderr);
-}
-
-static void *live_main(void *arg)
-{
-    struct live *l = arg;
-    pthread_mutex_lock(&l->lock);
-    while (!l->done) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 500000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&l->wake, &l->lock, &until);
-        if (!l->done)
-            live_draw(l);
-    }
-    pthread_mutex_unlock(&l->lock);
-    return NULL;
-}
-
-static void live_stop(struct live *l)
-{
-    if (!l->tty)
-        return;
-    pthread_mutex_lock(&l->lock);
-    l->done = true;
-    pthread_cond_signal(&l->wake);
-    pthread_mutex_unlock(&l->lock);
-    pthread_join(l->thread, NULL);
-    fputs("\r\033[K", stderr);
 }
 
 struct line_ctx {
@@ -115,25 +77,16 @@ static void summary(const struct restore_stats *s, const struct global_opts *g, 
     } else if (!g->quiet) {
         char bytes[32];
         format_size(s->bytes, bytes, sizeof bytes);
-        printf("restore: %llu files (%s), %llu dirs, %llu symlinks, %llu hard links%s%s; "
+        char specials[48] = "";
+        if (s->specials)
+            snprintf(specials, sizeof specials, ", %llu FIFOs/devices", (unsigned long long)s->specials);
+        printf("restore: %llu files (%s), %llu dirs, %llu symlinks, %llu hard links%s; "
                "%llu already restored; %llu pending; %llu errors in %.1f s -> %s\n",
                (unsigned long long)s->files, bytes, (unsigned long long)s->dirs,
-               (unsigned long long)s->symlinks, (unsigned long long)s->hardlinks,
-               s->specials ? ", specials: " : "", s->specials ? "yes" : "",
+               (unsigned long long)s->symlinks, (unsigned long long)s->hardlinks, specials,
                (unsigned long long)s->skipped, (unsigned long long)s->pending,
                (unsigned long long)s->errors, secs, target);
     }
-}
-
-static void state_dir_pick(const char *given, char *out, size_t cap)
-{
-    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    if (given)
-        snprintf(out, cap, "%s", given);
-    else if (xdg && *xdg)
-        snprintf(out, cap, "%s/haul", xdg);
-    else
-        snprintf(out, cap, "%s/.local/state/haul", home && *home ? home : "/tmp");
 }
 
 static const char *tier_parse(const char *s)
@@ -257,11 +210,11 @@ int cmd_restore(int argc, char **argv)
         return EXIT_FAILED;
     }
     char state[4096], target_shown[4200];
-    state_dir_pick(cli.state_dir, state, sizeof state);
+    state_dir_resolve(cli.state_dir, state, sizeof state);
     snprintf(target_shown, sizeof target_shown, "%s%s%s", cli.into ? cli.into : dir,
              cli.into ? "" : "/", cli.into ? "" : RESTORE_SUBDIR);
-    struct live live = {.tty = isatty(STDERR_FILENO) && !g.quiet && !g.json};
-    struct line_ctx lc = {.g = &g, .dry_run = cli.dry_run, .tty = live.tty};
+    struct line_ctx lc = {.g = &g, .dry_run = cli.dry_run,
+                          .tty = isatty(STDERR_FILENO) && !g.quiet && !g.json};
     struct restore_opts o = {
         .bucket = url.bucket, .prefix = url.key,
         .target = cli.into ? cli.into : dir, .subdir = cli.into ? NULL : RESTORE_SUBDIR,
@@ -274,16 +227,11 @@ int cmd_restore(int argc, char **argv)
     };
     struct restore_stats stats;
     memset(&stats, 0, sizeof stats);
-    live.stats = &stats;
+    struct live live = {.stats = &stats};
     clock_gettime(CLOCK_MONOTONIC, &live.start);
-    pthread_mutex_init(&live.lock, NULL);
-    pthread_cond_init(&live.wake, NULL);
-    if (live.tty && pthread_create(&live.thread, NULL, live_main, &live) != 0)
-        live.tty = false;
+    struct ticker *ticker = ticker_start(live_draw, &live, lc.tty);
     rc = restore_run(c, &o, &stats, &err);
-    live_stop(&live);
-    pthread_mutex_destroy(&live.lock);
-    pthread_cond_destroy(&live.wake);
+    ticker_stop(ticker, false);
     summary(&stats, &g, target_shown, since(&live.start));
     int exit_code = EXIT_OK;
     if (rc < 0)
