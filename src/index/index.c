@@ -119,20 +119,9 @@ int index_close(struct index *ix, haul_error *err)
 int index_path_for(const char *state_dir, const char *endpoint, const char *bucket,
                    const char *prefix, char *out, size_t cap, haul_error *err)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/index", state_dir);
-    if (path_mkdirs(dir, 0700) < 0)
-        return err_errno(err, errno, "state directory %s", dir);
-    struct strbuf id = STRBUF_INIT;
-    strbuf_add(&id, endpoint, strlen(endpoint) + 1);
-    strbuf_add(&id, bucket, strlen(bucket) + 1);
-    strbuf_add(&id, prefix, strlen(prefix) + 1);
-    uint8_t d[SHA256_LEN];
-    char hex[SHA256_HEX_LEN + 1];
-    hash_sha256(strbuf_str(&id), id.len, d);
-    hash_hex(d, sizeof d, hex);
-    strbuf_release(&id);
-    snprintf(out, cap, "%s/%.32s.sqlite", dir, hex);
+    const char *parts[] = {endpoint, bucket, prefix};
+    if (path_state_file(state_dir, "index", parts, 3, 16, ".sqlite", out, cap) < 0)
+        return err_errno(err, errno, "state directory %s/index", state_dir);
     return 0;
 }
 

@@ -18,26 +18,9 @@
 int journal_locate(struct journal *j, const char *state_dir, const char *endpoint,
                    const char *bucket, const char *key, const char *source_id, haul_error *err)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/uploads", state_dir);
-    if (path_mkdirs(dir, 0700) < 0)
-        return err_errno(err, errno, "state directory %s", dir);
-    struct strbuf id = STRBUF_INIT;
-    /* NUL separators: no two different uploads give the same bytes. */
-    strbuf_add(&id, endpoint, strlen(endpoint) + 1);
-    strbuf_add(&id, bucket, strlen(bucket) + 1);
-    strbuf_add(&id, key, strlen(key) + 1);
-    strbuf_add(&id, source_id, strlen(source_id) + 1);
-    if (id.failed) {
-        strbuf_release(&id);
-        return err_set(err, HAUL_ENOMEM, "out of memory");
-    }
-    uint8_t digest[SHA256_LEN];
-    char hex[SHA256_HEX_LEN + 1];
-    hash_sha256(id.s, id.len, digest);
-    hash_hex(digest, sizeof digest, hex);
-    strbuf_release(&id);
-    snprintf(j->path, sizeof j->path, "%s/%s.upload", dir, hex);
+    const char *parts[] = {endpoint, bucket, key, source_id};
+    if (path_state_file(state_dir, "uploads", parts, 4, SHA256_LEN, ".upload", j->path, sizeof j->path) < 0)
+        return err_errno(err, errno, "state directory %s/uploads", state_dir);
     return 0;
 }
 
