@@ -229,7 +229,7 @@ int cmd_backup(int argc, char **argv)
         struct backup_opts o = {
             .roots = pos, .n_roots = (size_t)n_pos, .bucket = url.bucket, .prefix = url.key,
             .small_threshold = cli.small_threshold, .storage_class_large = cli.storage_class_large,
-            .small_workers = cli.small_workers, .large_workers = 2, .walk_threads = cli.walk_threads,
+            .small_workers = cli.small_workers, .large_workers = 1, .walk_threads = cli.walk_threads,
             .xfer = xo, .filter = filter, .check_sha256 = cli.check_sha256, .dry_run = cli.dry_run,
             .delete_missing = cli.delete_missing, .one_filesystem = cli.one_fs, .state_dir = state,
             .rescan_remote = cli.rescan,

@@ -168,32 +168,37 @@ static int file_open(const struct walk_entry *e, haul_error *err)
     return fd;
 }
 
-static int task_fill_file(struct backup *b, struct task *t, const struct walk_entry *e,
-                          const struct index_entry *old, bool indexed, bool *unchanged,
-                          haul_error *err)
+/* Hard links: a later path of an inode becomes a link task.  Only the
+ * index is consulted: no file is opened. */
+static int task_link_check(struct backup *b, struct task *t, const struct walk_entry *e, haul_error *err)
 {
-    if (e->st->st_nlink > 1) {
-        char first[META_PATH_MAX];
-        int rc = index_link_first(b->ix, (uint64_t)e->st->st_dev, (uint64_t)e->st->st_ino, t->path,
-                                  first, sizeof first, err);
-        if (rc < 0)
-            return rc;
-        if (rc == 1) {
-            t->kind = TASK_HARDLINK;
-            t->link = strdup(first);
-            return t->link ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
-        }
-    }
+    if (e->st->st_nlink <= 1)
+        return 0;
+    char first[META_PATH_MAX];
+    int rc = index_link_first(b->ix, (uint64_t)e->st->st_dev, (uint64_t)e->st->st_ino, t->path,
+                              first, sizeof first, err);
+    if (rc <= 0)
+        return rc;
+    t->kind = TASK_HARDLINK;
+    t->link = strdup(first);
+    return t->link ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
+}
+
+/* Opens a file to upload (and with check_sha256 hashes it, which may turn
+ * out to leave it unchanged after all). */
+static int task_open(struct backup *b, struct task *t, const struct walk_entry *e,
+                     const struct index_entry *old, bool indexed, bool *unchanged, haul_error *err)
+{
     if ((t->fd = file_open(e, err)) < 0)
         return -HAUL_EIO;
-    if (b->o->check_sha256) {
-        int rc = tree_hash_fd(t->fd, t->tree, err);
-        if (rc < 0) {
-            err_prefix(err, "%s: ", t->path);
-            return rc;
-        }
-        *unchanged = indexed && *unchanged && strcmp(old->tree_hash, t->tree) == 0;
+    if (!b->o->check_sha256)
+        return 0;
+    int rc = tree_hash_fd(t->fd, t->tree, err);
+    if (rc < 0) {
+        err_prefix(err, "%s: ", t->path);
+        return rc;
     }
+    *unchanged = indexed && *unchanged && strcmp(old->tree_hash, t->tree) == 0;
     return 0;
 }
 
@@ -237,7 +242,14 @@ static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error
         return indexed;
     }
     bool unchanged = indexed && same_as_indexed(&old, e->st);
-    if (t->kind == TASK_FILE && (rc = task_fill_file(b, t, e, &old, indexed, &unchanged, err)) < 0) {
+    if (t->kind == TASK_FILE)
+        rc = task_link_check(b, t, e, err);
+    /* An unchanged file is not even opened (an open is a metadata-server
+     * round trip on Lustre, GPFS or NFS), unless its content is compared. */
+    bool open_needed = t->kind == TASK_FILE && (!unchanged || b->o->check_sha256);
+    if (rc == 0 && open_needed && (!b->o->dry_run || b->o->check_sha256))
+        rc = task_open(b, t, e, &old, indexed, &unchanged, err);
+    if (rc < 0) {
         task_free(t);
         return rc;
     }
@@ -582,7 +594,7 @@ static int pipeline_run(struct backup *b, haul_error *err)
 {
     const struct backup_opts *o = b->o;
     int n_small = o->small_workers > 0 ? o->small_workers : 16;
-    int n_large = o->large_workers > 0 ? o->large_workers : 2;
+    int n_large = o->large_workers > 0 ? o->large_workers : 1;
     pthread_t *threads = calloc((size_t)(n_small + n_large), sizeof *threads);
     struct worker_ctx small_ctx, large_ctx;
     if (!threads)

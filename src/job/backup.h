@@ -5,9 +5,10 @@
  * uid, gid; with check_sha256 also the content's tree hash) means only a
  * stamp in the index; anything else becomes a task on one of two bounded
  * queues.  Small files, directories and symlinks go to a pool of small-file
- * workers (one PUT each, metadata in the same request); larger files to a
- * few large-file workers driving the streaming engine (src/xfer), so small
- * files never wait behind a TiB file.  The index is written only after an
+ * workers (one PUT each, metadata in the same request); larger files to
+ * the large-file worker driving the streaming engine (src/xfer: one
+ * sequential reader, parts sent in parallel), so small files never wait
+ * behind a TiB file.  The index is written only after an
  * object is complete on the server, so a run killed midway loses nothing:
  * the next run uploads what is missing.  Memory is bounded by the queues
  * and the engine's buffer pool, not by the number of files. */
@@ -47,7 +48,8 @@ struct backup_opts {
     uint64_t small_threshold;   /* files up to this size stay in STANDARD (128 KiB) */
     const char *storage_class_large; /* class for larger files; NULL: the bucket default */
     int small_workers;          /* default 16 */
-    int large_workers;          /* default 2: the disk is read sequentially */
+    int large_workers;          /* files streamed at once, default 1: one sequential reader,
+                                   so memory for large files is buffers x part size */
     int walk_threads;           /* default 4 */
     struct xfer_opts xfer;      /* part size, workers, buffers for large files */
     const struct walk_filter *filter;
