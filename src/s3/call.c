@@ -306,6 +306,8 @@ static void range_header(const struct s3_call *call, uint64_t delivered, char *o
         out[0] = '\0';
 }
 
+static bool range_sent(const struct attempt_headers *h) { return h->range[0] != '\0'; }
+
 static bool status_retryable(long status, const char *code)
 {
     if (status == 500 || status == 502 || status == 503 || status == 504 || status == 429)
@@ -502,6 +504,14 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
             }
             log_info("%s s3://%s/%s: %s, retrying", call->op, call->bucket ? call->bucket : "",
                      call->key ? call->key : "", http->curl_error);
+        } else if (http->status == 200 && range_sent(&h) && call->method[0] == 'G') {
+            /* A server that ignores Range sends the whole object: never
+             * take it for the part that was asked. */
+            char name[1200];
+            object_name(call, name, sizeof name);
+            rc = err_set(err, HAUL_EPROTO, "%s %s: the server ignored the Range header (%s)", call->op,
+                         name, h.range);
+            break;
         } else if (http->status / 100 == 2) {
             rc = 0;
             break;
