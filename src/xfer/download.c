@@ -42,10 +42,12 @@ struct download {
 
 static bool canceled(const struct download *d) { return d->cancel && atomic_load(d->cancel); }
 
+/* Writes in slices of 1 MiB: on the machines measured, one 8 MiB write into
+ * the page cache cost several times what eight 1 MiB writes do. */
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = write(fd, p, n < XFER_MIB ? n : XFER_MIB);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
