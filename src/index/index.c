@@ -11,9 +11,7 @@
 #include <time.h>
 
 #include "util/err.h"
-#include "util/hash.h"
 #include "util/path.h"
-#include "util/strbuf.h"
 
 #define BATCH_WRITES 2000 /* writes per transaction */
 #define BATCH_SECONDS 2   /* ... or at most this old: a crash loses little */

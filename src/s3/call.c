@@ -480,7 +480,7 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         atomic_fetch_add(&c->bytes_sent, call->body_len);
         atomic_fetch_add(&c->bytes_received, http->body_received);
         if (!etag_seen[0] && http->status / 100 == 2)
-            http_response_header(http, "etag", etag_seen + 0, sizeof etag_seen);
+            http_response_header(http, "etag", etag_seen, sizeof etag_seen);
         if (etag_seen[0] == '"') { /* keep it unquoted */
             size_t n = strlen(etag_seen);
             memmove(etag_seen, etag_seen + 1, n);

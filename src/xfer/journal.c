@@ -13,7 +13,6 @@
 #include "util/err.h"
 #include "util/hash.h"
 #include "util/path.h"
-#include "util/strbuf.h"
 
 int journal_locate(struct journal *j, const char *state_dir, const char *endpoint,
                    const char *bucket, const char *key, const char *source_id, haul_error *err)
