@@ -62,6 +62,10 @@ struct global_opts {
  * and returns 1; on a usage error prints it and returns -1; else 0. */
 int opts_parse(const struct command_help *help, const struct opt *opts, struct global_opts *g,
                int argc, char **argv, const char **pos, int max_pos, int *n_pos);
+/* The same for a command that does not talk to S3: only the output options
+ * (--json, -q, -v, --debug, --help) are added. */
+int opts_parse_local(const struct command_help *help, const struct opt *opts, struct global_opts *g,
+                     int argc, char **argv, const char **pos, int max_pos, int *n_pos);
 /* Prints a usage error ("haul put: ...") and a pointer to --help; returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -126,5 +130,6 @@ int cmd_policy(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
 
 #endif

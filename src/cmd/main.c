@@ -19,6 +19,7 @@ static const struct subcommand subcommands[] = {
     {"backup", cmd_backup, "back up directory trees to s3://BUCKET[/PREFIX], incrementally"},
     {"restore", cmd_restore, "restore a tree from s3://BUCKET[/PREFIX] (Glacier restores included)"},
     {"diff", cmd_diff, "compare a directory tree with a backup in s3://BUCKET[/PREFIX]"},
+    {"clone", cmd_clone, "make a directory tree identical to another, in passes (copy, delete, dirtimes)"},
     {"put", cmd_put, "upload a file or stdin to s3://BUCKET/KEY"},
     {"get", cmd_get, "download s3://BUCKET/KEY to a file or stdout"},
     {"ls", cmd_ls, "list buckets, or objects under s3://BUCKET[/PREFIX]"},

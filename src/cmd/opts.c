@@ -10,7 +10,7 @@
 #include "util/err.h"
 #include "util/log.h"
 
-#define GLOBAL_OPTS(g)                                                                                    \
+#define S3_OPTS(g)                                                                                        \
     {"endpoint-url", 0, OPT_STRING, &(g)->endpoint, "URL", "S3 endpoint (default: AWS_ENDPOINT_URL, S3_ENDPOINT_URL, ~/.aws/config, AWS)"}, \
     {"region", 0, OPT_STRING, &(g)->region, "REGION", "signing region (default: AWS_REGION, ~/.aws/config, us-east-1)"}, \
     {"profile", 0, OPT_STRING, &(g)->profile, "NAME", "profile in ~/.aws/credentials and ~/.aws/config"}, \
@@ -19,20 +19,21 @@
     {"max-attempts", 0, OPT_INT, &(g)->max_attempts, "N", "tries per request, retries back off with jitter (default 5, or AWS_MAX_ATTEMPTS)"}, \
     {"connect-timeout", 0, OPT_INT, &(g)->connect_timeout_s, "SECONDS", "connection timeout (default 10)"}, \
     {"unsigned-payload", 0, OPT_FLAG, &(g)->unsigned_payload, NULL, "send UNSIGNED-PAYLOAD with Content-MD5 instead of the signed SHA-256 over plain http (for servers that need it; MD5 costs more CPU)"}, \
-    {"no-verify-ssl", 0, OPT_FLAG, &(g)->no_verify_ssl, NULL, "do not verify the server's TLS certificate"}, \
+    {"no-verify-ssl", 0, OPT_FLAG, &(g)->no_verify_ssl, NULL, "do not verify the server's TLS certificate"}
+#define OUTPUT_OPTS(g)                                                                                    \
     {"json", 0, OPT_FLAG, &(g)->json, NULL, "machine-readable output on stdout"}, \
     {"quiet", 'q', OPT_FLAG, &(g)->quiet, NULL, "no progress, no summary"}, \
     {"verbose", 'v', OPT_FLAG, &(g)->verbose, NULL, "log retries and decisions"}, \
     {"debug", 0, OPT_FLAG, &(g)->debug, NULL, "log every request"}, \
     {"help", 'h', OPT_FLAG, &(g)->help, NULL, "show this help"}
 
-static void help_print(const struct command_help *h, const struct opt *opts, const struct opt *globals)
+static void help_print(const struct command_help *h, const struct opt *opts, const struct opt *globals, bool local)
 {
     printf("usage: haul %s [OPTIONS] %s\n\n%s\n", h->name, h->usage, h->summary);
     if (h->details)
         printf("\n%s\n", h->details);
     const struct opt *tables[2] = {opts, globals};
-    const char *titles[2] = {"Options", "Connection and output options"};
+    const char *titles[2] = {"Options", local ? "Output options" : "Connection and output options"};
     for (int t = 0; t < 2; t++) {
         if (!tables[t] || tables[t][0].kind == OPT_END)
             continue;
@@ -127,10 +128,12 @@ static int opt_set(const char *cmd, const struct opt *o, const char *value)
     return 0;
 }
 
-int opts_parse(const struct command_help *help, const struct opt *opts, struct global_opts *g,
-               int argc, char **argv, const char **pos, int max_pos, int *n_pos)
+static int parse(const struct command_help *help, const struct opt *opts, struct global_opts *g, bool local,
+                 int argc, char **argv, const char **pos, int max_pos, int *n_pos)
 {
-    const struct opt globals[] = {GLOBAL_OPTS(g), {NULL, 0, OPT_END, NULL, NULL, NULL}};
+    const struct opt s3_globals[] = {S3_OPTS(g), OUTPUT_OPTS(g), {NULL, 0, OPT_END, NULL, NULL, NULL}};
+    const struct opt local_globals[] = {OUTPUT_OPTS(g), {NULL, 0, OPT_END, NULL, NULL, NULL}};
+    const struct opt *globals = local ? local_globals : s3_globals;
     *n_pos = 0;
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
@@ -166,7 +169,7 @@ int opts_parse(const struct command_help *help, const struct opt *opts, struct g
             return -1;
     }
     if (g->help) {
-        help_print(help, opts, globals);
+        help_print(help, opts, globals, local);
         return 1;
     }
     if (g->debug)
@@ -176,6 +179,18 @@ int opts_parse(const struct command_help *help, const struct opt *opts, struct g
     else if (g->quiet)
         log_level_set(LOG_ERROR);
     return 0;
+}
+
+int opts_parse(const struct command_help *help, const struct opt *opts, struct global_opts *g,
+               int argc, char **argv, const char **pos, int max_pos, int *n_pos)
+{
+    return parse(help, opts, g, false, argc, argv, pos, max_pos, n_pos);
+}
+
+int opts_parse_local(const struct command_help *help, const struct opt *opts, struct global_opts *g,
+                     int argc, char **argv, const char **pos, int max_pos, int *n_pos)
+{
+    return parse(help, opts, g, true, argc, argv, pos, max_pos, n_pos);
 }
 
 struct s3_client *client_open(const char *cmd, const struct global_opts *g)

@@ -1,0 +1,679 @@
+/* job/clone: SRC tree -> DST tree in passes (see clone.h).  The walker
+ * threads make every decision and do the copies of what they read; only
+ * ranges of large files go to the copy pool. */
+#include "job/clone.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index/linkmap.h"
+#include "job/fsops.h"
+#include "job/layout.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/path.h"
+#include "walk/walk.h"
+#include "xfer/fcopy.h"
+
+struct clone {
+    const struct clone_opts *o;
+    struct clone_stats *s;
+    int src_root, dst_root;      /* directory fds every path is resolved below */
+    char src_abs[PATH_MAX], dst_abs[PATH_MAX]; /* for the Lustre hooks (lfs takes paths) */
+    struct linkmap *links;
+    struct xfer_copy_opts copy;
+    struct fs_meta_opts meta;
+    struct timespec atime_cutoff, mtime_cutoff; /* {0,0}: filter off */
+    atomic_uint mdt_next;        /* round-robin MDT index for top-level directories */
+};
+
+static void report(struct clone *c, const char *what, const char *path, const char *msg)
+{
+    if (c->o->line)
+        c->o->line(what, path, msg, c->o->line_ctx);
+}
+
+/* One entry could not be handled: counted, reported, the pass goes on. */
+static void entry_failed(struct clone *c, const char *path, const haul_error *err)
+{
+    atomic_fetch_add(&c->s->failed, 1);
+    report(c, "error", path, err->msg);
+}
+
+static bool time_equal(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static bool time_before(struct timespec a, struct timespec b)
+{
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+/* Metadata clone keeps that differs between a SRC entry and its copy
+ * (mtime too: a symlink or a FIFO has no content to compare). */
+static bool meta_differs(const struct clone *c, const struct stat *s, const struct stat *d)
+{
+    return (s->st_mode & 07777) != (d->st_mode & 07777) || !time_equal(s->st_mtim, d->st_mtim) ||
+           (c->meta.owner && (s->st_uid != d->st_uid || s->st_gid != d->st_gid));
+}
+
+/* What DST has at path: 1 and *d filled when something is there, 0 when
+ * nothing is, <0 on error.  *pfd is its parent directory (-1 in a dry run
+ * when the parent does not exist yet either), closed by the caller with
+ * fs_parent_close. */
+static int dst_lookup(struct clone *c, const char *path, int *pfd, const char **name, struct stat *d,
+                      haul_error *err)
+{
+    haul_error open_err = {0};
+    if (c->dst_root < 0) { /* a dry run into a DST that does not exist yet */
+        *pfd = -1;
+        return 0;
+    }
+    *pfd = fs_parent_open(c->dst_root, path, name, &open_err);
+    if (*pfd < 0) {
+        if (c->o->dry_run && open_err.code == HAUL_ENOTFOUND)
+            return 0;
+        return err_set(err, open_err.code, "destination: %s", open_err.msg);
+    }
+    if (fstatat(*pfd, *name, d, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    if (errno == ENOENT)
+        return 0;
+    return err_errno(err, errno, "destination: stat");
+}
+
+/* Links the finished unnamed file tfd into place as name: directly when
+ * nothing is there (atomic, no temporary name), else under a temporary name
+ * renamed over the old copy. */
+static int tmpfile_publish(int tfd, int pfd, const char *name, bool replace, haul_error *err)
+{
+    char proc[64], tmp[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", tfd);
+    const char *target = name;
+    if (replace) {
+        fs_tmpname(tmp, sizeof tmp);
+        target = tmp;
+    }
+    int rc = linkat(AT_FDCWD, proc, pfd, target, AT_SYMLINK_FOLLOW);
+    if (rc < 0 && errno == ENOENT) /* no /proc: needs CAP_DAC_READ_SEARCH */
+        rc = linkat(tfd, "", pfd, target, AT_EMPTY_PATH);
+    if (rc < 0 && errno == EEXIST && !replace) /* appeared meanwhile */
+        return tmpfile_publish(tfd, pfd, name, true, err);
+    if (rc < 0)
+        return err_errno(err, errno, "destination: link into place");
+    if (replace && renameat(pfd, tmp, pfd, name) < 0) {
+        int saved = errno;
+        unlinkat(pfd, tmp, 0);
+        return err_errno(err, saved, "destination: rename into place");
+    }
+    return 0;
+}
+
+/* Opens a SRC file for reading without touching its atime when allowed
+ * (O_NOATIME needs ownership or CAP_FOWNER). */
+static int src_open(int dirfd, const char *name, haul_error *err)
+{
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+    int fd = openat(dirfd, name, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dirfd, name, flags);
+    if (fd < 0)
+        err_errno(err, errno, "open");
+    return fd;
+}
+
+/* Creates the file the data goes into: unnamed (O_TMPFILE) when the
+ * filesystem can, else under a temporary name (*named set, tmp filled). */
+static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint64_t size, char *tmp,
+                      size_t cap, bool *named, haul_error *err)
+{
+    *named = false;
+    if (c->o->layout.stripes && size >= c->copy.parallel_threshold) {
+        fs_tmpname(tmp, cap);
+        char src[PATH_MAX * 2], dst[PATH_MAX * 2];
+        const char *slash = strrchr(e->path, '/');
+        int dir_len = slash ? (int)(slash - e->path) : 0;
+        snprintf(src, sizeof src, "%s/%s", c->src_abs, e->path);
+        snprintf(dst, sizeof dst, "%s/%.*s%s%s", c->dst_abs, dir_len, e->path, slash ? "/" : "", tmp);
+        if (layout_file_create(src, dst, err) < 0)
+            return -1;
+        *named = true;
+        int fd = openat(pfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            err_errno(err, errno, "destination: open %s", tmp);
+            unlinkat(pfd, tmp, 0);
+        }
+        return fd;
+    }
+    int fd = openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        return err_errno(err, errno, "destination: create"), -1;
+    fs_tmpname(tmp, cap);
+    *named = true;
+    fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        err_errno(err, errno, "destination: create");
+    return fd;
+}
+
+/* Copies a regular file's bytes and metadata to DST (nothing in the way but
+ * possibly an old copy d, or an entry of another type). */
+static int file_copy(struct clone *c, const struct walk_entry *e, int pfd, const char *name, const struct stat *d,
+                     haul_error *err)
+{
+    int sfd = src_open(e->dirfd, e->name, err);
+    if (sfd < 0)
+        return -HAUL_EIO;
+    struct stat st, after;
+    int rc = 0, tfd = -1;
+    char tmp[64] = "";
+    bool named = false;
+    if (fstat(sfd, &st) < 0) {
+        rc = err_errno(err, errno, "stat");
+    } else if (!S_ISREG(st.st_mode) || st.st_ino != e->st->st_ino) {
+        rc = err_set(err, HAUL_EIO, "replaced while being copied");
+    } else if (d && S_ISDIR(d->st_mode) && fs_remove(pfd, name, err) < 0) {
+        err_prefix(err, "destination: ");
+        rc = -HAUL_EIO;
+    } else if ((tfd = dst_create(c, e, pfd, (uint64_t)st.st_size, tmp, sizeof tmp, &named, err)) < 0) {
+        rc = -HAUL_EIO;
+    } else if ((rc = xfer_file_copy(sfd, tfd, (uint64_t)st.st_size, &c->copy, err)) < 0) {
+        /* err says read/write and the errno */
+    } else if (fstat(sfd, &after) < 0 || after.st_size != st.st_size || !time_equal(after.st_mtim, st.st_mtim)) {
+        rc = err_set(err, HAUL_EIO, "changed while being copied (the next pass copies it again)");
+    } else if (c->o->fsync && fsync(tfd) < 0) {
+        rc = err_errno(err, errno, "destination: fsync");
+    } else if (fs_meta_apply(tfd, sfd, &st, &c->meta, err) < 0) {
+        err_prefix(err, "destination: ");
+        rc = -HAUL_EIO;
+    } else if (named) {
+        if (renameat(pfd, tmp, pfd, name) < 0)
+            rc = err_errno(err, errno, "destination: rename into place");
+    } else {
+        rc = tmpfile_publish(tfd, pfd, name, d && !S_ISDIR(d->st_mode), err);
+    }
+    if (rc < 0 && named)
+        unlinkat(pfd, tmp, 0);
+    if (tfd >= 0)
+        close(tfd);
+    close(sfd);
+    if (rc == 0) {
+        atomic_fetch_add(&c->s->copied, 1);
+        atomic_fetch_add(&c->s->bytes_copied, (uint64_t)st.st_size);
+    }
+    return rc;
+}
+
+/* With --checksum: are the bytes of the SRC file and its copy equal? */
+static int content_equal(const struct walk_entry *e, int pfd, const char *name, haul_error *err)
+{
+    int a = src_open(e->dirfd, e->name, err);
+    if (a < 0)
+        return -HAUL_EIO;
+    int b = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (b < 0) {
+        close(a);
+        return err_errno(err, errno, "destination: open");
+    }
+    enum { CHUNK = 1 << 20 };
+    char *x = malloc(CHUNK), *y = malloc(CHUNK);
+    int rc = x && y ? 1 : err_set(err, HAUL_ENOMEM, "out of memory");
+    while (rc == 1) {
+        ssize_t n = read(a, x, CHUNK);
+        if (n < 0) {
+            rc = err_errno(err, errno, "read");
+            break;
+        }
+        ssize_t got = 0;
+        while (got < n) {
+            ssize_t m = read(b, y + got, (size_t)(n - got));
+            if (m <= 0)
+                break;
+            got += m;
+        }
+        if (got != n || memcmp(x, y, (size_t)n) != 0)
+            rc = 0;
+        if (n == 0)
+            break;
+    }
+    free(x);
+    free(y);
+    close(a);
+    close(b);
+    return rc;
+}
+
+static bool age_filtered(struct clone *c, const struct stat *st)
+{
+    if (c->atime_cutoff.tv_sec && time_before(st->st_atim, c->atime_cutoff)) {
+        atomic_fetch_add(&c->s->skipped_atime, 1);
+        return true;
+    }
+    if (c->mtime_cutoff.tv_sec && time_before(c->mtime_cutoff, st->st_mtim)) {
+        atomic_fetch_add(&c->s->skipped_mtime, 1);
+        return true;
+    }
+    return false;
+}
+
+static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *err)
+{
+    atomic_fetch_add(&c->s->files, 1);
+    atomic_fetch_add(&c->s->bytes_seen, (uint64_t)e->st->st_size);
+    if (age_filtered(c, e->st))
+        return 0;
+    /* A later path of a hard-linked inode is linked after the walk. */
+    if (e->st->st_nlink > 1) {
+        int rc = linkmap_add(c->links, (uint64_t)e->st->st_dev, (uint64_t)e->st->st_ino, e->path, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    int pfd;
+    const char *name;
+    struct stat d;
+    int have = dst_lookup(c, e->path, &pfd, &name, &d, err);
+    if (have < 0)
+        return have;
+    int rc = 0;
+    bool same = have && S_ISREG(d.st_mode) && d.st_size == e->st->st_size &&
+                time_equal(d.st_mtim, e->st->st_mtim);
+    if (same && c->o->checksum)
+        rc = content_equal(e, pfd, name, err), same = rc == 1;
+    if (rc < 0) {
+        /* err filled */
+    } else if (same && !meta_differs(c, e->st, &d)) {
+        atomic_fetch_add(&c->s->up_to_date, 1);
+    } else if (c->o->dry_run) {
+        report(c, same ? "chmod" : "copy", e->path, NULL);
+    } else if (same) {
+        rc = fs_meta_apply_at(pfd, name, e->st, &c->meta, err);
+        if (rc == 0)
+            atomic_fetch_add(&c->s->meta_updated, 1);
+    } else {
+        rc = file_copy(c, e, pfd, name, have ? &d : NULL, err);
+        if (rc == 0)
+            report(c, "copy", e->path, NULL);
+    }
+    fs_parent_close(c->dst_root, pfd);
+    return rc < 0 ? rc : 0;
+}
+
+/* Symlinks and special files: made under a temporary name when an old entry
+ * is in the way, then renamed over it. */
+static int node_make(struct clone *c, const struct walk_entry *e, int pfd, const char *name, bool replace,
+                     haul_error *err)
+{
+    char tmp[64];
+    const char *target = name;
+    if (replace) {
+        fs_tmpname(tmp, sizeof tmp);
+        target = tmp;
+    }
+    int rc = e->type == WALK_SYMLINK ? symlinkat(e->link_target, pfd, target)
+                                     : mknodat(pfd, target, e->st->st_mode & (S_IFMT | 07777), e->st->st_rdev);
+    if (rc < 0)
+        return err_errno(err, errno, "destination: %s", e->type == WALK_SYMLINK ? "symlink" : "mknod");
+    if (fs_meta_apply_at(pfd, target, e->st, &c->meta, err) < 0 ||
+        (replace && renameat(pfd, tmp, pfd, name) < 0 && err_errno(err, errno, "destination: rename") < 0)) {
+        unlinkat(pfd, target, 0);
+        return -HAUL_EIO;
+    }
+    return 0;
+}
+
+/* Is DST's entry d already the same symlink or special file? */
+static bool node_same(const struct walk_entry *e, int pfd, const char *name, const struct stat *d)
+{
+    if ((d->st_mode & S_IFMT) != (e->st->st_mode & S_IFMT))
+        return false;
+    if (e->type != WALK_SYMLINK)
+        return d->st_rdev == e->st->st_rdev;
+    char buf[PATH_MAX + 1];
+    ssize_t n = readlinkat(pfd, name, buf, sizeof buf);
+    return n >= 0 && (size_t)n == e->link_len && memcmp(buf, e->link_target, e->link_len) == 0;
+}
+
+static int node_visit(struct clone *c, const struct walk_entry *e, haul_error *err)
+{
+    atomic_fetch_add(e->type == WALK_SYMLINK ? &c->s->symlinks : &c->s->others, 1);
+    int pfd;
+    const char *name;
+    struct stat d;
+    int have = dst_lookup(c, e->path, &pfd, &name, &d, err);
+    if (have < 0)
+        return have;
+    int rc = 0;
+    bool same = have && node_same(e, pfd, name, &d);
+    if (same && !meta_differs(c, e->st, &d)) {
+        atomic_fetch_add(&c->s->up_to_date, 1);
+    } else if (c->o->dry_run) {
+        report(c, same ? "chmod" : "copy", e->path, NULL);
+    } else if (same) {
+        if ((rc = fs_meta_apply_at(pfd, name, e->st, &c->meta, err)) == 0)
+            atomic_fetch_add(&c->s->meta_updated, 1);
+    } else {
+        if (have && S_ISDIR(d.st_mode) && (rc = fs_remove(pfd, name, err)) < 0)
+            err_prefix(err, "destination: ");
+        else if ((rc = node_make(c, e, pfd, name, have && !S_ISDIR(d.st_mode), err)) == 0) {
+            atomic_fetch_add(&c->s->copied, 1);
+            report(c, "copy", e->path, NULL);
+        }
+    }
+    fs_parent_close(c->dst_root, pfd);
+    return rc;
+}
+
+/* A directory is created (mode 0700 so it can be filled even when SRC's is
+ * read-only); its own metadata is set once everything below it is done. */
+static int dir_visit(struct clone *c, const struct walk_entry *e, haul_error *err)
+{
+    atomic_fetch_add(&c->s->dirs, 1);
+    if (!e->path[0])
+        return 0; /* the root was made before the walk */
+    int pfd;
+    const char *name;
+    struct stat d;
+    int have = dst_lookup(c, e->path, &pfd, &name, &d, err);
+    if (have < 0)
+        return have;
+    int rc = 0;
+    if (have && S_ISDIR(d.st_mode)) {
+        /* Fill a read-only directory from an earlier pass; dir_done restores it. */
+        if (!c->o->dry_run && (d.st_mode & 0700) != 0700 && fchmodat(pfd, name, (d.st_mode & 07777) | 0700, 0) < 0)
+            rc = err_errno(err, errno, "destination: chmod");
+    } else if (c->o->dry_run) {
+        report(c, "mkdir", e->path, NULL);
+    } else if (have && fs_remove(pfd, name, err) < 0) {
+        err_prefix(err, "destination: ");
+        rc = -HAUL_EIO;
+    } else if (c->o->layout.mdt_count > 1 && e->depth == 1) {
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/%s", c->dst_abs, e->path);
+        rc = layout_mkdir(path, atomic_fetch_add(&c->mdt_next, 1) % c->o->layout.mdt_count, err);
+    } else if (mkdirat(pfd, name, 0700) < 0) {
+        rc = err_errno(err, errno, "destination: mkdir");
+    }
+    if (rc == 0 && !(have && S_ISDIR(d.st_mode)) && !c->o->dry_run) {
+        atomic_fetch_add(&c->s->copied, 1);
+        report(c, "mkdir", e->path, NULL);
+    }
+    fs_parent_close(c->dst_root, pfd);
+    return rc;
+}
+
+static enum walk_action copy_entry(const struct walk_entry *e, void *ctx)
+{
+    struct clone *c = ctx;
+    haul_error err = {0};
+    int rc;
+    switch (e->type) {
+    case WALK_DIR: rc = dir_visit(c, e, &err); break;
+    case WALK_FILE: rc = file_visit(c, e, &err); break;
+    default: rc = node_visit(c, e, &err); break;
+    }
+    if (rc < 0) {
+        entry_failed(c, e->path, &err);
+        if (e->type == WALK_DIR)
+            return WALK_PRUNE; /* nothing below could be placed */
+    }
+    return WALK_CONTINUE;
+}
+
+/* Gives DST's directory SRC's metadata (all of it after a copy pass, only
+ * the times for the dirtimes pass). */
+static int dir_finish(struct clone *c, const struct walk_entry *e, bool times_only, haul_error *err)
+{
+    int dfd = fs_open_beneath(c->dst_root, e->path, O_RDONLY | O_DIRECTORY, err);
+    if (dfd < 0) {
+        err_prefix(err, "destination: ");
+        return -HAUL_EIO;
+    }
+    int rc = 0;
+    if (times_only) {
+        struct stat d;
+        struct timespec times[2] = {e->st->st_atim, e->st->st_mtim};
+        /* mtime decides: reading a directory (any walk) moves its atime. */
+        if (fstat(dfd, &d) == 0 && time_equal(d.st_mtim, e->st->st_mtim))
+            rc = 0;
+        else if (futimens(dfd, times) < 0)
+            rc = err_errno(err, errno, "destination: set times");
+        else
+            atomic_fetch_add(&c->s->dirtimes, 1);
+    } else {
+        int sfd = c->meta.xattrs ? fs_open_beneath(c->src_root, e->path, O_RDONLY | O_DIRECTORY, err) : -1;
+        if (c->meta.xattrs && sfd < 0)
+            rc = -HAUL_EIO;
+        else if (fs_meta_apply(dfd, sfd, e->st, &c->meta, err) < 0)
+            err_prefix(err, "destination: "), rc = -HAUL_EIO;
+        if (sfd >= 0)
+            close(sfd);
+    }
+    close(dfd);
+    return rc;
+}
+
+static enum walk_action copy_dir_done(const struct walk_entry *e, void *ctx)
+{
+    struct clone *c = ctx;
+    haul_error err = {0};
+    if (!c->o->dry_run && dir_finish(c, e, false, &err) < 0)
+        entry_failed(c, e->path, &err);
+    return WALK_CONTINUE;
+}
+
+static enum walk_action dirtimes_entry(const struct walk_entry *e, void *ctx)
+{
+    (void)e;
+    (void)ctx;
+    return WALK_CONTINUE;
+}
+
+static enum walk_action dirtimes_dir_done(const struct walk_entry *e, void *ctx)
+{
+    struct clone *c = ctx;
+    haul_error err = {0};
+    if (c->o->dry_run)
+        return WALK_CONTINUE;
+    if (dir_finish(c, e, true, &err) < 0) {
+        if (err.code == HAUL_ENOTFOUND)
+            log_debug("clone: dirtimes: %s: not on the destination", e->path);
+        else
+            entry_failed(c, e->path, &err);
+    }
+    return WALK_CONTINUE;
+}
+
+/* Delete pass, on DST's walk: an entry whose path SRC does not have goes.
+ * Every directory reached here exists as a directory on SRC (else it was
+ * removed whole and pruned), so looking the path up on SRC never goes
+ * through a SRC symlink. */
+static enum walk_action delete_entry(const struct walk_entry *e, void *ctx)
+{
+    struct clone *c = ctx;
+    if (!e->path[0])
+        return WALK_CONTINUE;
+    struct stat s;
+    bool keep = fstatat(c->src_root, e->path, &s, AT_SYMLINK_NOFOLLOW) == 0;
+    haul_error err = {0};
+    if (!keep && errno != ENOENT && errno != ENOTDIR) {
+        err_errno(&err, errno, "source: stat (not deleted)");
+        entry_failed(c, e->path, &err);
+        return WALK_PRUNE;
+    }
+    bool dir = e->type == WALK_DIR;
+    if (keep && (!dir || S_ISDIR(s.st_mode)))
+        return WALK_CONTINUE; /* a type change is the copy pass's job */
+    char shown[PATH_MAX];
+    snprintf(shown, sizeof shown, "%s%s", e->path, dir ? "/" : "");
+    if (!c->o->dry_run && fs_remove(e->dirfd, e->name, &err) < 0) {
+        entry_failed(c, e->path, &err);
+        return WALK_PRUNE;
+    }
+    atomic_fetch_add(&c->s->deleted, 1);
+    report(c, "delete", shown, NULL);
+    return dir ? WALK_PRUNE : WALK_CONTINUE;
+}
+
+/* After the copy walk: every later path of a hard-linked inode becomes a
+ * link to the copy of its first path. */
+static int link_one(const char *path, const char *first, void *ctx)
+{
+    struct clone *c = ctx;
+    haul_error err = {0};
+    const char *n1, *n2;
+    int p1 = fs_parent_open(c->dst_root, first, &n1, &err);
+    int p2 = p1 < 0 ? -1 : fs_parent_open(c->dst_root, path, &n2, &err);
+    struct stat a, b;
+    int rc = 0;
+    if (p1 < 0 || p2 < 0) {
+        rc = c->o->dry_run ? 1 : -1;
+    } else if (fstatat(p1, n1, &a, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(a.st_mode)) {
+        rc = c->o->dry_run ? 1 : err_set(&err, HAUL_EIO, "hard link to %s: that copy is missing", first);
+    } else if (fstatat(p2, n2, &b, AT_SYMLINK_NOFOLLOW) == 0 && b.st_dev == a.st_dev && b.st_ino == a.st_ino) {
+        atomic_fetch_add(&c->s->up_to_date, 1);
+    } else if (c->o->dry_run) {
+        rc = 1;
+    } else {
+        bool there = fstatat(p2, n2, &b, AT_SYMLINK_NOFOLLOW) == 0;
+        char tmp[64];
+        fs_tmpname(tmp, sizeof tmp);
+        if (there && S_ISDIR(b.st_mode) && fs_remove(p2, n2, &err) < 0)
+            rc = -1;
+        else if (there && !S_ISDIR(b.st_mode))
+            rc = linkat(p1, n1, p2, tmp, 0) < 0 || renameat(p2, tmp, p2, n2) < 0
+                     ? err_errno(&err, errno, "destination: link to %s", first) : 0;
+        else
+            rc = linkat(p1, n1, p2, n2, 0) < 0 ? err_errno(&err, errno, "destination: link to %s", first) : 0;
+        if (rc < 0)
+            unlinkat(p2, tmp, 0);
+        else
+            atomic_fetch_add(&c->s->hardlinks, 1);
+    }
+    if (rc == 1)
+        report(c, "link", path, NULL);
+    else if (rc < 0)
+        entry_failed(c, path, &err);
+    fs_parent_close(c->dst_root, p1);
+    fs_parent_close(c->dst_root, p2);
+    return 0;
+}
+
+static void walk_failed(const struct walk_failure *f, void *ctx)
+{
+    struct clone *c = ctx;
+    atomic_fetch_add(&c->s->failed, 1);
+    report(c, "error", f->path, f->msg);
+}
+
+static int pass_walk(struct clone *c, const char *root, walk_entry_fn entry, walk_entry_fn dir_done,
+                     haul_error *err)
+{
+    struct walk_opts wo = {
+        .threads = c->o->threads ? c->o->threads : 8,
+        .one_filesystem = c->o->one_filesystem,
+        .filter = c->o->filter,
+        .entry = entry,
+        .dir_done = dir_done,
+        .error = walk_failed,
+        .ctx = c,
+        .cancel = c->o->cancel,
+    };
+    struct walk_stats ws;
+    return walk_run(&root, 1, &wo, &ws, err);
+}
+
+static int pass_copy(struct clone *c, haul_error *err)
+{
+    int rc = pass_walk(c, c->o->src, copy_entry, copy_dir_done, err);
+    if (rc == 0)
+        rc = linkmap_each(c->links, link_one, c, err);
+    return rc;
+}
+
+/* Refuses trees inside each other: a copy would copy itself forever, a
+ * delete pass would remove the source. */
+static int roots_check(struct clone *c, haul_error *err)
+{
+    size_t ls = strlen(c->src_abs), ld = strlen(c->dst_abs);
+    if ((ld >= ls && strncmp(c->dst_abs, c->src_abs, ls) == 0 && (c->dst_abs[ls] == '/' || !c->dst_abs[ls] || ls == 1)) ||
+        (ls > ld && strncmp(c->src_abs, c->dst_abs, ld) == 0 && (c->src_abs[ld] == '/' || ld == 1)))
+        return err_set(err, HAUL_EUSAGE, "%s and %s overlap: one is inside the other", c->o->src, c->o->dst);
+    return 0;
+}
+
+static int roots_open(struct clone *c, haul_error *err)
+{
+    const struct clone_opts *o = c->o;
+    if (!realpath(o->src, c->src_abs))
+        return err_errno(err, errno, "%s", o->src);
+    if ((o->passes & CLONE_PASS_COPY) && !o->dry_run && path_mkdirs(o->dst, 0755) < 0)
+        return err_errno(err, errno, "%s: mkdir", o->dst);
+    if (!realpath(o->dst, c->dst_abs)) {
+        if (!o->dry_run || errno != ENOENT)
+            return err_errno(err, errno, "%s", o->dst);
+        snprintf(c->dst_abs, sizeof c->dst_abs, "%s", o->dst); /* a dry run into nothing */
+    }
+    if (roots_check(c, err) < 0)
+        return -HAUL_EUSAGE;
+    c->src_root = open(c->src_abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->src_root < 0)
+        return err_errno(err, errno, "%s", o->src);
+    c->dst_root = open(c->dst_abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->dst_root < 0 && !(o->dry_run && errno == ENOENT))
+        return err_errno(err, errno, "%s", o->dst);
+    return 0;
+}
+
+static void cutoffs_set(struct clone *c)
+{
+    time_t now = c->o->now ? c->o->now : time(NULL);
+    if (c->o->skip_atime_older_days)
+        c->atime_cutoff.tv_sec = now - (time_t)c->o->skip_atime_older_days * 86400;
+    if (c->o->skip_mtime_newer_secs)
+        c->mtime_cutoff.tv_sec = now - (time_t)c->o->skip_mtime_newer_secs;
+}
+
+int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error *err)
+{
+    struct clone c = {.o = o, .s = stats, .src_root = -1, .dst_root = -1};
+    c.meta.owner = geteuid() == 0;
+    c.meta.xattrs = o->xattrs;
+    c.copy.chunk = o->chunk;
+    c.copy.parallel_threshold = o->parallel_threshold ? o->parallel_threshold : 256ull << 20;
+    c.copy.cancel = o->cancel;
+    cutoffs_set(&c);
+    int rc = layout_check(&o->layout, err);
+    if (rc == 0)
+        rc = roots_open(&c, err);
+    if (rc == 0 && (o->passes & CLONE_PASS_COPY)) {
+        unsigned range_threads = o->range_threads ? o->range_threads : (o->threads ? o->threads : 8);
+        if (!(c.links = linkmap_new(err)) || !(c.copy.pool = xfer_copy_pool_new(range_threads, err)))
+            rc = -HAUL_ENOMEM;
+    }
+    if (rc == 0 && (o->passes & CLONE_PASS_COPY))
+        rc = pass_copy(&c, err);
+    if (rc == 0 && (o->passes & CLONE_PASS_DELETE) && c.dst_root >= 0)
+        rc = pass_walk(&c, c.dst_abs, delete_entry, NULL, err);
+    if (rc == 0 && (o->passes & CLONE_PASS_DIRTIMES))
+        rc = pass_walk(&c, o->src, dirtimes_entry, dirtimes_dir_done, err);
+    xfer_copy_pool_free(c.copy.pool);
+    linkmap_free(c.links);
+    if (c.src_root >= 0)
+        close(c.src_root);
+    if (c.dst_root >= 0)
+        close(c.dst_root);
+    uint64_t failed = atomic_load(&stats->failed);
+    if (rc == 0 && failed)
+        rc = err_set(err, HAUL_EIO, "%llu entr%s could not be copied", (unsigned long long)failed,
+                     failed == 1 ? "y" : "ies");
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* job/fsops: the filesystem operations clone performs on the destination
+ * tree, each confined to it: a path is resolved below the tree's root
+ * without following any symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS,
+ * or one O_NOFOLLOW component at a time on kernels before 5.6), so a
+ * symlink planted in the destination can never redirect a write outside
+ * it.  Failures fill haul_error with the errno in words; the caller adds
+ * the path. */
+#ifndef JOB_FSOPS_H
+#define JOB_FSOPS_H
+
+#include <haul/error.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/stat.h>
+
+/* Opens path (relative, no leading '/'; "" is root itself) below root with
+ * flags (O_CLOEXEC|O_NOFOLLOW are added).  -1 with err filled on failure. */
+int fs_open_beneath(int root, const char *path, int flags, haul_error *err);
+
+/* Opens the directory holding path's last component, and points *name at
+ * that component (inside path).  Returns a fd the caller closes with
+ * fs_parent_close, -1 on failure. */
+int fs_parent_open(int root, const char *path, const char **name, haul_error *err);
+void fs_parent_close(int root, int fd);
+
+/* A fresh temporary name (".haul-tmp.<pid>.<n>") for a file about to be
+ * renamed into place; shorter than NAME_MAX. */
+void fs_tmpname(char *out, size_t cap);
+
+/* Removes name in dirfd whatever it is: a directory with everything below
+ * it (never following a symlink).  ENOENT is success. */
+int fs_remove(int dirfd, const char *name, haul_error *err);
+
+/* Which metadata fs_meta_apply sets. */
+struct fs_meta_opts {
+    bool owner;  /* uid and gid (only root can give files away) */
+    bool xattrs; /* extended attributes, ACLs included (system.posix_acl_*) */
+};
+
+/* Gives the open file or directory dst the metadata of st (mode, owner,
+ * xattrs from src_fd when asked and src_fd >= 0, then atime and mtime:
+ * last, since the others may change ctime only). */
+int fs_meta_apply(int dst, int src_fd, const struct stat *st, const struct fs_meta_opts *o, haul_error *err);
+
+/* The same for an entry that cannot be opened (a symlink, a FIFO, a
+ * device): owner and times through dirfd + name, without following. */
+int fs_meta_apply_at(int dirfd, const char *name, const struct stat *st, const struct fs_meta_opts *o,
+                     haul_error *err);
+
+#endif
