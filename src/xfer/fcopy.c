@@ -104,8 +104,14 @@ static int copy_range(int src, int dst, uint64_t off, uint64_t end, bool sparse,
         return copy_data(src, dst, off, end, &no_cfr, err);
     while (off < end) {
         off_t data = lseek(src, (off_t)off, SEEK_DATA);
-        if (data < 0 && errno == ENXIO)
-            return 0; /* a hole up to the end of the file */
+        if (data < 0 && errno == ENXIO) {
+            /* No data from off on: a hole to the end, or the file shrank. */
+            struct stat st;
+            if (fstat(src, &st) == 0 && (uint64_t)st.st_size < end)
+                return err_set(err, HAUL_EIO, "shrank while being copied (%llu of %llu bytes)",
+                               (unsigned long long)st.st_size, (unsigned long long)end);
+            return 0;
+        }
         if (data < 0)
             return copy_data(src, dst, off, end, &no_cfr, err); /* no SEEK_DATA: copy it all */
         if ((uint64_t)data >= end)
