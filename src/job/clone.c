@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,59 @@ struct clone {
     struct fs_meta_opts meta;
     struct timespec atime_cutoff, mtime_cutoff; /* {0,0}: filter off */
     atomic_uint mdt_next;        /* round-robin MDT index for top-level directories */
+    pthread_key_t parent_key;    /* each walker thread's struct parent_cache */
 };
+
+/* The DST directory a walker thread last looked up entries in.  A thread
+ * reads one SRC directory at a time, so consecutive entries almost always
+ * share their parent: keeping its fd saves resolving the path again (an
+ * openat2 and a close per entry). */
+struct parent_cache {
+    int fd;
+    size_t len;
+    char path[];
+};
+
+static void parent_cache_free(void *arg)
+{
+    struct parent_cache *pc = arg;
+    if (pc) {
+        close(pc->fd);
+        free(pc);
+    }
+}
+
+/* The open DST directory holding path's last component (borrowed: valid
+ * until this thread's next call; never closed by the caller). */
+static int dst_parent(struct clone *c, const char *path, const char **name, haul_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        *name = path;
+        return c->dst_root;
+    }
+    size_t len = (size_t)(slash - path);
+    struct parent_cache *pc = pthread_getspecific(c->parent_key);
+    if (pc && pc->len == len && memcmp(pc->path, path, len) == 0) {
+        *name = slash + 1;
+        return pc->fd;
+    }
+    int fd = fs_parent_open(c->dst_root, path, name, err);
+    if (fd < 0)
+        return fd;
+    struct parent_cache *fresh = malloc(sizeof *fresh + len + 1);
+    if (!fresh) {
+        close(fd);
+        return err_set(err, HAUL_ENOMEM, "out of memory"), -1;
+    }
+    fresh->fd = fd;
+    fresh->len = len;
+    memcpy(fresh->path, path, len);
+    fresh->path[len] = '\0';
+    parent_cache_free(pc);
+    pthread_setspecific(c->parent_key, fresh);
+    return fd;
+}
 
 static void report(struct clone *c, const char *what, const char *path, const char *msg)
 {
@@ -66,8 +119,7 @@ static bool meta_differs(const struct clone *c, const struct stat *s, const stru
 
 /* What DST has at path: 1 and *d filled when something is there, 0 when
  * nothing is, <0 on error.  *pfd is its parent directory (-1 in a dry run
- * when the parent does not exist yet either), closed by the caller with
- * fs_parent_close. */
+ * when the parent does not exist yet either), borrowed from dst_parent. */
 static int dst_lookup(struct clone *c, const char *path, int *pfd, const char **name, struct stat *d,
                       haul_error *err)
 {
@@ -76,7 +128,7 @@ static int dst_lookup(struct clone *c, const char *path, int *pfd, const char **
         *pfd = -1;
         return 0;
     }
-    *pfd = fs_parent_open(c->dst_root, path, name, &open_err);
+    *pfd = dst_parent(c, path, name, &open_err);
     if (*pfd < 0) {
         if (c->o->dry_run && open_err.code == HAUL_ENOTFOUND)
             return 0;
@@ -303,7 +355,6 @@ static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *e
         if (rc == 0)
             report(c, "copy", e->path, NULL);
     }
-    fs_parent_close(c->dst_root, pfd);
     return rc < 0 ? rc : 0;
 }
 
@@ -368,7 +419,6 @@ static int node_visit(struct clone *c, const struct walk_entry *e, haul_error *e
             report(c, "copy", e->path, NULL);
         }
     }
-    fs_parent_close(c->dst_root, pfd);
     return rc;
 }
 
@@ -406,7 +456,6 @@ static int dir_visit(struct clone *c, const struct walk_entry *e, haul_error *er
         atomic_fetch_add(&c->s->copied, 1);
         report(c, "mkdir", e->path, NULL);
     }
-    fs_parent_close(c->dst_root, pfd);
     return rc;
 }
 
@@ -645,6 +694,8 @@ static void cutoffs_set(struct clone *c)
 int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error *err)
 {
     struct clone c = {.o = o, .s = stats, .src_root = -1, .dst_root = -1};
+    if (pthread_key_create(&c.parent_key, parent_cache_free) != 0)
+        return err_set(err, HAUL_ENOMEM, "out of thread-specific keys");
     c.meta.owner = geteuid() == 0;
     c.meta.xattrs = o->xattrs;
     c.copy.chunk = o->chunk;
@@ -665,6 +716,9 @@ int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error 
         rc = pass_walk(&c, c.dst_abs, delete_entry, NULL, err);
     if (rc == 0 && (o->passes & CLONE_PASS_DIRTIMES))
         rc = pass_walk(&c, o->src, dirtimes_entry, dirtimes_dir_done, err);
+    /* Walker threads freed their caches when they ended; this one is left. */
+    parent_cache_free(pthread_getspecific(c.parent_key));
+    pthread_key_delete(c.parent_key);
     xfer_copy_pool_free(c.copy.pool);
     linkmap_free(c.links);
     if (c.src_root >= 0)
