@@ -450,6 +450,10 @@ static int connect_login(struct amqp_handle *h, haul_error *err)
                      h->base.url);
         goto out;
     }
+    /* The URI spec makes "amqp://host/" name the vhost "", which no broker
+     * has; everyone means the default "/" (write %2f to be explicit). */
+    if (!ci.vhost || !*ci.vhost)
+        ci.vhost = "/";
     h->conn = amqp_new_connection();
     amqp_socket_t *sock = h->conn ? amqp_tcp_socket_new(h->conn) : NULL;
     if (!sock) {
