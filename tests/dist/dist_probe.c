@@ -268,6 +268,8 @@ static int cmd_collect(int argc, char **argv)
         return die(&err);
     size_t n = 0, cap = 1024;
     uint64_t *ids = malloc(cap * sizeof *ids);
+    if (!ids)
+        return 1;
     long results = 0;
     int rc = 0;
     double deadline = now_s() + timeout_ms / 1e3;
@@ -287,8 +289,14 @@ static int cmd_collect(int argc, char **argv)
             continue;
         }
         for (size_t i = 0; i < r.nunits; i++) {
-            if (n == cap)
-                ids = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (n == cap) {
+                uint64_t *more = realloc(ids, (cap *= 2) * sizeof *ids);
+                if (!more) {
+                    fprintf(stderr, "dist_probe: out of memory\n");
+                    exit(1);
+                }
+                ids = more;
+            }
             ids[n++] = r.units[i].unit_id;
         }
         results++;
