@@ -629,6 +629,19 @@ static int amqp_flush(struct dist_queue *q, int timeout_ms, haul_error *err)
     return 0;
 }
 
+static int amqp_poll(struct dist_queue *q, haul_error *err)
+{
+    struct amqp_handle *h = (struct amqp_handle *)q;
+    /* Zero timeout: librabbitmq sends a due heartbeat before it looks for
+     * input.  Bounded, so a flood of deliveries cannot keep us here. */
+    for (int i = 0; i < 1024; i++) {
+        int rc = pump(h, 0, err);
+        if (rc <= 0)
+            return rc;
+    }
+    return 0;
+}
+
 static struct delivery *take(struct amqp_handle *h)
 {
     static const enum dist_kind order[] = {DIST_CONTROL, DIST_RESULTS, DIST_WORK, DIST_DEAD};
@@ -694,8 +707,10 @@ static int amqp_settle(struct dist_queue *q, struct dist_msg *msg, bool ack, boo
     if (check_broken(h, err) < 0)
         return -HAUL_ENET;
     if (st != AMQP_STATUS_OK)
-        return broken(h, HAUL_ENET, err, "%s: %s", ack ? "basic.ack" : "basic.reject",
-                      amqp_error_string2(st));
+        return broken(h, HAUL_ENET, err,
+                      "%s: connection lost (%s; silent longer than the heartbeat? see "
+                      "dist_poll): the broker gives the message to another consumer",
+                      ack ? "basic.ack" : "basic.reject", amqp_error_string2(st));
     return 0;
 }
 
@@ -768,6 +783,7 @@ static const struct dist_ops amqp_ops = {
     .free = amqp_free,
     .publish = amqp_publish,
     .flush = amqp_flush,
+    .poll = amqp_poll,
     .next = amqp_next,
     .settle = amqp_settle,
     .depth = amqp_depth,

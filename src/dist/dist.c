@@ -144,6 +144,8 @@ int dist_next(struct dist_queue *q, struct dist_msg *out, int timeout_ms, haul_e
     return q->ops->next(q, out, timeout_ms, err);
 }
 
+int dist_poll(struct dist_queue *q, haul_error *err) { return q->ops->poll(q, err); }
+
 int dist_ack(struct dist_queue *q, struct dist_msg *msg, haul_error *err)
 {
     return q->ops->settle(q, msg, true, false, err);

@@ -155,6 +155,15 @@ int dist_ack(struct dist_queue *q, struct dist_msg *msg, haul_error *err);
  * are dropped.  Releases msg's memory. */
 int dist_reject(struct dist_queue *q, struct dist_msg *msg, bool requeue, haul_error *err);
 
+/* Keeps the connection alive while the caller works on a message: sends a
+ * heartbeat if one is due and reads what arrived (deliveries are kept for
+ * dist_next, confirms counted), never blocking.  Over AMQP the broker drops a
+ * connection that stayed silent for about heartbeat_s (its unacked messages
+ * are then redelivered elsewhere and this worker's ack fails), so a thread
+ * busy on one unit for longer (a large RANGE) calls this every few seconds,
+ * e.g. after each block it copies.  In process: returns 0 at once. */
+int dist_poll(struct dist_queue *q, haul_error *err);
+
 /* Counts of queue kind (not DIST_CONTROL).  AMQP: a passive queue.declare,
  * so unacked is -1. */
 int dist_queue_depth(struct dist_queue *q, enum dist_kind kind, struct dist_depth *out,

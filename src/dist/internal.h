@@ -13,6 +13,7 @@ struct dist_ops {
     int (*publish)(struct dist_queue *q, enum dist_kind kind, const void *body, size_t len,
                    haul_error *err);
     int (*flush)(struct dist_queue *q, int timeout_ms, haul_error *err);
+    int (*poll)(struct dist_queue *q, haul_error *err);
     int (*next)(struct dist_queue *q, struct dist_msg *out, int timeout_ms, haul_error *err);
     int (*settle)(struct dist_queue *q, struct dist_msg *msg, bool ack, bool requeue,
                   haul_error *err);

@@ -255,6 +255,13 @@ static int mem_flush(struct dist_queue *q, int timeout_ms, haul_error *err)
     return 0; /* a publish is complete when it returns */
 }
 
+static int mem_poll(struct dist_queue *q, haul_error *err)
+{
+    (void)q;
+    (void)err;
+    return 0; /* nothing to keep alive */
+}
+
 /* The FIFO dist_next takes from next, in priority order, or NULL. */
 static struct fifo *ready_fifo(struct mem_handle *h)
 {
@@ -366,6 +373,7 @@ static const struct dist_ops mem_ops = {
     .free = mem_free,
     .publish = mem_publish,
     .flush = mem_flush,
+    .poll = mem_poll,
     .next = mem_next,
     .settle = mem_settle,
     .depth = mem_depth,

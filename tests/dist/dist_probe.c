@@ -2,18 +2,20 @@
  * (tests/integration/t_dist.sh) and the broker benchmark (bench/broker.sh).
  * It plays coordinator or worker against a real broker (or in process).
  *
- *   dist_probe [--url URL] [--prefix P] COMMAND [options]
+ *   dist_probe [--url URL] [--prefix P] [--heartbeat S] COMMAND [options]
  *     publish N [--start ID] [--batch B] [--flush-every K]
  *         N FILES units with ids ID.., B paths each (64: ~1 KiB), confirmed
  *     publish-raw TEXT | --hex HEX   raw bytes as one work message, confirmed
- *     consume [--ack] [--die-after K] [--results] [--quiet] [--idle-ms T]
+ *     consume [--die-after K] [--results] [--quiet] [--idle-ms T]
+ *             [--work-ms W [--poll-ms P]] [--prefetch N]
  *         take units until the work queue stays empty for T ms (2000);
  *         prints "acked ID redelivered=0|1" per unit after its ack; bad
  *         units are rejected to the dead-letter queue with a log line;
  *         --die-after K: after K acks take one more unit and SIGKILL itself
  *         (and what is prefetched) without acking; --results: publish a
  *         result per unit and flush it before the ack, as workers must;
- *         a control "stop" ends it
+ *         a control "stop" ends it; --work-ms: spend W ms on each unit
+ *         (a slow copy), calling dist_poll every P ms when P > 0
  *     collect N [--timeout-ms T]  consume results until N distinct unit ids
  *     control stop|grow N|status  publish a control message to every worker
  *     depth [work|dead|results]   "ready=R consumers=C"
@@ -34,6 +36,7 @@
 
 static const char *url;
 static const char *prefix = "haul.probe";
+static int heartbeat_s;
 
 static double now_s(void)
 {
@@ -50,7 +53,8 @@ static int die(const haul_error *err)
 
 static struct dist_queue *open_q(unsigned consume, unsigned prefetch, haul_error *err)
 {
-    struct dist_queue_opts o = {.prefix = prefix, .consume = consume, .prefetch = prefetch};
+    struct dist_queue_opts o = {.prefix = prefix, .consume = consume, .prefetch = prefetch,
+                                .heartbeat_s = heartbeat_s};
     return dist_queue_open(url, &o, err);
 }
 
@@ -175,6 +179,8 @@ static int cmd_consume(int argc, char **argv)
     int prefetch = opt_int(argc, argv, "--prefetch", 64);
     bool results = opt_flag(argc, argv, "--results");
     bool quiet = opt_flag(argc, argv, "--quiet");
+    int work_ms = opt_int(argc, argv, "--work-ms", 0);
+    int poll_ms = opt_int(argc, argv, "--poll-ms", 0);
     haul_error err = {0};
     struct dist_queue *q =
         open_q(DIST_CONSUME(DIST_WORK) | DIST_CONSUME(DIST_CONTROL), (unsigned)prefetch, &err);
@@ -223,6 +229,18 @@ static int cmd_consume(int argc, char **argv)
             fprintf(stderr, "dist_probe: killing myself holding unit %" PRIu64 " unacked\n", u.id);
             fflush(stderr);
             kill(getpid(), SIGKILL);
+        }
+        /* A slow unit: the worker keeps its connection alive (or not). */
+        for (double end = now_s() + work_ms / 1e3; rc >= 0 && now_s() < end;) {
+            int step = poll_ms > 0 ? poll_ms : work_ms;
+            struct timespec ts = {step / 1000, (long)(step % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            if (poll_ms > 0)
+                rc = dist_poll(q, &err);
+        }
+        if (rc < 0) {
+            dist_unit_release(&u);
+            break;
         }
         if (results && (rc = send_result(q, u.id, u.npaths, &err)) < 0) {
             dist_unit_release(&u);
@@ -412,6 +430,8 @@ int main(int argc, char **argv)
             url = argv[i + 1];
         else if (strcmp(argv[i], "--prefix") == 0)
             prefix = argv[i + 1];
+        else if (strcmp(argv[i], "--heartbeat") == 0)
+            heartbeat_s = atoi(argv[i + 1]);
         else
             break;
     }

@@ -4,7 +4,8 @@
 # the end): publisher confirms, a consumer killed with SIGKILL mid-batch
 # loses nothing (its unacked units come back redelivered to the next one),
 # results reach the coordinator, malformed units land in the dead-letter
-# queue with a log line, control messages reach workers, and bad
+# queue with a log line, control messages reach workers, heartbeats need a
+# busy worker to call dist_poll, and bad
 # credentials or a broker that is down give a clear error.  Driven by
 # build*/tests/dist_probe (tests/dist/dist_probe.c).
 . "$(dirname "$0")/lib.sh"
@@ -112,6 +113,21 @@ if kill -0 $worker 2>/dev/null; then kill $worker; fi
 wait $worker; rc=$?
 ok $rc "worker D exited 0"
 like "$(cat "$SCRATCH/d.out")" "stopped by control message" "worker D stopped on the control message"
+
+# Heartbeats: a worker busy on one unit for 7 s with a 2 s heartbeat keeps
+# its connection by calling dist_poll; without it the broker drops the
+# connection, the ack fails loudly and the unit goes back to the queue.
+probe publish 1 --start 2000 >/dev/null
+out=$(probe --heartbeat 2 consume --work-ms 7000 --poll-ms 500 --idle-ms 500 2>&1); rc=$?
+ok $rc "a slow unit with dist_poll keeps its connection"
+like "$out" "acked 2000 redelivered=0" "the slow unit was acked"
+probe publish 1 --start 2001 >/dev/null
+out=$(probe --heartbeat 2 consume --work-ms 7000 --idle-ms 500 2>&1); rc=$?
+is "$rc" 1 "a slow unit without dist_poll loses the connection"
+like "$out" "basic.ack: connection lost" "the failed ack says the connection was lost"
+wait_ready work 1; ok $? "the unit is back in the work queue for another worker"
+out=$(probe consume --idle-ms 500 2>&1)
+like "$out" "acked 2001 redelivered=1" "the next worker gets it, flagged redelivered"
 
 # Clear errors.
 port=${HAUL_BROKER##*:}; port=${port%%/*}
