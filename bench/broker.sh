@@ -13,12 +13,14 @@
 #  3. consume + ack, one consumer, prefetch 64
 #  4. consume + ack, two consumers in parallel (the broker is the limit?)
 #  5. the full worker protocol per unit: consume, publish a result, wait for
-#     its confirm, ack (what a real worker does; one round trip + fsync each)
+#     its confirm, ack (one confirm round trip, and the broker's fsync, per unit)
+#  6. the same with one result per up to 64 units (what workers should do:
+#     dist.h's result carries many unit ids)
 # The implied files/s is msgs/s x 64.  Broker CPU (beam.smp utime+stime from
 # /proc) is read before and after each step.  Results: the table is printed
 # and written to bench/results/broker-DATE.md.
 #
-# Environment: BENCH_UNITS [20000] (steps 1, 3, 4), BENCH_SLOW_UNITS [2000]
+# Environment: BENCH_UNITS [20000] (steps 1, 3, 4, 6), BENCH_SLOW_UNITS [2000]
 # (steps 2, 5), BENCH_OUT [bench/results/broker-YYYY-MM-DD.md]; the broker
 # from scripts/broker (started here if not running, then stopped again).
 set -euo pipefail
@@ -91,7 +93,9 @@ two_consumers() {
 run "consume + ack, 2 consumers, prefetch 64" "$UNITS" two_consumers
 "$PROBE" --prefix "$P.d" publish "$SLOW" --flush-every 1000 >/dev/null
 run "worker protocol: consume, result + confirm, ack" "$SLOW" "$PROBE" --prefix "$P.d" consume --results --quiet --idle-ms 1000
-for s in a b c d; do "$PROBE" --prefix "$P.$s" delete >/dev/null; done
+"$PROBE" --prefix "$P.e" publish "$UNITS" --flush-every 1000 >/dev/null
+run "worker protocol, one result per <=64 units" "$UNITS" "$PROBE" --prefix "$P.e" consume --results --results-every 64 --quiet --idle-ms 1000
+for s in a b c d e; do "$PROBE" --prefix "$P.$s" delete >/dev/null; done
 
 mkdir -p "$(dirname "$OUT")"
 {

@@ -471,8 +471,12 @@ static int connect_login(struct amqp_handle *h, haul_error *err)
         rc = err_set(err, HAUL_ENET, "%s: %s", h->base.url, why);
         goto out;
     }
-    struct timeval hs = {.tv_sec = 30};
+    /* No call may wait forever on a broker that stopped answering: login and
+     * RPCs (declare, depth, close) give up after 30 and 60 s; waits for
+     * frames are bounded by the heartbeat. */
+    struct timeval hs = {.tv_sec = 30}, rpc = {.tv_sec = 60};
     amqp_set_handshake_timeout(h->conn, &hs);
+    amqp_set_rpc_timeout(h->conn, &rpc);
     int heartbeat = h->base.opts.heartbeat_s > 0 ? h->base.opts.heartbeat_s : 0;
     amqp_rpc_reply_t r = amqp_login(h->conn, ci.vhost, 0, 131072, heartbeat,
                                     AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);

@@ -74,7 +74,8 @@ struct dist_queue_opts {
     const char *prefix;      /* queue names' prefix, [A-Za-z0-9._:-]; NULL = "haul" */
     unsigned consume;        /* DIST_CONSUME(...) bits; 0 = publish only */
     unsigned prefetch;       /* AMQP: unacked deliveries per consumer (basic.qos); 0 = 64 */
-    size_t capacity;         /* in-process: ready work units before dist_publish blocks; 0 = 4096 */
+    size_t capacity;         /* in-process: ready work units before dist_publish blocks;
+                                0 = 4096; set by dist_queue_open, clones share it */
     unsigned confirm_window; /* AMQP: unconfirmed publishes before dist_publish waits; 0 = 256 */
     int heartbeat_s;         /* AMQP heartbeat; 0 = 30, negative = off */
 };

@@ -262,6 +262,8 @@ int dist_unit_encode(const struct dist_unit *u, struct strbuf *out, haul_error *
         return err_set(err, HAUL_EUSAGE, "work unit %llu: bad job id '%.64s'",
                        (unsigned long long)u->id, u->job_id);
     const char *why = unit_shape_why(u->pass, u->kind, u->offset, u->length, u->npaths);
+    if (!why && !u->paths)
+        why = "no paths";
     for (size_t i = 0; !why && i < u->npaths; i++)
         if (!u->paths[i])
             why = "NULL path";

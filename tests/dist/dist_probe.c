@@ -6,14 +6,15 @@
  *     publish N [--start ID] [--batch B] [--flush-every K]
  *         N FILES units with ids ID.., B paths each (64: ~1 KiB), confirmed
  *     publish-raw TEXT | --hex HEX   raw bytes as one work message, confirmed
- *     consume [--die-after K] [--results] [--quiet] [--idle-ms T]
+ *     consume [--die-after K] [--results [--results-every K]] [--quiet] [--idle-ms T]
  *             [--work-ms W [--poll-ms P]] [--prefetch N]
  *         take units until the work queue stays empty for T ms (2000);
  *         prints "acked ID redelivered=0|1" per unit after its ack; bad
  *         units are rejected to the dead-letter queue with a log line;
  *         --die-after K: after K acks take one more unit and SIGKILL itself
  *         (and what is prefetched) without acking; --results: publish a
- *         result per unit and flush it before the ack, as workers must;
+ *         result and flush it before the ack, as workers must, one per
+ *         unit or one per K units with --results-every K (<= prefetch);
  *         a control "stop" ends it; --work-ms: spend W ms on each unit
  *         (a slow copy), calling dist_poll every P ms when P > 0
  *     collect N [--timeout-ms T]  consume results until N distinct unit ids
@@ -156,19 +157,41 @@ static int cmd_publish_raw(int argc, char **argv)
     return 0;
 }
 
-/* Publishes a one-unit result and waits for its confirm. */
-static int send_result(struct dist_queue *q, uint64_t unit_id, size_t files, haul_error *err)
+/* Units done but not yet acked: a worker reports them in one result,
+ * waits for its confirm, then acks them (dist.h: ack only after the result
+ * is published). */
+struct batch {
+    size_t n, cap;
+    struct dist_msg *msgs;
+    struct dist_result_unit *units;
+    bool *redelivered;
+    long files;
+};
+
+static int batch_settle(struct dist_queue *q, struct batch *b, bool results, bool quiet,
+                        long *acked, haul_error *err)
 {
-    struct dist_result_unit ru = {.unit_id = unit_id};
-    struct dist_result r = {.files = files, .nunits = 1, .units = &ru};
-    snprintf(r.worker, sizeof r.worker, "probe:%ld", (long)getpid());
-    struct strbuf sb = STRBUF_INIT;
-    int rc = dist_result_encode(&r, &sb, err);
-    if (rc == 0)
-        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
-    if (rc == 0)
-        rc = dist_flush(q, 30000, err);
-    strbuf_release(&sb);
+    int rc = 0;
+    if (b->n && results) {
+        struct dist_result r = {.files = (uint64_t)b->files, .nunits = b->n, .units = b->units};
+        snprintf(r.worker, sizeof r.worker, "probe:%ld", (long)getpid());
+        struct strbuf sb = STRBUF_INIT;
+        rc = dist_result_encode(&r, &sb, err);
+        if (rc == 0)
+            rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
+        if (rc == 0)
+            rc = dist_flush(q, 30000, err);
+        strbuf_release(&sb);
+    }
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        if ((rc = dist_ack(q, &b->msgs[i], err)) < 0)
+            break;
+        (*acked)++;
+        if (!quiet)
+            printf("acked %" PRIu64 " redelivered=%d\n", b->units[i].unit_id, b->redelivered[i]);
+    }
+    b->n = 0;
+    b->files = 0;
     return rc;
 }
 
@@ -178,14 +201,26 @@ static int cmd_consume(int argc, char **argv)
     int idle_ms = opt_int(argc, argv, "--idle-ms", 2000);
     int prefetch = opt_int(argc, argv, "--prefetch", 64);
     bool results = opt_flag(argc, argv, "--results");
+    int every = opt_int(argc, argv, "--results-every", 1);
     bool quiet = opt_flag(argc, argv, "--quiet");
     int work_ms = opt_int(argc, argv, "--work-ms", 0);
     int poll_ms = opt_int(argc, argv, "--poll-ms", 0);
+    if (every < 1 || every > DIST_RESULT_MAX_UNITS || every > prefetch)
+        return fprintf(stderr, "dist_probe: --results-every 1..min(prefetch, %d)\n",
+                       DIST_RESULT_MAX_UNITS), 2;
+    if (!results)
+        every = 1;
     haul_error err = {0};
     struct dist_queue *q =
         open_q(DIST_CONSUME(DIST_WORK) | DIST_CONSUME(DIST_CONTROL), (unsigned)prefetch, &err);
     if (!q)
         return die(&err);
+    struct batch b = {.cap = (size_t)every};
+    b.msgs = calloc(b.cap, sizeof *b.msgs);
+    b.units = calloc(b.cap, sizeof *b.units);
+    b.redelivered = calloc(b.cap, sizeof *b.redelivered);
+    if (!b.msgs || !b.units || !b.redelivered)
+        return fprintf(stderr, "dist_probe: out of memory\n"), 1;
     /* Line-buffered so a test reading stdout sees each ack as it happens. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     long acked = 0, bad = 0, redelivered = 0, files = 0;
@@ -193,13 +228,18 @@ static int cmd_consume(int argc, char **argv)
     double t0 = now_s(), last = t0;
     for (;;) {
         struct dist_msg m;
-        rc = dist_next(q, &m, idle_ms, &err);
+        /* Holding done units: settle them as soon as nothing else is ready. */
+        rc = dist_next(q, &m, b.n ? 0 : idle_ms, &err);
+        if (rc == 0 && b.n) {
+            if ((rc = batch_settle(q, &b, results, quiet, &acked, &err)) < 0)
+                break;
+            last = now_s();
+            continue;
+        }
         if (rc < 0)
             break;
-        if (rc == 0) {
-            rc = 0;
+        if (rc == 0)
             break; /* idle: the queue stayed empty for idle_ms */
-        }
         if (m.kind == DIST_CONTROL) {
             struct dist_control c;
             haul_error cerr = {0};
@@ -209,6 +249,7 @@ static int cmd_consume(int argc, char **argv)
                 log_warn("%s: ignoring control message: %s", dist_queue_url(q), cerr.msg);
             dist_ack(q, &m, &err);
             if (stop) {
+                rc = batch_settle(q, &b, results, quiet, &acked, &err);
                 printf("stopped by control message\n");
                 break;
             }
@@ -242,22 +283,23 @@ static int cmd_consume(int argc, char **argv)
             dist_unit_release(&u);
             break;
         }
-        if (results && (rc = send_result(q, u.id, u.npaths, &err)) < 0) {
-            dist_unit_release(&u);
-            break;
-        }
         files += (long)u.npaths;
         redelivered += m.redelivered;
-        bool was_redelivered = m.redelivered;
-        uint64_t id = u.id;
+        b.msgs[b.n] = m;
+        b.units[b.n] = (struct dist_result_unit){.unit_id = u.id};
+        b.redelivered[b.n] = m.redelivered;
+        b.files += (long)u.npaths;
+        b.n++;
         dist_unit_release(&u);
-        if ((rc = dist_ack(q, &m, &err)) < 0)
-            break;
-        acked++;
-        last = now_s();
-        if (!quiet)
-            printf("acked %" PRIu64 " redelivered=%d\n", id, was_redelivered);
+        if (b.n == b.cap) {
+            if ((rc = batch_settle(q, &b, results, quiet, &acked, &err)) < 0)
+                break;
+            last = now_s();
+        }
     }
+    free(b.msgs);
+    free(b.units);
+    free(b.redelivered);
     dist_queue_free(q);
     if (rc < 0)
         return die(&err);
