@@ -22,6 +22,10 @@
  *     depth [work|dead|results]   "ready=R consumers=C"
  *     dead                        print and remove dead-lettered messages
  *     delete                      delete the job's queues
+ *     lost-queue                  the job's queues deleted under an open
+ *                                 handle: depth says NOT_FOUND (twice: the
+ *                                 handle survives it), a publish to the gone
+ *                                 queue fails at dist_flush (NO_ROUTE)
  * URL defaults to $HAUL_BROKER; "-" means in process.  Exit 0 on success,
  * 1 with "dist_probe: <error>" on stderr otherwise. */
 #include <inttypes.h>
@@ -463,6 +467,36 @@ static int cmd_delete(void)
     return 0;
 }
 
+static int cmd_lost_queue(void)
+{
+    haul_error err = {0};
+    struct dist_queue *a = open_q(0, 0, &err);
+    struct dist_queue *b = a ? open_q(0, 0, &err) : NULL;
+    if (!b) {
+        dist_queue_free(a);
+        return die(&err);
+    }
+    int rc = dist_queue_delete(b, &err);
+    dist_queue_free(b);
+    if (rc < 0) {
+        dist_queue_free(a);
+        return die(&err);
+    }
+    struct dist_depth d;
+    for (int i = 0; i < 2; i++) {
+        err = (haul_error){0};
+        rc = dist_queue_depth(a, DIST_WORK, &d, &err);
+        printf("depth: rc=%d %s\n", rc, err.msg);
+    }
+    err = (haul_error){0};
+    rc = dist_publish(a, "x", 1, &err);
+    if (rc == 0)
+        rc = dist_flush(a, 10000, &err);
+    printf("publish: rc=%d %s\n", rc, err.msg);
+    dist_queue_free(a);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     url = dist_broker_url_from_env();
@@ -481,7 +515,7 @@ int main(int argc, char **argv)
         url = NULL;
     if (i >= argc) {
         fprintf(stderr, "usage: dist_probe [--url URL] [--prefix P] "
-                        "publish|publish-raw|consume|collect|control|depth|dead|delete ...\n");
+                        "publish|publish-raw|consume|collect|control|depth|dead|delete|lost-queue ...\n");
         return 2;
     }
     const char *cmd = argv[i];
@@ -503,6 +537,8 @@ int main(int argc, char **argv)
         return cmd_dead();
     if (strcmp(cmd, "delete") == 0)
         return cmd_delete();
+    if (strcmp(cmd, "lost-queue") == 0)
+        return cmd_lost_queue();
     fprintf(stderr, "dist_probe: unknown command %s\n", cmd);
     return 2;
 }

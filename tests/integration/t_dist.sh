@@ -147,5 +147,13 @@ out=$("$PROBE" --url "http://nope/" depth 2>&1); rc=$?
 is "$rc" 1 "not an amqp URL: exit 1"
 like "$out" "not a broker URL" "not an amqp URL: says so"
 
+# Queues deleted under an open handle (an operator cleaning up): clear
+# errors, no crash, the handle stays usable for the next call.
+out=$(probe lost-queue 2>&1); rc=$?
+ok $rc "queues deleted under an open handle: no crash"
+is "$(grep -c "^depth: rc=-6 .*NOT_FOUND - no queue '$PREFIX.work'" <<<"$out")" 2 \
+    "depth says NOT_FOUND, twice (the handle survives it)"
+like "$out" "publish: rc=-9 .*could not be routed \(NO_ROUTE\)" "a publish to a deleted queue fails at flush (NO_ROUTE)"
+
 probe delete >/dev/null; ok $? "the job's queues are deleted"
 done_testing
