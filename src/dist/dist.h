@@ -103,7 +103,9 @@ struct dist_queue;
  * (idempotent, durable, never auto-deleted).  broker_url NULL or "" means
  * in-process; else amqp://user:pass@host:port/vhost (amqps is not built in).
  * Errors name the URL without its password: "amqp://guest@127.0.0.1:5672/:
- * connection refused", "...: ACCESS_REFUSED - Login was refused ...". */
+ * connection refused", "...: ACCESS_REFUSED - Login was refused ...".
+ * In process, each open makes new, empty queues private to this process:
+ * other threads reach them through dist_queue_clone. */
 struct dist_queue *dist_queue_open(const char *broker_url, const struct dist_queue_opts *o,
                                    haul_error *err);
 
