@@ -4,7 +4,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libcurl libxml-2.0 libcrypto sqlite3
+PKGS     := libcurl libxml-2.0 libcrypto sqlite3 librabbitmq
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
 OPT      ?= -O2 -g
 SAN      ?=
@@ -24,9 +24,12 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+# Test drivers that are not unit tests (run by tests/integration and bench/).
+DRV_SRC  := $(sort $(wildcard tests/dist/*.c))
+DRV_BIN  := $(DRV_SRC:tests/dist/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan check unit clean format lint
-all: $(BUILD)/haul $(BUILD)/libhaul.a $(EX_BIN)
+all: $(BUILD)/haul $(BUILD)/libhaul.a $(EX_BIN) $(DRV_BIN)
 
 $(BUILD)/libhaul.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -43,6 +46,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhaul.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhaul.a $(LDLIBS) -lcmocka
 
+$(BUILD)/tests/%: tests/dist/%.c $(BUILD)/libhaul.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhaul.a $(LDLIBS)
+
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libhaul.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhaul.a $(LDLIBS)
@@ -57,7 +64,7 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit
 
 format:
-	clang-format -i $(LIB_SRC) $(CMD_SRC) $(UNIT_SRC) $(EX_SRC) $(wildcard src/*/*.h include/haul/*.h)
+	clang-format -i $(LIB_SRC) $(CMD_SRC) $(UNIT_SRC) $(EX_SRC) $(DRV_SRC) $(wildcard src/*/*.h include/haul/*.h)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr -Iinclude -Isrc src
