@@ -43,13 +43,6 @@ struct live {
     struct timespec start;
 };
 
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
 #define LOAD(field) ((unsigned long long)atomic_load(&s->field))
 
 static void live_draw(void *arg)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "s3/s3.h"
 #include "xfer/xfer.h"
@@ -111,6 +112,9 @@ struct progress;
 struct progress *progress_start(const char *label, uint64_t total, bool enabled);
 void progress_update(uint64_t done, void *progress); /* xfer_progress_fn */
 void progress_stop(struct progress *p);
+
+/* Seconds elapsed since start (CLOCK_MONOTONIC). */
+double seconds_since(const struct timespec *start);
 
 /* JSON output helpers (strings escaped, invalid UTF-8 as \ufffd). */
 void json_string(FILE *f, const char *s);

@@ -87,7 +87,7 @@ struct progress {
     struct ticker *ticker;
 };
 
-static double elapsed(const struct timespec *start)
+double seconds_since(const struct timespec *start)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -99,7 +99,7 @@ static void progress_draw(void *arg)
     struct progress *p = arg;
     char done[32], total[32] = "?", rate[32];
     uint64_t d = atomic_load(&p->done);
-    double secs = elapsed(&p->start);
+    double secs = seconds_since(&p->start);
     format_size(d, done, sizeof done);
     if (p->total != UINT64_MAX)
         format_size(p->total, total, sizeof total);

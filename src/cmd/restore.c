@@ -18,13 +18,6 @@ struct live {
     struct timespec start;
 };
 
-static double since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 static void live_draw(void *arg)
 {
     struct live *l = arg;
@@ -36,7 +29,7 @@ static void live_draw(void *arg)
             (unsigned long long)atomic_load(&s->objects), (unsigned long long)atomic_load(&s->files),
             bytes, (unsigned long long)atomic_load(&s->dirs), (unsigned long long)atomic_load(&s->skipped),
             (unsigned long long)atomic_load(&s->pending), (unsigned long long)atomic_load(&s->errors),
-            since(&l->start));
+            seconds_since(&l->start));
 }
 
 struct line_ctx {
@@ -232,7 +225,7 @@ int cmd_restore(int argc, char **argv)
     struct ticker *ticker = ticker_start(live_draw, &live, lc.tty);
     rc = restore_run(c, &o, &stats, &err);
     ticker_stop(ticker, false);
-    summary(&stats, &g, target_shown, since(&live.start));
+    summary(&stats, &g, target_shown, seconds_since(&live.start));
     int exit_code = EXIT_OK;
     if (rc < 0)
         exit_code = fail("restore", &err);
