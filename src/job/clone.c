@@ -635,6 +635,7 @@ static int pass_walk(struct clone *c, const char *root, walk_entry_fn entry, wal
         .error = walk_failed,
         .ctx = c,
         .cancel = c->o->cancel,
+        .stat_dirs_only = entry != copy_entry, /* delete, dirtimes: types suffice */
     };
     struct walk_stats ws;
     return walk_run(&root, 1, &wo, &ws, err);

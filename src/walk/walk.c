@@ -502,7 +502,7 @@ static int link_read(struct worker *t, int fd, const char *name, const struct st
 /* One entry of directory n (open as fd); t->path holds n's path and a '/'
  * up to off. */
 static void entry_visit(struct walk *w, struct worker *t, struct dir_node *n, int fd,
-                        size_t off, const char *name)
+                        size_t off, const char *name, unsigned char d_type)
 {
     const struct walk_opts *o = w->opts;
     size_t name_len = strlen(name), len = off + name_len;
@@ -513,7 +513,11 @@ static void entry_visit(struct walk *w, struct worker *t, struct dir_node *n, in
     memcpy(t->path + off, name, name_len + 1);
 
     struct stat st;
-    if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (o->stat_dirs_only && d_type != DT_UNKNOWN && d_type != DT_DIR && d_type != DT_LNK) {
+        /* The type from readdir is all this walk needs of a non-directory. */
+        memset(&st, 0, sizeof st);
+        st.st_mode = DTTOIF(d_type);
+    } else if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         fail(w, t, n->root_index, t->path, len, "stat", errno, NULL);
         return;
     }
@@ -609,7 +613,7 @@ static void dir_read(struct walk *w, struct worker *t, struct dir_node *n, int f
         const char *nm = de->d_name;
         if (nm[0] == '.' && (nm[1] == '\0' || (nm[1] == '.' && nm[2] == '\0')))
             continue;
-        entry_visit(w, t, n, fd, off, nm);
+        entry_visit(w, t, n, fd, off, nm, de->d_type);
     }
     closedir(d);
 }

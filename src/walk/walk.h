@@ -122,6 +122,12 @@ struct walk_opts {
     const atomic_bool *cancel; /* optional: when it becomes true (set from a callback
                               * or any thread) the walk stops promptly; checked before
                               * each entry and each directory */
+    bool stat_dirs_only;     /* regular files, FIFOs, sockets and devices are reported
+                              * with a st holding only their type (S_IFMT bits, from
+                              * readdir's d_type) when the filesystem gives it: one
+                              * stat less per file for jobs that need only the
+                              * directories' metadata.  Not with a filter that has
+                              * size or time bounds. */
     size_t max_open_dirs;    /* fds held for directories with pending children;
                               * 0 means a quarter of RLIMIT_NOFILE, within 16..4096 */
 };

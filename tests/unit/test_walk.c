@@ -729,6 +729,29 @@ static void test_tree_every_entry_once(void **state)
     tmp_remove(b);
 }
 
+/* stat_dirs_only: the same entries and types, files without their sizes
+ * (not stat'ed), directories and symlinks with their full metadata. */
+static void test_stat_dirs_only(void **state)
+{
+    (void)state;
+    char *b = tmp_make();
+    make_main_tree(b);
+    struct collect c;
+    collect_init(&c);
+    struct walk_opts o = opts_for(&c, 4);
+    o.stat_dirs_only = true;
+    struct walk_stats st;
+    assert_int_equal(walk1(b, &o, &c, &st), 0);
+    assert_entries(&c, 0, main_tree, N_MAIN);
+    assert_int_equal(st.files, 10);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(find_rec(&c.entries, 0, "hard1")->nlink, 0);
+    assert_string_equal(find_rec(&c.entries, 0, "link_file")->target, "file.txt");
+    assert_int_equal(c.done.n, 8);
+    collect_release(&c);
+    tmp_remove(b);
+}
+
 /* A tree of 6 x 6 directories of 8 files, with a symlink up in each top
  * directory; the list of entry lines it must give. */
 static size_t make_grid(const char *b, char ***lines)
@@ -1710,6 +1733,7 @@ int main(void)
         cmocka_unit_test_teardown(test_filter_rules, tmp_teardown),
         cmocka_unit_test_teardown(test_filter_usage_errors, tmp_teardown),
         cmocka_unit_test_teardown(test_tree_every_entry_once, tmp_teardown),
+        cmocka_unit_test_teardown(test_stat_dirs_only, tmp_teardown),
         cmocka_unit_test_teardown(test_thread_counts_same_set, tmp_teardown),
         cmocka_unit_test_teardown(test_filter_exclude_walk, tmp_teardown),
         cmocka_unit_test_teardown(test_filter_include_walk, tmp_teardown),
