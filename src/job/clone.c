@@ -541,6 +541,22 @@ static enum walk_action dirtimes_dir_done(const struct walk_entry *e, void *ctx)
     return WALK_CONTINUE;
 }
 
+/* Delete pass, after everything in a DST directory was handled: give it
+ * SRC's times again (a removal changed its mtime).  With the copy pass
+ * before it (which set every directory's times), this leaves nothing for a
+ * dirtimes walk to do. */
+static enum walk_action delete_dir_done(const struct walk_entry *e, void *ctx)
+{
+    struct clone *c = ctx;
+    struct stat s;
+    if (c->o->dry_run || fstatat(c->src_root, e->path[0] ? e->path : ".", &s, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISDIR(s.st_mode))
+        return WALK_CONTINUE;
+    struct walk_entry src = *e;
+    src.st = &s;
+    return dirtimes_dir_done(&src, ctx);
+}
+
 /* Delete pass, on DST's walk: an entry whose path SRC does not have goes.
  * Every directory reached here exists as a directory on SRC (else it was
  * removed whole and pruned), so looking the path up on SRC never goes
@@ -714,8 +730,10 @@ int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error 
     if (rc == 0 && (o->passes & CLONE_PASS_COPY))
         rc = pass_copy(&c, err);
     if (rc == 0 && (o->passes & CLONE_PASS_DELETE) && c.dst_root >= 0)
-        rc = pass_walk(&c, c.dst_abs, delete_entry, NULL, err);
-    if (rc == 0 && (o->passes & CLONE_PASS_DIRTIMES))
+        rc = pass_walk(&c, c.dst_abs, delete_entry, delete_dir_done, err);
+    /* copy + delete already set every directory's times: no third walk. */
+    bool times_done = (o->passes & CLONE_PASS_COPY) && (o->passes & CLONE_PASS_DELETE) && !o->dry_run;
+    if (rc == 0 && (o->passes & CLONE_PASS_DIRTIMES) && !times_done)
         rc = pass_walk(&c, o->src, dirtimes_entry, dirtimes_dir_done, err);
     /* Walker threads freed their caches when they ended; this one is left. */
     parent_cache_free(pthread_getspecific(c.parent_key));
