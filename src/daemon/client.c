@@ -91,6 +91,17 @@ static int send_line(int fd, const char *line, size_t len, int pass_fd, haul_err
     return 0;
 }
 
+/* A daemon that refuses a peer answers and closes at once, which can break
+ * our send: its answer is then still there to read, and says more. */
+static void refusal_check(int fd, int *rc, haul_error *err)
+{
+    char answer[1400];
+    if (*rc == 0 || line_read(fd, answer, sizeof answer) <= 0 || strncmp(answer, "ERROR ", 6) != 0)
+        return;
+    err_clear(err);
+    *rc = err_set(err, HAUL_EIO, "refused by the daemon: %s", answer + 6);
+}
+
 int daemon_client_send(const char *socket_path, int file_fd, const char *abs_path, const char *bucket,
                        const char *key, bool wait, uint64_t *id, haul_error *err)
 {
@@ -112,6 +123,7 @@ int daemon_client_send(const char *socket_path, int file_fd, const char *abs_pat
     rc = send_line(fd, line, (size_t)n, file_fd, err);
     char answer[1400];
     uint64_t got_id = 0;
+    refusal_check(fd, &rc, err);
     if (rc == 0) {
         int r = line_read(fd, answer, sizeof answer);
         if (r <= 0)
@@ -151,6 +163,7 @@ int daemon_client_command(const char *socket_path, const struct daemon_msg *m, d
     int rc = send_line(fd, line, (size_t)n, -1, err);
     char answer[1400];
     bool ended = false;
+    refusal_check(fd, &rc, err);
     while (rc == 0) {
         int r = line_read(fd, answer, sizeof answer);
         if (r < 0)

@@ -50,6 +50,7 @@ struct conn {
     bool tcp;
     uid_t uid;
     int passed_fd;
+    bool draining; /* answered; reading and dropping what is left until EOF or the deadline */
     char *buf;
     size_t len, cap;
     int64_t deadline_ms;
@@ -639,6 +640,11 @@ static void unix_request(struct server *s, struct conn *c, const char *line, siz
  * (answered or gone) and should be closed. */
 static bool conn_read(struct server *s, struct conn *c)
 {
+    if (c->draining) {
+        char sink[16384];
+        ssize_t r = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        return r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR);
+    }
     char *at = c->buf + c->len;
     size_t room = c->cap - c->len;
     ssize_t n;
@@ -687,7 +693,12 @@ static bool conn_read(struct server *s, struct conn *c)
         char msg[80];
         snprintf(msg, sizeof msg, "request line longer than %zu bytes", c->cap - 1);
         reply_error(c->fd, c->tcp, msg);
-        return true;
+        /* Closing with unread input would reset the connection and lose the
+         * answer: drop the rest for a moment first (a lingering close). */
+        shutdown(c->fd, SHUT_WR);
+        c->draining = true;
+        c->deadline_ms = mono_ms() + 2000;
+        return false;
     }
     size_t len = (size_t)(nl - c->buf);
     if (c->tcp)
@@ -976,7 +987,9 @@ static int loop(struct server *s)
             bool done = false;
             if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
                 done = conn_read(s, c);
-            else if (c->deadline_ms <= now) {
+            else if (c->deadline_ms <= now && c->draining) {
+                done = true;
+            } else if (c->deadline_ms <= now) {
                 char msg[80];
                 snprintf(msg, sizeof msg, "no request line within %d ms", s->cfg->read_timeout_ms);
                 reply_error(c->fd, c->tcp, msg);
