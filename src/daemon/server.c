@@ -306,9 +306,14 @@ static int file_reopen(const struct daemon_req *r, int *out, haul_error *err)
     return 0;
 }
 
-static bool retryable(int code)
+/* What another attempt may fix: the network, the server's 5xx and 429,
+ * garbled answers, checksum mismatches; not a missing bucket, refused
+ * credentials or an unreadable file. */
+static bool retryable(const haul_error *err)
 {
-    return code == HAUL_ENET || code == HAUL_ES3 || code == HAUL_EPROTO || code == HAUL_EINTEGRITY;
+    if (err->code == HAUL_ES3)
+        return err->http_status == 0 || err->http_status >= 500 || err->http_status == 429;
+    return err->code == HAUL_ENET || err->code == HAUL_EPROTO || err->code == HAUL_EINTEGRITY;
 }
 
 /* Sleeps before retry attempt n (0.25 s doubling, at most 8 s, with
@@ -369,7 +374,7 @@ static void job_run(struct server *s, struct job *j)
             left = true;
             break;
         }
-        if (attempt >= s->cfg->max_retries || !retryable(err.code))
+        if (attempt >= s->cfg->max_retries || !retryable(&err))
             break;
         log_info("s3://%s/%s: %s; retry %d of %d", j->req.bucket, j->req.key, err.msg, attempt + 1,
                  s->cfg->max_retries);
@@ -796,7 +801,7 @@ static int unix_listen(struct server *s, haul_error *err)
         if (probe >= 0)
             close(probe);
         if (live)
-            return err_set(err, HAUL_EUSAGE, "a daemon is already listening on %s", path);
+            return err_set(err, HAUL_EIO, "a daemon is already listening on %s", path);
         unlink(path); /* stale, from a daemon that was killed */
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -1030,7 +1035,7 @@ int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error 
     snprintf(path, sizeof path, "%s/lock", s->dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = errno == EWOULDBLOCK ? err_set(err, HAUL_EUSAGE, "another haul daemon uses the state directory %s", cfg->state_dir)
+        rc = errno == EWOULDBLOCK ? err_set(err, HAUL_EIO, "another haul daemon uses the state directory %s", cfg->state_dir)
                                   : err_errno(err, errno, "%s", path);
         goto out;
     }

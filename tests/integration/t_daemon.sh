@@ -110,7 +110,7 @@ like "$got" "ERROR no file descriptor came with the request" "Unix socket: SEND 
 like "$got" "ERROR unknown request" "Unix socket: malformed STATUS gets ERROR"
 # Over --max-clients: answered at once with an error, not left hanging.
 run daemon run --socket "$SCRATCH/x.sock" --state-dir "$SCRATCH/state1"
-is "$RC" "2" "a second daemon on the same state directory is refused (exit 2)"
+is "$RC" "1" "a second daemon on the same state directory is refused (exit 1)"
 like "$ERR" "another haul daemon uses the state directory" "... with a clear message"
 run daemon --socket "$SCRATCH/y.sock" --state-dir "$SCRATCH/statey" --tcp --tcp-host 0.0.0.0 --tcp-port "$PORT"
 is "$RC" "2" "a non-loopback TCP address is refused (exit 2)"
@@ -229,6 +229,29 @@ is "$(field "$(status_of "$S2")" queued)" "1" "paused at run time: the request w
 run daemon --socket "$S2" resume; ok $RC "haul daemon resume"
 wait_for "[ \"\$(field \"\$(status_of '$S2')\" done)\" = 21 ]"; ok $? "resumed: the queued request is uploaded"
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID"; is "$?" "0" "second daemon: SIGTERM exits 0"
+
+# ---- retries beyond the S3 client's own: a 503 twice, then for good ----
+RULES="$SCRATCH/rules.json"; echo '[]' > "$RULES"
+coproc PROXY { exec python3 "$ROOT/tests/integration/faultproxy.py" "${AWS_ENDPOINT_URL##*:}" "$RULES"; }
+read -r pport <&"${PROXY[0]}"
+PIDS+=("$PROXY_PID")
+S4="$SCRATCH/retry.sock"
+start_daemon "$S4" "$HAUL" daemon -v --socket "$S4" --state-dir "$SCRATCH/state4" --endpoint-url "http://127.0.0.1:$pport" \
+    --max-attempts 1 --max-retries 3 --log "$SCRATCH/daemon4.log" 2>"$SCRATCH/daemon4.err"
+ok $? "daemon behind the fault proxy starts"
+echo '[{"method":"PUT","action":"status","status":503,"code":"SlowDown","times":2}]' > "$RULES"
+run send --socket "$S4" "$SCRATCH/a.bin" "s3://$BUCKET/retried"
+is "$RC:$ERR" "0:" "two 503s (client tries: 1): the daemon's own retries deliver it"
+like "$(cat "$SCRATCH/daemon4.err")" "retried: .*SlowDown.*; retry 2 of 3" "the daemon logs its retries"
+is "$(obj_md5 retried)" "$(md5 "$SCRATCH/a.bin")" "retried upload intact"
+echo '[{"method":"PUT","action":"status","status":503,"code":"SlowDown"}]' > "$RULES"
+run send --socket "$S4" "$SCRATCH/a.bin" "s3://$BUCKET/never"
+is "$RC" "1" "a 503 that never ends: haul send exits 1 after the retries"
+like "$ERR" "SlowDown" "... with the server's reason"
+is "$(grep -c 's3://[^ ]*/never' "$SCRATCH/daemon4.err")" "3" "... after 3 retries"
+like "$(status_of "$S4")" "failed +1" "status counts the failure"
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID"; is "$?" "0" "retry daemon: SIGTERM exits 0"
+kill "$PROXY_PID" 2>/dev/null
 
 # ---- 2. a daemon running as nobody, peers checked by uid ---------------
 ND="$SCRATCH/nobody"
