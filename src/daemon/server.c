@@ -353,7 +353,10 @@ static void job_run(struct server *s, struct job *j)
     bool left = false; /* stays in the journal for the next start */
     int rc = j->file_fd >= 0 ? 0 : file_reopen(&j->req, &j->file_fd, &err);
     char source_id[128];
-    snprintf(source_id, sizeof source_id, "haul-daemon:%" PRIu64 ":%" PRIu64, j->req.dev, j->req.ino);
+    /* Names the multipart resume journal: the request id keeps two requests
+     * for the same file and key apart, and stays the same after a restart. */
+    snprintf(source_id, sizeof source_id, "haul-daemon:%" PRIu64 ":%" PRIu64 ":%" PRIu64, j->req.id, j->req.dev,
+             j->req.ino);
     for (int attempt = 0; rc == 0; attempt++) {
         err_clear(&err);
         if (lseek(j->file_fd, 0, SEEK_SET) < 0) {

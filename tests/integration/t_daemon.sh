@@ -159,6 +159,15 @@ PY
 )
 is "$bad" "0" "all 200 objects arrive intact (md5 of each)"
 
+# The same large file to the same key twice at once: two multipart uploads,
+# each with its own resume journal, both succeed.
+mkfile "$SCRATCH/twice.bin" $((12 * 1024 * 1024))
+"$HAUL" send "$SCRATCH/twice.bin" "s3://$BUCKET/twice" & p1=$!
+"$HAUL" send "$SCRATCH/twice.bin" "s3://$BUCKET/twice" & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+is "$r1:$r2" "0:0" "the same file to the same key twice at once: both succeed"
+is "$(obj_md5 twice)" "$(md5 "$SCRATCH/twice.bin")" "... and the object is intact"
+
 st=$(status_of "$S1")
 like "$st" "done +[0-9]+" "haul daemon status reports counts"
 is "$(field "$st" queued):$(field "$st" in_flight)" "0:0" "status: nothing queued or in flight when idle"
@@ -166,7 +175,7 @@ like "$st" "failed: .*no-such-bucket" "status lists the last failures"
 
 # ---- the per-object log ------------------------------------------------
 n_ok=$(grep -cE '^[0-9T:-]+Z start=[0-9]+\.[0-9]{3} seconds=[0-9]+\.[0-9]{3} bytes=[0-9]+ s3://[^ ]+ ok$' "$LOG1")
-is "$n_ok" "205" "text log: one ok line per object with start, seconds and bytes"
+is "$n_ok" "207" "text log: one ok line per object with start, seconds and bytes"
 like "$(grep " s3://$BUCKET/tcp/big.bin " "$LOG1")" "bytes=41943040 s3://$BUCKET/tcp/big.bin ok$" "log line of the 40 MiB object"
 like "$(grep -c "failed: " "$LOG1")" "^1$" "one failed line (the missing bucket)"
 like "$(cat "$SCRATCH/state1/daemon/failed.log")" "no-such-bucket-$$/x: .*NoSuch" "failed-requests log names the request and reason"
