@@ -115,6 +115,11 @@ struct daemon_journal *daemon_journal_open(const char *path, daemon_pending_fn f
 void daemon_journal_free(struct daemon_journal *j);
 /* Assigns r->id and appends r durably.  Thread-safe. */
 int daemon_journal_add(struct daemon_journal *j, struct daemon_req *r, haul_error *err);
+/* The same in two steps, so that one fsync covers many appends (group
+ * commit): an appended request is durable only once a later
+ * daemon_journal_sync returned 0. */
+int daemon_journal_append(struct daemon_journal *j, struct daemon_req *r, haul_error *err);
+int daemon_journal_sync(struct daemon_journal *j, haul_error *err);
 /* Marks a request done or failed; compacts the file when it has grown and
  * most of it is finished.  Thread-safe. */
 int daemon_journal_finish(struct daemon_journal *j, uint64_t id, bool ok, haul_error *err);

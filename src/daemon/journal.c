@@ -352,7 +352,7 @@ void daemon_journal_free(struct daemon_journal *j)
     free(j);
 }
 
-int daemon_journal_add(struct daemon_journal *j, struct daemon_req *r, haul_error *err)
+int daemon_journal_append(struct daemon_journal *j, struct daemon_req *r, haul_error *err)
 {
     char *line = malloc(RECORD_MAX);
     if (!line)
@@ -362,7 +362,7 @@ int daemon_journal_add(struct daemon_journal *j, struct daemon_req *r, haul_erro
     int n = daemon_req_format(r, line, RECORD_MAX), rc = 0;
     if (n < 0)
         rc = err_set(err, HAUL_EUSAGE, "request too long to journal");
-    else if (write_all(j->fd, line, (size_t)n) < 0 || fdatasync(j->fd) < 0)
+    else if (write_all(j->fd, line, (size_t)n) < 0)
         rc = err_errno(err, errno, "journal %s", j->path);
     else if (pending_add(j, r->id, line, (size_t)n) < 0)
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
@@ -373,6 +373,20 @@ int daemon_journal_add(struct daemon_journal *j, struct daemon_req *r, haul_erro
     pthread_mutex_unlock(&j->lock);
     free(line);
     return rc;
+}
+
+int daemon_journal_sync(struct daemon_journal *j, haul_error *err)
+{
+    pthread_mutex_lock(&j->lock);
+    int rc = fdatasync(j->fd) < 0 ? err_errno(err, errno, "journal %s", j->path) : 0;
+    pthread_mutex_unlock(&j->lock);
+    return rc;
+}
+
+int daemon_journal_add(struct daemon_journal *j, struct daemon_req *r, haul_error *err)
+{
+    int rc = daemon_journal_append(j, r, err);
+    return rc < 0 ? rc : daemon_journal_sync(j, err);
 }
 
 int daemon_journal_finish(struct daemon_journal *j, uint64_t id, bool ok, haul_error *err)

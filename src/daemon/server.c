@@ -41,6 +41,7 @@ struct job {
     int file_fd;  /* -1: open req.path when its turn comes (replayed from the journal) */
     int reply_fd; /* -1: nobody waits for the result */
     bool tcp;     /* answer in s3daemon's words */
+    bool wait;    /* the client waits for the result on reply_fd */
     struct job *next;
 };
 
@@ -85,6 +86,11 @@ struct server {
 
     pthread_t *threads;
     int n_threads;
+
+    /* Requests appended to the journal in this turn of the event loop, not
+     * yet fsync'd: answered and queued after one fsync for all of them
+     * (event loop thread only). */
+    struct job *unsynced;
 };
 
 static int64_t mono_ms(void)
@@ -502,8 +508,9 @@ static void conn_close(struct server *s, int i)
     s->conns[i] = s->conns[--s->n_conns];
 }
 
-/* Journals and queues a request for the open regular file fd (taken). The
- * connection is answered, and handed to the job when its client waits. */
+/* Journals a request for the open regular file fd (taken); it is answered
+ * and queued by commit_accepted once the journal is synced.  The
+ * connection goes with the job (c->fd becomes -1). */
 static void request_accept(struct server *s, struct conn *c, struct daemon_req *r, int fd, bool wait)
 {
     haul_error err = {0};
@@ -516,25 +523,62 @@ static void request_accept(struct server *s, struct conn *c, struct daemon_req *
                 s->cfg->max_queue);
     } else if (!(j = calloc(1, sizeof *j))) {
         err_set(&err, HAUL_ENOMEM, "out of memory");
-    } else if (daemon_journal_add(s->journal, r, &err) == 0) {
+    } else if (daemon_journal_append(s->journal, r, &err) == 0) {
         j->req = *r;
         memset(r, 0, sizeof *r); /* the job owns key and path now */
         j->file_fd = fd;
-        j->reply_fd = -1;
+        j->reply_fd = c->fd;
         j->tcp = c->tcp;
-        if (!c->tcp)
-            replyf(c->fd, "QUEUED %" PRIu64 "\n", j->req.id);
-        if (wait) {
-            j->reply_fd = c->fd;
-            c->fd = -1;
-            atomic_fetch_add(&s->waiting, 1);
-        }
-        job_push(s, j);
+        j->wait = wait;
+        c->fd = -1;
+        atomic_fetch_add(&s->waiting, 1); /* holds a client slot until answered */
+        j->next = s->unsynced;
+        s->unsynced = j;
         return;
     }
     free(j);
     close(fd);
     reply_error(c->fd, c->tcp, err.msg);
+}
+
+/* One fsync for every request accepted in this turn (group commit), then
+ * each client hears "QUEUED" and its job goes to the workers; those that do
+ * not wait are closed. */
+static void commit_accepted(struct server *s)
+{
+    if (!s->unsynced)
+        return;
+    haul_error err = {0};
+    int rc = daemon_journal_sync(s->journal, &err);
+    struct job *list = NULL;
+    while (s->unsynced) { /* back into acceptance order */
+        struct job *j = s->unsynced;
+        s->unsynced = j->next;
+        j->next = list;
+        list = j;
+    }
+    while (list) {
+        struct job *j = list;
+        list = j->next;
+        j->next = NULL;
+        if (rc < 0) {
+            /* Not durable: refused (a replay may still upload it, at least once). */
+            haul_error jerr = {0};
+            daemon_journal_finish(s->journal, j->req.id, false, &jerr);
+            reply_error(j->reply_fd, j->tcp, err.msg);
+            job_free(j);
+            atomic_fetch_sub(&s->waiting, 1);
+            continue;
+        }
+        if (!j->tcp)
+            replyf(j->reply_fd, "QUEUED %" PRIu64 "\n", j->req.id);
+        if (!j->wait) {
+            close(j->reply_fd);
+            j->reply_fd = -1;
+            atomic_fetch_sub(&s->waiting, 1);
+        }
+        job_push(s, j);
+    }
 }
 
 /* Opens a file named by an s3daemon client, as the daemon. */
@@ -1006,6 +1050,7 @@ static int loop(struct server *s)
             if (done)
                 conn_close(s, ci);
         }
+        commit_accepted(s);
         for (int i = first_listener; i < first_conn; i++)
             if (p[i].revents & POLLIN)
                 accept_from(s, p[i].fd, p[i].fd != s->unix_fd);
