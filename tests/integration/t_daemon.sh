@@ -259,7 +259,18 @@ is "$RC" "1" "a 503 that never ends: haul send exits 1 after the retries"
 like "$ERR" "SlowDown" "... with the server's reason"
 is "$(grep -c 's3://[^ ]*/never' "$SCRATCH/daemon4.err")" "3" "... after 3 retries"
 like "$(status_of "$S4")" "failed +1" "status counts the failure"
-kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID"; is "$?" "0" "retry daemon: SIGTERM exits 0"
+# SIGTERM with an upload in flight (held by the proxy): the daemon stops
+# listening at once, finishes that upload, then exits 0.
+echo "[{\"method\":\"PUT\",\"action\":\"hold\",\"until\":\"$SCRATCH/release\",\"times\":1}]" > "$RULES"
+"$HAUL" send --no-wait --socket "$S4" "$SCRATCH/a.bin" "s3://$BUCKET/held"
+wait_for "[ \"\$(field \"\$(status_of '$S4')\" in_flight)\" = 1 ]"; ok $? "an upload is in flight (held by the proxy)"
+kill -TERM "$DAEMON_PID"
+wait_for "! \"$HAUL\" daemon --socket '$S4' status >/dev/null 2>&1"; ok $? "SIGTERM: the daemon stops accepting at once"
+kill -0 "$DAEMON_PID" 2>/dev/null; ok $? "... but keeps running while its upload is in flight"
+touch "$SCRATCH/release"
+wait "$DAEMON_PID"; is "$?" "0" "... finishes it and exits 0"
+is "$(obj_md5 held)" "$(md5 "$SCRATCH/a.bin")" "the in-flight upload completed during shutdown"
+like "$(tail -1 "$SCRATCH/daemon4.log")" "s3://$BUCKET/held ok$" "and was logged"
 kill "$PROXY_PID" 2>/dev/null
 
 # ---- 2. a daemon running as nobody, peers checked by uid ---------------
