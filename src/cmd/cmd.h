@@ -135,5 +135,7 @@ int cmd_backup(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
+int cmd_send(int argc, char **argv);
 
 #endif

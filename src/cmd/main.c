@@ -28,6 +28,8 @@ static const struct subcommand subcommands[] = {
     {"mb", cmd_mb, "make a bucket"},
     {"rb", cmd_rb, "remove a bucket (with --force: and everything in it)"},
     {"policy", cmd_policy, "show or apply the lifecycle rule that tiers large objects to Glacier"},
+    {"daemon", cmd_daemon, "serve upload requests (haul send, s3daemon clients) over warm connections"},
+    {"send", cmd_send, "hand a file to a running haul daemon for upload to s3://BUCKET/KEY"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,1179 @@
+/* daemon/server: haul daemon.  One thread runs a poll(2) loop over the
+ * listeners, a signalfd and every connection still sending its request
+ * (bounded line, read deadline), so a slow or hostile client holds nothing
+ * but its own slot.  An accepted request is journaled (fsync) and queued;
+ * a pool of worker threads uploads from the queue through the streaming
+ * engine and answers the clients that wait. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/path.h"
+
+#define TCP_LISTEN_MAX 4
+#define FAILURES_KEPT 100
+#define ACCEPTS_PER_TURN 64
+
+struct job {
+    struct daemon_req req;
+    int file_fd;  /* -1: open req.path when its turn comes (replayed from the journal) */
+    int reply_fd; /* -1: nobody waits for the result */
+    bool tcp;     /* answer in s3daemon's words */
+    bool wait;    /* the client waits for the result on reply_fd */
+    struct job *next;
+};
+
+/* A connection still sending its request line. */
+struct conn {
+    int fd;
+    bool tcp;
+    uid_t uid;
+    int passed_fd;
+    bool draining; /* answered; reading and dropping what is left until EOF or the deadline */
+    char *buf;
+    size_t len, cap;
+    int64_t deadline_ms;
+};
+
+struct server {
+    const struct daemon_config *cfg;
+    struct s3_client *client;
+    struct daemon_journal *journal;
+    char dir[4200]; /* STATE_DIR/daemon */
+    int sig_fd, wake_r, wake_w, unix_fd, lock_fd;
+    bool bound; /* the socket file is ours to remove */
+    int tcp_fd[TCP_LISTEN_MAX];
+    int n_tcp;
+    struct conn **conns; /* event loop thread only */
+    int n_conns;
+    atomic_int waiting;  /* connections handed over to jobs, answered by workers */
+    atomic_bool cancel;  /* second signal: uploads in flight stop */
+
+    pthread_mutex_t lock; /* guards the queue, the counters, paused, stopping, failures */
+    pthread_cond_t cond;  /* queue changed, resumed, or stopping */
+    struct job *head, *tail;
+    int queued, in_flight;
+    uint64_t done, failed;
+    bool paused, stopping;
+    char failures[FAILURES_KEPT][640];
+    int failures_next, failures_n;
+
+    pthread_mutex_t log_lock; /* guards log and failed_log */
+    FILE *log;
+    FILE *failed_log;
+
+    pthread_t *threads;
+    int n_threads;
+
+    /* Requests appended to the journal in this turn of the event loop, not
+     * yet fsync'd: answered and queued after one fsync for all of them
+     * (event loop thread only). */
+    struct job *unsynced;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void iso_now(char *out, size_t cap)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* One line of text: control characters (a newline in an S3 message, say)
+ * become spaces. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20)
+            *s = ' ';
+}
+
+static void wake(struct server *s)
+{
+    char b = 1;
+    ssize_t w = write(s->wake_w, &b, 1);
+    (void)w; /* a full pipe already means "wake up" */
+}
+
+/* Best-effort answer on a socket: waits at most 2 s for room, so a client
+ * that never reads cannot hold the caller. */
+static void reply(int fd, const char *text, size_t len)
+{
+    int64_t until = mono_ms() + 2000;
+    while (len) {
+        ssize_t w = send(fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            text += w;
+            len -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        int64_t left = until - mono_ms();
+        if (w < 0 && errno == EAGAIN && left > 0) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            poll(&p, 1, (int)left);
+            continue;
+        }
+        return;
+    }
+}
+
+static void replyf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void replyf(int fd, const char *fmt, ...)
+{
+    char text[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        reply(fd, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
+}
+
+/* An error answer before acceptance: s3daemon clients get the bare text
+ * (no newline, as s3daemon wrote it), haul send gets "ERROR text". */
+static void reply_error(int fd, bool tcp, const char *msg)
+{
+    char text[1200];
+    snprintf(text, sizeof text, "%s", msg);
+    one_line(text);
+    if (tcp)
+        replyf(fd, "Error: %s", text);
+    else
+        replyf(fd, "ERROR %s\n", text);
+}
+
+/* ---- the per-object log and the failed-requests log ---- */
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f); /* UTF-8 passes through; keys were checked for control bytes */
+    }
+    fputc('"', f);
+}
+
+static void object_log(struct server *s, const struct job *j, double start, double seconds,
+                       uint64_t bytes, const char *error)
+{
+    char now[32];
+    iso_now(now, sizeof now);
+    pthread_mutex_lock(&s->log_lock);
+    FILE *f = s->log ? s->log : stderr;
+    if (s->cfg->log_json) {
+        fprintf(f, "{\"time\":\"%s\",\"id\":%" PRIu64 ",\"start\":%.3f,\"seconds\":%.3f,\"bytes\":%" PRIu64 ",\"bucket\":",
+                now, j->req.id, start, seconds, bytes);
+        json_str(f, j->req.bucket);
+        fputs(",\"key\":", f);
+        json_str(f, j->req.key);
+        fputs(",\"file\":", f);
+        json_str(f, j->req.path);
+        fprintf(f, ",\"status\":\"%s\",\"error\":", error ? "failed" : "ok");
+        if (error)
+            json_str(f, error);
+        else
+            fputs("null", f);
+        fputs("}\n", f);
+    } else {
+        fprintf(f, "%s start=%.3f seconds=%.3f bytes=%" PRIu64 " s3://%s/%s %s%s\n", now, start, seconds,
+                bytes, j->req.bucket, j->req.key, error ? "failed: " : "ok", error ? error : "");
+    }
+    fflush(f);
+    if (error && s->failed_log) {
+        fprintf(s->failed_log, "%s id=%" PRIu64 " uid=%" PRIu32 " %s s3://%s/%s: %s\n", now, j->req.id,
+                j->req.uid, j->req.path, j->req.bucket, j->req.key, error);
+        fflush(s->failed_log);
+    }
+    pthread_mutex_unlock(&s->log_lock);
+}
+
+static int log_open(struct server *s, haul_error *err)
+{
+    if (!s->cfg->log_path)
+        return 0;
+    FILE *f = fopen(s->cfg->log_path, "ae");
+    if (!f)
+        return err_errno(err, errno, "log %s", s->cfg->log_path);
+    pthread_mutex_lock(&s->log_lock);
+    FILE *old = s->log;
+    s->log = f;
+    pthread_mutex_unlock(&s->log_lock);
+    if (old)
+        fclose(old);
+    return 0;
+}
+
+/* ---- uploads ---- */
+
+/* Whether uid may read a file of this owner and mode (its own bits, not the
+ * directories above it). */
+static bool uid_may_read(const struct stat *st, uid_t uid)
+{
+    if (uid == 0)
+        return true;
+    if (st->st_uid == uid)
+        return (st->st_mode & S_IRUSR) != 0;
+    if (st->st_mode & S_IROTH)
+        return true;
+    if (!(st->st_mode & S_IRGRP))
+        return false;
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+        return false;
+    gid_t groups[256];
+    int n = 256;
+    if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+        n = 256; /* more groups than that: check the first ones */
+    for (int i = 0; i < n; i++)
+        if (groups[i] == st->st_gid)
+            return true;
+    return false;
+}
+
+/* A request replayed after a restart: its passed descriptor is gone, so the
+ * file is opened again by the path its client gave.  Security rule: the
+ * daemon opens it as itself, so it proceeds only when (1) it is the very
+ * file that was accepted (same st_dev and st_ino: a path that now names
+ * another file, or a lying path, is refused), and (2) for a Unix-socket
+ * request, the uid that submitted it may still read it by its mode bits
+ * (owner, group or other).  A file replaced, removed or made unreadable to
+ * its submitter fails with a clear reason instead of being uploaded. */
+static int file_reopen(const struct daemon_req *r, int *out, haul_error *err)
+{
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return err_errno(err, errno, "%s: file replaced or unreadable after restart", r->path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_dev != r->dev ||
+        (uint64_t)st.st_ino != r->ino) {
+        close(fd);
+        return err_set(err, HAUL_EIO, "%s: file replaced or unreadable after restart (not the file that was submitted)",
+                       r->path);
+    }
+    if (r->via == 'u' && !uid_may_read(&st, (uid_t)r->uid)) {
+        close(fd);
+        return err_set(err, HAUL_EIO,
+                       "%s: after restart, uid %" PRIu32 " who submitted it may no longer read it: not uploaded",
+                       r->path, r->uid);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *out = fd;
+    return 0;
+}
+
+/* What another attempt may fix: the network, the server's 5xx and 429,
+ * garbled answers, checksum mismatches; not a missing bucket, refused
+ * credentials or an unreadable file. */
+static bool retryable(const haul_error *err)
+{
+    if (err->code == HAUL_ES3)
+        return err->http_status == 0 || err->http_status >= 500 || err->http_status == 429;
+    return err->code == HAUL_ENET || err->code == HAUL_EPROTO || err->code == HAUL_EINTEGRITY;
+}
+
+/* Sleeps before retry attempt n (0.25 s doubling, at most 8 s, with
+ * jitter); false when the daemon started stopping meanwhile. */
+static bool backoff(struct server *s, int n)
+{
+    double delay = 0.25 * (double)(1 << (n < 5 ? n : 5));
+    delay = (delay > 8 ? 8 : delay) * (0.5 + (double)(rand() % 1000) / 2000.0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ns = until.tv_nsec + (long)((delay - (double)(long)delay) * 1e9);
+    until.tv_sec += (time_t)delay + ns / 1000000000;
+    until.tv_nsec = ns % 1000000000;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT) {
+    }
+    bool go_on = !s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return go_on;
+}
+
+static void job_free(struct job *j)
+{
+    if (j->file_fd >= 0)
+        close(j->file_fd);
+    if (j->reply_fd >= 0)
+        close(j->reply_fd);
+    daemon_req_release(&j->req);
+    free(j);
+}
+
+static void job_run(struct server *s, struct job *j)
+{
+    double start = wall_s(), t0 = mono_s();
+    haul_error err = {0};
+    uint64_t bytes = 0;
+    bool left = false; /* stays in the journal for the next start */
+    int rc = j->file_fd >= 0 ? 0 : file_reopen(&j->req, &j->file_fd, &err);
+    char source_id[128];
+    /* Names the multipart resume journal: the request id keeps two requests
+     * for the same file and key apart, and stays the same after a restart. */
+    snprintf(source_id, sizeof source_id, "haul-daemon:%" PRIu64 ":%" PRIu64 ":%" PRIu64, j->req.id, j->req.dev,
+             j->req.ino);
+    for (int attempt = 0; rc == 0; attempt++) {
+        err_clear(&err);
+        if (lseek(j->file_fd, 0, SEEK_SET) < 0) {
+            rc = err_errno(&err, errno, "%s", j->req.path);
+            break;
+        }
+        struct xfer_opts xo = s->cfg->xfer;
+        xo.cancel = &s->cancel;
+        xo.state_dir = s->cfg->state_dir; /* a multipart upload cut by a kill resumes */
+        xo.source_id = source_id;
+        struct xfer_result res;
+        rc = xfer_upload_fd(s->client, j->file_fd, j->req.bucket, j->req.key, &xo, &res, &err);
+        if (rc == 0) {
+            bytes = res.bytes;
+            break;
+        }
+        if (err.code == HAUL_ECANCELED || atomic_load(&s->cancel)) {
+            left = true;
+            break;
+        }
+        if (attempt >= s->cfg->max_retries || !retryable(&err))
+            break;
+        log_info("s3://%s/%s: %s; retry %d of %d", j->req.bucket, j->req.key, err.msg, attempt + 1,
+                 s->cfg->max_retries);
+        if (!backoff(s, attempt)) {
+            left = true;
+            break;
+        }
+        rc = 0;
+    }
+    double seconds = mono_s() - t0;
+    char msg[1100];
+    snprintf(msg, sizeof msg, "%s", err.msg[0] ? err.msg : haul_code_name(err.code));
+    one_line(msg);
+    if (left) {
+        if (j->reply_fd >= 0)
+            replyf(j->reply_fd, j->tcp ? "Error: daemon stopping; request %" PRIu64 " stays in its journal and is uploaded on the next start"
+                                       : "FAILED daemon stopping; request %" PRIu64 " stays in its journal and is uploaded on the next start\n",
+                   j->req.id);
+        pthread_mutex_lock(&s->lock);
+        s->in_flight--;
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    haul_error jerr = {0};
+    if (daemon_journal_finish(s->journal, j->req.id, rc == 0, &jerr) < 0)
+        log_error("%s", jerr.msg);
+    object_log(s, j, start, seconds, rc == 0 ? bytes : j->req.size, rc == 0 ? NULL : msg);
+    pthread_mutex_lock(&s->lock);
+    s->in_flight--;
+    if (rc == 0) {
+        s->done++;
+    } else {
+        s->failed++;
+        char now[32];
+        iso_now(now, sizeof now);
+        snprintf(s->failures[s->failures_next], sizeof s->failures[0], "%s id=%" PRIu64 " s3://%s/%s %s: %s",
+                 now, j->req.id, j->req.bucket, j->req.key, j->req.path, msg);
+        one_line(s->failures[s->failures_next]);
+        s->failures_next = (s->failures_next + 1) % FAILURES_KEPT;
+        if (s->failures_n < FAILURES_KEPT)
+            s->failures_n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (j->reply_fd >= 0) {
+        if (j->tcp)
+            rc == 0 ? replyf(j->reply_fd, "Success") : replyf(j->reply_fd, "Error: %s", msg);
+        else
+            rc == 0 ? replyf(j->reply_fd, "OK\n") : replyf(j->reply_fd, "FAILED %s\n", msg);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping && (s->paused || !s->head))
+            pthread_cond_wait(&s->cond, &s->lock);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->lock);
+            return NULL;
+        }
+        struct job *j = s->head;
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->queued--;
+        s->in_flight++;
+        pthread_mutex_unlock(&s->lock);
+        bool waited = j->reply_fd >= 0;
+        job_run(s, j);
+        job_free(j);
+        if (waited)
+            atomic_fetch_sub(&s->waiting, 1);
+        wake(s);
+    }
+}
+
+static void job_push(struct server *s, struct job *j)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    s->queued++;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The journal replay: requests a previous run accepted but did not finish. */
+static int replayed(const struct daemon_req *r, void *ctx)
+{
+    struct server *s = ctx;
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->req = *r;
+    j->req.key = strdup(r->key);
+    j->req.path = strdup(r->path);
+    j->file_fd = j->reply_fd = -1;
+    if (!j->req.key || !j->req.path) {
+        job_free(j);
+        return -1;
+    }
+    job_push(s, j);
+    return 0;
+}
+
+/* ---- accepting requests ---- */
+
+static void conn_close(struct server *s, int i)
+{
+    struct conn *c = s->conns[i];
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->passed_fd >= 0)
+        close(c->passed_fd);
+    free(c->buf);
+    free(c);
+    s->conns[i] = s->conns[--s->n_conns];
+}
+
+/* Journals a request for the open regular file fd (taken); it is answered
+ * and queued by commit_accepted once the journal is synced.  The
+ * connection goes with the job (c->fd becomes -1). */
+static void request_accept(struct server *s, struct conn *c, struct daemon_req *r, int fd, bool wait)
+{
+    haul_error err = {0};
+    pthread_mutex_lock(&s->lock);
+    bool full = s->queued >= s->cfg->max_queue, stopping = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    struct job *j = NULL;
+    if (full || stopping) {
+        err_set(&err, HAUL_EIO, stopping ? "daemon is stopping" : "queue full (%d requests, see --max-queue): try later",
+                s->cfg->max_queue);
+    } else if (!(j = calloc(1, sizeof *j))) {
+        err_set(&err, HAUL_ENOMEM, "out of memory");
+    } else if (daemon_journal_append(s->journal, r, &err) == 0) {
+        j->req = *r;
+        memset(r, 0, sizeof *r); /* the job owns key and path now */
+        j->file_fd = fd;
+        j->reply_fd = c->fd;
+        j->tcp = c->tcp;
+        j->wait = wait;
+        c->fd = -1;
+        atomic_fetch_add(&s->waiting, 1); /* holds a client slot until answered */
+        j->next = s->unsynced;
+        s->unsynced = j;
+        return;
+    }
+    free(j);
+    close(fd);
+    reply_error(c->fd, c->tcp, err.msg);
+}
+
+/* One fsync for every request accepted in this turn (group commit), then
+ * each client hears "QUEUED" and its job goes to the workers; those that do
+ * not wait are closed. */
+static void commit_accepted(struct server *s)
+{
+    if (!s->unsynced)
+        return;
+    haul_error err = {0};
+    int rc = daemon_journal_sync(s->journal, &err);
+    struct job *list = NULL;
+    while (s->unsynced) { /* back into acceptance order */
+        struct job *j = s->unsynced;
+        s->unsynced = j->next;
+        j->next = list;
+        list = j;
+    }
+    while (list) {
+        struct job *j = list;
+        list = j->next;
+        j->next = NULL;
+        if (rc < 0) {
+            /* Not durable: refused (a replay may still upload it, at least once). */
+            haul_error jerr = {0};
+            daemon_journal_finish(s->journal, j->req.id, false, &jerr);
+            reply_error(j->reply_fd, j->tcp, err.msg);
+            job_free(j);
+            atomic_fetch_sub(&s->waiting, 1);
+            continue;
+        }
+        if (!j->tcp)
+            replyf(j->reply_fd, "QUEUED %" PRIu64 "\n", j->req.id);
+        if (!j->wait) {
+            close(j->reply_fd);
+            j->reply_fd = -1;
+            atomic_fetch_sub(&s->waiting, 1);
+        }
+        job_push(s, j);
+    }
+}
+
+/* Opens a file named by an s3daemon client, as the daemon. */
+static int file_open_checked(const char *path, struct stat *st, haul_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return err_errno(err, errno, "%s", path);
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return err_set(err, HAUL_EUSAGE, "%s: not a regular file", path);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
+static void req_fill(struct daemon_req *r, const struct stat *st)
+{
+    r->dev = (uint64_t)st->st_dev;
+    r->ino = (uint64_t)st->st_ino;
+    r->size = (uint64_t)st->st_size;
+    r->mtime_sec = (int64_t)st->st_mtim.tv_sec;
+    r->mtime_nsec = st->st_mtim.tv_nsec;
+}
+
+static void tcp_request(struct server *s, struct conn *c, const char *line, size_t len)
+{
+    haul_error err = {0};
+    struct daemon_line l;
+    if (daemon_line_parse(line, len, &l, &err) < 0) {
+        reply_error(c->fd, true, err.msg);
+        return;
+    }
+    struct stat st;
+    int fd = file_open_checked(l.path, &st, &err);
+    if (fd < 0) {
+        reply_error(c->fd, true, err.msg);
+        daemon_line_release(&l);
+        return;
+    }
+    struct daemon_req r = {.uid = (uint32_t)geteuid(), .via = 't', .key = l.key, .path = l.path};
+    memcpy(r.bucket, l.bucket, sizeof r.bucket);
+    req_fill(&r, &st);
+    request_accept(s, c, &r, fd, true);
+    daemon_req_release(&r);
+}
+
+static void status_reply(struct server *s, int fd, int last)
+{
+    char *text = malloc(FAILURES_KEPT * 660 + 512);
+    if (!text)
+        return;
+    pthread_mutex_lock(&s->lock);
+    size_t n = (size_t)sprintf(text, "STATUS queued=%d in_flight=%d done=%" PRIu64 " failed=%" PRIu64 " paused=%d clients=%d\n",
+                               s->queued, s->in_flight, s->done, s->failed, s->paused ? 1 : 0,
+                               s->n_conns + atomic_load(&s->waiting));
+    for (int i = 0; i < last && i < s->failures_n; i++) {
+        int k = (s->failures_next - 1 - i + FAILURES_KEPT) % FAILURES_KEPT;
+        n += (size_t)sprintf(text + n, "FAILURE %s\n", s->failures[k]);
+    }
+    pthread_mutex_unlock(&s->lock);
+    n += (size_t)sprintf(text + n, "END\n");
+    reply(fd, text, n);
+    free(text);
+}
+
+static void unix_request(struct server *s, struct conn *c, const char *line, size_t len)
+{
+    haul_error err = {0};
+    struct daemon_msg m;
+    if (daemon_msg_parse(line, len, &m, &err) < 0) {
+        reply_error(c->fd, false, err.msg);
+        return;
+    }
+    if (m.verb == DAEMON_STATUS) {
+        status_reply(s, c->fd, m.last);
+        return;
+    }
+    if (m.verb == DAEMON_PAUSE || m.verb == DAEMON_RESUME) {
+        pthread_mutex_lock(&s->lock);
+        s->paused = m.verb == DAEMON_PAUSE;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        log_warn("uploads %s by uid %u", m.verb == DAEMON_PAUSE ? "paused" : "resumed", (unsigned)c->uid);
+        replyf(c->fd, "OK\n");
+        return;
+    }
+    struct stat st;
+    int fd = c->passed_fd, fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+    const char *why = NULL;
+    if (fd < 0)
+        why = "no file descriptor came with the request";
+    else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        why = "the descriptor passed is not a regular file";
+    else if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+        why = "the descriptor passed is not open for reading";
+    if (why) {
+        reply_error(c->fd, false, why);
+        daemon_msg_release(&m);
+        return;
+    }
+    c->passed_fd = -1;
+    struct daemon_req r = {.uid = (uint32_t)c->uid, .via = 'u', .key = m.key, .path = m.path};
+    memcpy(r.bucket, m.bucket, sizeof r.bucket);
+    req_fill(&r, &st);
+    request_accept(s, c, &r, fd, m.wait);
+    daemon_req_release(&r);
+}
+
+/* Reads what the client sent; returns true when the connection is done
+ * (answered or gone) and should be closed. */
+static bool conn_read(struct server *s, struct conn *c)
+{
+    if (c->draining) {
+        char sink[16384];
+        ssize_t r = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        return r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR);
+    }
+    char *at = c->buf + c->len;
+    size_t room = c->cap - c->len;
+    ssize_t n;
+    if (c->tcp) {
+        n = recv(c->fd, at, room, MSG_DONTWAIT);
+    } else {
+        union {
+            char buf[CMSG_SPACE(8 * sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct iovec iov = {at, room};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                            .msg_controllen = sizeof control.buf};
+        n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t k = 0; k < nfd; k++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+                if (c->passed_fd < 0)
+                    c->passed_fd = fd;
+                else
+                    close(fd); /* one file per request: extras are dropped */
+            }
+        }
+        if (n >= 0 && (mh.msg_flags & MSG_CTRUNC)) {
+            reply_error(c->fd, false, "too many descriptors passed");
+            return true;
+        }
+    }
+    if (n < 0)
+        return !(errno == EAGAIN || errno == EINTR);
+    if (n == 0) {
+        /* Closed (or half-closed) before a whole line: answer if anyone listens. */
+        if (c->len)
+            reply_error(c->fd, c->tcp, "request ended without a newline");
+        return true;
+    }
+    c->len += (size_t)n;
+    char *nl = memchr(at, '\n', (size_t)n);
+    if (!nl) {
+        if (c->len < c->cap)
+            return false;
+        char msg[80];
+        snprintf(msg, sizeof msg, "request line longer than %zu bytes", c->cap - 1);
+        reply_error(c->fd, c->tcp, msg);
+        /* Closing with unread input would reset the connection and lose the
+         * answer: drop the rest for a moment first (a lingering close). */
+        shutdown(c->fd, SHUT_WR);
+        c->draining = true;
+        c->deadline_ms = mono_ms() + 2000;
+        return false;
+    }
+    size_t len = (size_t)(nl - c->buf);
+    if (c->tcp)
+        tcp_request(s, c, c->buf, len);
+    else
+        unix_request(s, c, c->buf, len);
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_WR);
+    return true;
+}
+
+static bool uid_allowed(const struct daemon_config *cfg, uid_t uid)
+{
+    for (int i = 0; i < cfg->n_allow; i++)
+        if (cfg->allow[i] == uid)
+            return true;
+    return false;
+}
+
+static void accept_from(struct server *s, int lfd, bool tcp)
+{
+    for (int k = 0; k < ACCEPTS_PER_TURN; k++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        uid_t uid = geteuid();
+        if (!tcp) {
+            struct ucred cred;
+            socklen_t len = sizeof cred;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                close(fd);
+                continue;
+            }
+            uid = cred.uid;
+            if (!uid_allowed(s->cfg, uid)) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "uid %u is not allowed to use this daemon (see haul daemon --allow-user)",
+                         (unsigned)uid);
+                log_warn("refused a connection from uid %u (not in --allow-user)", (unsigned)uid);
+                reply_error(fd, false, msg);
+                close(fd);
+                continue;
+            }
+        }
+        /* Over --max-clients: accepted and told so at once, so that a client
+         * never hangs in the backlog without an answer. */
+        if (s->n_conns + atomic_load(&s->waiting) >= s->cfg->max_clients) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "daemon busy: %d clients connected (--max-clients), try again", s->cfg->max_clients);
+            reply_error(fd, tcp, msg);
+            close(fd);
+            continue;
+        }
+        struct conn *c = calloc(1, sizeof *c);
+        size_t cap = tcp ? DAEMON_TCP_LINE_MAX : DAEMON_UNIX_LINE_MAX;
+        if (!c || !(c->buf = malloc(cap))) {
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->tcp = tcp;
+        c->uid = uid;
+        c->passed_fd = -1;
+        c->cap = cap;
+        c->deadline_ms = mono_ms() + s->cfg->read_timeout_ms;
+        s->conns[s->n_conns++] = c;
+    }
+}
+
+/* ---- listeners ---- */
+
+static int unix_listen(struct server *s, haul_error *err)
+{
+    const char *path = s->cfg->socket_path;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return err_set(err, HAUL_EUSAGE, "socket path %s is too long (at most %zu bytes)", path,
+                       sizeof sa.sun_path - 1);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    char dir[sizeof sa.sun_path];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (path_mkdirs(dir, s->cfg->socket_gid != (gid_t)-1 ? 0750 : 0700) < 0)
+            return err_errno(err, errno, "socket directory %s", dir);
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return err_set(err, HAUL_EUSAGE, "%s exists and is not a socket", path);
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live)
+            return err_set(err, HAUL_EIO, "a daemon is already listening on %s", path);
+        unlink(path); /* stale, from a daemon that was killed */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return err_errno(err, errno, "socket");
+    mode_t old = umask(0177); /* created 0600: no window where others may connect */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc < 0) {
+        int e = errno;
+        close(fd);
+        return err_errno(err, e, "bind %s", path);
+    }
+    s->bound = true;
+    if (s->cfg->socket_gid != (gid_t)-1 &&
+        (chown(path, (uid_t)-1, s->cfg->socket_gid) < 0 || chmod(path, 0660) < 0)) {
+        int e = errno;
+        close(fd);
+        return err_errno(err, e, "%s: giving the socket to group %u", path, (unsigned)s->cfg->socket_gid);
+    }
+    if (listen(fd, 1024) < 0) {
+        int e = errno;
+        close(fd);
+        return err_errno(err, e, "listen %s", path);
+    }
+    s->unix_fd = fd;
+    return 0;
+}
+
+static bool addr_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* The s3daemon listener, loopback only: its requests carry no identity, so
+ * anyone who can connect can make the daemon read any file it can. */
+static int tcp_listen(struct server *s, haul_error *err)
+{
+    const char *host = s->cfg->tcp_host;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->cfg->tcp_port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0)
+        return err_set(err, HAUL_EUSAGE, "S3DAEMON_HOST '%s': %s", host, gai_strerror(rc));
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (!addr_loopback(a->ai_addr)) {
+            freeaddrinfo(res);
+            return err_set(err, HAUL_EUSAGE,
+                           "S3DAEMON_HOST '%s' is not a loopback address: the TCP listener takes unauthenticated "
+                           "requests, so haul daemon binds it to loopback only (use the Unix socket and haul send "
+                           "across users)", host);
+        }
+    int last_errno = 0;
+    for (struct addrinfo *a = res; a && s->n_tcp < TCP_LISTEN_MAX; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+        int one = 1;
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (a->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+            last_errno = errno;
+            close(fd);
+            continue;
+        }
+        s->tcp_fd[s->n_tcp++] = fd;
+    }
+    freeaddrinfo(res);
+    if (s->n_tcp == 0)
+        return err_errno(err, last_errno, "listen on %s port %s", host, port);
+    return 0;
+}
+
+/* ---- the event loop ---- */
+
+int daemon_signals_block(haul_error *err)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    return rc ? err_errno(err, rc, "blocking signals") : 0;
+}
+
+void daemon_socket_default(const char *state_dir, char *out, size_t cap)
+{
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    if (run && *run)
+        snprintf(out, cap, "%s/haul/daemon.sock", run);
+    else
+        snprintf(out, cap, "%s/daemon/daemon.sock", state_dir);
+}
+
+/* Returns true when the loop should end. */
+static bool signal_handle(struct server *s)
+{
+    struct signalfd_siginfo si;
+    while (read(s->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            haul_error err = {0};
+            if (log_open(s, &err) < 0)
+                log_error("SIGHUP: %s", err.msg);
+            continue;
+        }
+        pthread_mutex_lock(&s->lock);
+        bool again = s->stopping;
+        s->stopping = true;
+        int in_flight = s->in_flight;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        if (again) {
+            log_warn("second signal: canceling %d uploads in flight (they stay in the journal)", in_flight);
+            atomic_store(&s->cancel, true);
+        } else {
+            log_warn("stopping: no new requests; waiting for %d uploads in flight (queued ones stay in the journal)",
+                     in_flight);
+        }
+    }
+    return false;
+}
+
+static int loop(struct server *s)
+{
+    int max = s->cfg->max_clients + 8 + TCP_LISTEN_MAX;
+    struct pollfd *p = calloc((size_t)max, sizeof *p);
+    if (!p)
+        return -1;
+    bool listening = true;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        bool stopping = s->stopping;
+        int in_flight = s->in_flight;
+        pthread_mutex_unlock(&s->lock);
+        if (stopping && listening) {
+            listening = false;
+            close(s->unix_fd);
+            s->unix_fd = -1;
+            for (int i = 0; i < s->n_tcp; i++)
+                close(s->tcp_fd[i]);
+            s->n_tcp = 0;
+            while (s->n_conns)
+                conn_close(s, s->n_conns - 1);
+        }
+        if (stopping && in_flight == 0)
+            break;
+        int n = 0;
+        p[n++] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = s->wake_r, .events = POLLIN};
+        int first_listener = n;
+        if (listening) {
+            p[n++] = (struct pollfd){.fd = s->unix_fd, .events = POLLIN};
+            for (int i = 0; i < s->n_tcp; i++)
+                p[n++] = (struct pollfd){.fd = s->tcp_fd[i], .events = POLLIN};
+        }
+        int first_conn = n;
+        int64_t now = mono_ms(), next = INT64_MAX;
+        for (int i = 0; i < s->n_conns; i++) {
+            p[n++] = (struct pollfd){.fd = s->conns[i]->fd, .events = POLLIN};
+            if (s->conns[i]->deadline_ms < next)
+                next = s->conns[i]->deadline_ms;
+        }
+        int timeout = next == INT64_MAX ? -1 : next <= now ? 0 : (int)(next - now);
+        if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            signal_handle(s);
+        if (p[1].revents) {
+            char drain[256];
+            while (read(s->wake_r, drain, sizeof drain) > 0) {
+            }
+        }
+        /* Connections first (their indexes move as they close), then new ones. */
+        now = mono_ms();
+        for (int i = n - 1; i >= first_conn; i--) {
+            int ci = i - first_conn;
+            struct conn *c = s->conns[ci];
+            bool done = false;
+            if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
+                done = conn_read(s, c);
+            else if (c->deadline_ms <= now && c->draining) {
+                done = true;
+            } else if (c->deadline_ms <= now) {
+                char msg[80];
+                snprintf(msg, sizeof msg, "no request line within %d ms", s->cfg->read_timeout_ms);
+                reply_error(c->fd, c->tcp, msg);
+                done = true;
+            }
+            if (done)
+                conn_close(s, ci);
+        }
+        commit_accepted(s);
+        for (int i = first_listener; i < first_conn; i++)
+            if (p[i].revents & POLLIN)
+                accept_from(s, p[i].fd, p[i].fd != s->unix_fd);
+    }
+    free(p);
+    return 0;
+}
+
+int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error *err)
+{
+    struct server *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    s->cfg = cfg;
+    s->client = c;
+    s->sig_fd = s->wake_r = s->wake_w = s->unix_fd = s->lock_fd = -1;
+    s->paused = cfg->paused;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->log_lock, NULL);
+    s3_client_cancel_set(c, &s->cancel);
+    int rc = 0;
+    char path[4300];
+    snprintf(s->dir, sizeof s->dir, "%s/daemon", cfg->state_dir);
+    if (path_mkdirs(s->dir, 0700) < 0) {
+        rc = err_errno(err, errno, "state directory %s", s->dir);
+        goto out;
+    }
+    /* One daemon per state directory: two would both replay one journal. */
+    snprintf(path, sizeof path, "%s/lock", s->dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK ? err_set(err, HAUL_EIO, "another haul daemon uses the state directory %s", cfg->state_dir)
+                                  : err_errno(err, errno, "%s", path);
+        goto out;
+    }
+    if ((rc = log_open(s, err)) < 0)
+        goto out;
+    snprintf(path, sizeof path, "%s/failed.log", s->dir);
+    if (!(s->failed_log = fopen(path, "ae"))) {
+        rc = err_errno(err, errno, "%s", path);
+        goto out;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int pipefd[2];
+    if ((s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+        pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        rc = err_errno(err, errno, "signalfd/pipe");
+        goto out;
+    }
+    s->wake_r = pipefd[0];
+    s->wake_w = pipefd[1];
+    snprintf(path, sizeof path, "%s/requests.journal", s->dir);
+    if (!(s->journal = daemon_journal_open(path, replayed, s, err))) {
+        rc = -(err->code ? err->code : HAUL_EIO);
+        goto out;
+    }
+    if (s->queued)
+        log_warn("journal: %d requests left by the previous run are queued again", s->queued);
+    if (!(s->conns = calloc((size_t)cfg->max_clients + 1, sizeof *s->conns))) {
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = unix_listen(s, err)) < 0 || (cfg->tcp && (rc = tcp_listen(s, err)) < 0))
+        goto out;
+    if (!(s->threads = calloc((size_t)cfg->workers, sizeof *s->threads))) {
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (; s->n_threads < cfg->workers; s->n_threads++)
+        if ((rc = pthread_create(&s->threads[s->n_threads], NULL, worker_main, s)) != 0) {
+            rc = err_errno(err, rc, "starting worker threads");
+            break;
+        }
+    if (rc == 0) {
+        log_info("listening on %s%s%s, %d workers%s", cfg->socket_path, cfg->tcp ? " and TCP " : "",
+                 cfg->tcp ? cfg->tcp_host : "", cfg->workers, s->paused ? ", paused" : "");
+        if (loop(s) < 0)
+            rc = err_errno(err, errno, "event loop");
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < s->n_threads; i++)
+        pthread_join(s->threads[i], NULL);
+out:
+    /* Queued requests stay in the journal; whoever waits for one is told. */
+    while (s->head) {
+        struct job *j = s->head;
+        s->head = j->next;
+        if (j->reply_fd >= 0)
+            replyf(j->reply_fd, j->tcp ? "Error: daemon stopped before uploading; request %" PRIu64 " stays in its journal"
+                                       : "FAILED daemon stopped before uploading; request %" PRIu64 " stays in its journal and is uploaded on the next start\n",
+                   j->req.id);
+        job_free(j);
+    }
+    while (s->conns && s->n_conns)
+        conn_close(s, s->n_conns - 1);
+    if (s->unix_fd >= 0)
+        close(s->unix_fd);
+    for (int i = 0; i < s->n_tcp; i++)
+        close(s->tcp_fd[i]);
+    if (s->bound)
+        unlink(cfg->socket_path);
+    daemon_journal_free(s->journal);
+    if (s->log)
+        fclose(s->log);
+    if (s->failed_log)
+        fclose(s->failed_log);
+    int fds[] = {s->sig_fd, s->wake_r, s->wake_w, s->lock_fd};
+    for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(s->threads);
+    free(s->conns);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->log_lock);
+    free(s);
+    return rc;
+}
