@@ -131,5 +131,7 @@ int cmd_backup(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 
 #endif

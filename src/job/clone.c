@@ -1006,6 +1006,7 @@ static int dir_read(struct clone *c, const char *path, int dfd, scan_each_fn eac
 struct scan_ctx {
     clone_child_fn fn;
     void *ctx;
+    bool dirs_only;
 };
 
 static int scan_child(struct clone *c, const char *path, const char *name, int dfd, const struct stat *st, void *ctx,
@@ -1013,6 +1014,8 @@ static int scan_child(struct clone *c, const char *path, const char *name, int d
 {
     (void)c, (void)name, (void)dfd;
     struct scan_ctx *sc = ctx;
+    if (sc->dirs_only && !S_ISDIR(st->st_mode))
+        return 0;
     return sc->fn(S_ISDIR(st->st_mode), path, st, sc->ctx, err);
 }
 
@@ -1078,7 +1081,7 @@ int clone_dir_scan(struct clone *c, enum clone_pass pass, const char *path, clon
                    haul_error *err)
 {
     path = unit_path(path);
-    struct scan_ctx sc = {fn, ctx};
+    struct scan_ctx sc = {fn, ctx, pass != CLONE_PASS_COPY};
     haul_error e2 = {0};
     if (pass == CLONE_PASS_DELETE) {
         int dfd = fs_open_beneath(c->dst_root, path, O_RDONLY | O_DIRECTORY, &e2);
