@@ -65,7 +65,7 @@ run() {
     "$@" > "$WORK/$name.json" 2> "$WORK/$name.err"
     t1=$(now); c1=$(beam_cpu)
     python3 tests/integration/treecmp.py "$WORK/src" "$dst" > "$WORK/$name.cmp" || { echo "dclone.sh: $name: not identical" >&2; exit 1; }
-    local units; units=$(grep -o '[0-9]* units done' "$WORK/$name.err" | awk '{s += $1} END {print s + 0}')
+    local units; units=$( (grep -o '[0-9]* units done' "$WORK/$name.err" || true) | awk '{s += $1} END {print s + 0}')
     python3 - "$name" "$t0" "$t1" "$c0" "$c1" "$units" "$WORK/$name.json" >> "$ROWS" <<'PY'
 import json, sys
 name, t0, t1, c0, c1, units, path = sys.argv[1:]

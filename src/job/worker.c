@@ -28,6 +28,7 @@ struct engine {
     uint64_t reported[DCLONE_COUNTERS]; /* what results already carried */
     struct clone *c;
     bool ready;                /* c usable for spec.run */
+    char stale[17];            /* the last run id found to be over */
 };
 
 struct wthread {
@@ -127,6 +128,8 @@ static int engine_for(struct wthread *t, const char *run, haul_error *err)
     struct engine *e = t->e;
     if (e->ready && strcmp(e->spec.run, run) == 0)
         return 1;
+    if (strcmp(e->stale, run) == 0)
+        return 0; /* no need to ask the broker for every unit of a dead run */
     struct dist_queue_opts qo = {.prefix = t->w->prefix};
     struct dist_queue *admin = dist_queue_open(t->w->o->broker_url, &qo, err);
     if (!admin)
@@ -143,8 +146,10 @@ static int engine_for(struct wthread *t, const char *run, haul_error *err)
     strbuf_release(&sb);
     if (rc < 0)
         return rc;
-    if (strcmp(e->spec.run, run) != 0)
+    if (strcmp(e->spec.run, run) != 0) {
+        snprintf(e->stale, sizeof e->stale, "%s", run);
         return 0;
+    }
     rc = engine_open(t, e, err);
     if (rc < 0) {
         err_prefix(err, "job %s (%s -> %s): ", t->w->o->job, e->spec.src, e->spec.dst);
