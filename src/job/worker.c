@@ -273,8 +273,6 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
     int rc = dist_result_encode(&r, &sb, err);
     if (rc == 0)
         rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
-    if (rc == 0)
-        rc = dist_flush(q, 120000, err);
     strbuf_release(&sb);
     if (rc == 0) {
         memcpy(e->reported, now, sizeof now);
@@ -284,8 +282,31 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
     return rc;
 }
 
-/* One message from the work queue.  < 0: the handle is unusable. */
-static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *m, haul_error *err)
+/* Units done whose results are published, not yet confirmed: acked
+ * together after one dist_flush (one confirm round trip for many units). */
+#define HELD_MAX 8
+struct held {
+    struct dist_msg msgs[HELD_MAX];
+    size_t n;
+};
+
+static int held_settle(struct dist_queue *q, struct held *h, haul_error *err)
+{
+    int rc = h->n ? dist_flush(q, 120000, err) : 0;
+    for (size_t i = 0; i < h->n; i++) {
+        haul_error e2 = {0};
+        if (rc == 0)
+            rc = dist_ack(q, &h->msgs[i], err);
+        else
+            dist_reject(q, &h->msgs[i], true, &e2); /* frees it; the broker redelivers */
+    }
+    h->n = 0;
+    return rc;
+}
+
+/* One message from the work queue: a unit done is added to h (its result
+ * published), anything else settled here.  < 0: the handle is unusable. */
+static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *m, struct held *h, haul_error *err)
 {
     struct dist_unit u;
     haul_error uerr = {0};
@@ -334,7 +355,7 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
     if (rc == 0)
         rc = result_send(t, q, &u, children, err);
     if (rc == 0)
-        rc = dist_ack(q, m, err);
+        h->msgs[h->n++] = *m;
     else
         dist_reject(q, m, true, &(haul_error){0});
     dist_unit_release(&u);
@@ -345,11 +366,12 @@ static void *thread_main(void *arg)
 {
     struct wthread *t = arg;
     struct dist_queue *q = NULL;
+    struct held h = {.n = 0};
     while (!stopping(t)) {
         haul_error err = {0};
         if (!q) {
             struct dist_queue_opts qo = {.prefix = t->w->prefix, .consume = DIST_CONSUME(DIST_WORK),
-                                         .prefetch = 2, .heartbeat_s = 60};
+                                         .prefetch = HELD_MAX, .heartbeat_s = 60};
             if (!(q = dist_queue_open(t->w->o->broker_url, &qo, &err))) {
                 log_error("haul worker: thread %u: %s (retrying)", t->idx, err.msg);
                 for (int i = 0; i < 20 && !stopping(t); i++)
@@ -358,19 +380,28 @@ static void *thread_main(void *arg)
             }
         }
         struct dist_msg m;
-        int rc = dist_next(q, &m, 300, &err);
-        if (rc == 1) {
-            if (m.kind != DIST_WORK)
-                rc = dist_ack(q, &m, &err);
-            else
-                rc = message_do(t, q, &m, &err);
-        }
+        /* Holding done units: settle them as soon as nothing else is ready. */
+        int rc = dist_next(q, &m, h.n ? 0 : 300, &err);
+        if (rc == 0 && h.n)
+            rc = held_settle(q, &h, &err);
+        else if (rc == 1 && m.kind != DIST_WORK)
+            rc = dist_ack(q, &m, &err);
+        else if (rc == 1)
+            rc = message_do(t, q, &m, &h, &err);
+        if (rc >= 0 && h.n == HELD_MAX)
+            rc = held_settle(q, &h, &err);
         if (rc < 0) {
             /* Unacked units go back to the queue when the handle closes. */
             log_error("haul worker: thread %u: %s (reconnecting)", t->idx, err.msg);
+            held_settle(q, &h, &(haul_error){0});
             dist_queue_free(q);
             q = NULL;
         }
+    }
+    if (q) {
+        haul_error err = {0};
+        if (held_settle(q, &h, &err) < 0)
+            log_error("haul worker: thread %u: %s", t->idx, err.msg);
     }
     dist_queue_free(q);
     return NULL;

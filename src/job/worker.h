@@ -2,13 +2,15 @@
  * control side (`haul ctl`).
  *
  * A worker serves one job name (queues haul.<job>.*) with N threads, each
- * with its own broker connection consuming <prefix>.work (prefetch 2), and
+ * with its own broker connection consuming <prefix>.work (prefetch 8), and
  * one more connection on the control fanout.  It does not know SRC or DST
  * when it starts: the job description (dclone.h) is read from the broker
  * when a unit names a run it has not seen.  Per unit: decode (malformed:
  * rejected to <prefix>.dead with a log line), do it (a SCAN_DIR publishes
- * its children), publish the result, flush, and only then ack; a worker
- * that dies leaves its unacked units to the others.  A job whose SRC or
+ * its children), publish its result; the results of up to 8 units done in
+ * a row are flushed together (one confirm round trip) and only then are
+ * those units acked; a worker that dies leaves its unacked units to the
+ * others.  A job whose SRC or
  * DST cannot be opened here is refused with a log line: the unit is
  * requeued for another node and this one backs off.
  *
