@@ -29,6 +29,7 @@ make -s all >/dev/null
 scripts/broker status >/dev/null 2>&1 || scripts/broker start
 eval "$(scripts/broker env)"
 JOB=bench-dclone-$$
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 rm -rf "$WORK"; mkdir -p "$WORK"
 say "generating the tree ($FILES files)"
 python3 bench/gen-tree.py "$WORK/src" --files "$FILES" --large 0 > "$WORK/tree.json"
@@ -93,13 +94,13 @@ build/tests/dist_probe --prefix "haul.$JOB" delete >/dev/null
     echo
     echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')); RabbitMQ $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null) (scripts/broker) on the same machine."
     echo "Tree: bench/gen-tree.py --files $FILES --large 0 (seed 1). Passes: copy, delete, dirtimes (--pass all)."
-    echo "Load average before/after: see below. Command: bench/dclone.sh (BENCH_FILES=$FILES BENCH_THREADS=$THREADS)."
+    echo "Load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
+    echo "Command: bench/dclone.sh (BENCH_FILES=$FILES BENCH_THREADS=$THREADS). Wall time includes passes copy, delete, dirtimes;"
+    echo "units = work units of all three passes (SCAN_DIR + FILES), from the coordinator's -v log; broker CPU = beam.smp user+sys."
     echo
     echo "| run | wall s | files | copied | files/s | units | units/s | broker CPU s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     cat "$ROWS"
-    echo
-    echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 } > "$OUT"
 say "wrote $OUT"
 cat "$OUT"
