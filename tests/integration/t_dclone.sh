@@ -241,4 +241,32 @@ wait "$PID_k2"; is "$?" 0 "worker k2 exited 0"
 wait "$PID_k3"; is "$?" 0 "worker k3 exited 0"
 WORKERS=()
 
+# A node that cannot open SRC (here: a worker in its own mount namespace
+# with a tmpfs over SRC's parent) refuses the job with a log line and gives
+# the units back; a node that can do them finishes the run.
+H=$SCRATCH/hidden
+mkdir -p "$H/src/d"; mkfile "$H/src/d/f" 1000; mkfile "$H/src/g" 10
+if unshare -m true 2>/dev/null; then
+    unshare -m sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' sh "$H" \
+        "$HAUL" worker "${B[@]}" --threads 1 --name blind -v >"$SCRATCH/blind.log" 2>&1 &
+    PID_blind=$!; WORKERS+=($PID_blind)
+    wait_workers 1; ok $? "the blind worker answers"
+    "$HAUL" clone "${B[@]}" --pass all --json "$H/src" "$SCRATCH/hdst" >"$SCRATCH/h.out" 2>"$SCRATCH/h.err" &
+    coord=$!
+    for i in $(seq 200); do grep -q 'cannot serve this job here' "$SCRATCH/blind.log" && break; sleep 0.1; done
+    like "$(cat "$SCRATCH/blind.log")" "cannot serve this job here: job $JOB \(.*/hidden/src -> .*\): .*(No such file|not found)" \
+        "the blind worker says it cannot open SRC, naming the job and paths"
+    ok "$(kill -0 "$coord" 2>/dev/null; echo $?)" "the coordinator waits (no unit lost, none done wrongly)"
+    start_worker seeing
+    wait "$coord"; is "$?" 0 "a worker that sees SRC finishes the run"
+    CMP=$(python3 "$TREECMP" "$H/src" "$SCRATCH/hdst"); CRC=$?
+    is "$CRC" 0 "the copy is identical ($CMP)"
+    run ctl "${B[@]}" stop
+    wait "$PID_blind"; is "$?" 0 "the blind worker exited 0 after stop"
+    wait "$PID_seeing"; is "$?" 0 "the seeing worker exited 0 after stop"
+    WORKERS=()
+else
+    echo "# skip: unshare -m not permitted here"
+fi
+
 done_testing
