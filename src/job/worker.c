@@ -352,6 +352,12 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
     } else if (rc < 0) {
         *err = werr;
     }
+    if (rc == 0 && t->w->o->cancel && atomic_load(t->w->o->cancel)) {
+        /* Interrupted (SIGINT/SIGTERM) in the middle: not done, not failed. */
+        rc = dist_reject(q, m, true, err);
+        dist_unit_release(&u);
+        return rc;
+    }
     if (rc == 0)
         rc = result_send(t, q, &u, children, err);
     if (rc == 0)
