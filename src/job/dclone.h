@@ -30,6 +30,13 @@
  * parent's, and is counted when the parent's result names it; results of
  * an older run never are (random ids), so they are harmless.
  *
+ * The delete pass has SCAN_DIR units only: a worker reading a DST
+ * directory removes what SRC lacks right there (like the local walker
+ * does), and the dirtimes pass sets each directory's metadata in its scan.
+ * Large files are not split into RANGE units yet: a file at or above
+ * parallel_threshold is a FILES unit of its own, copied in ranges by the
+ * worker's local copy pool.
+ *
  * Restart: a coordinator started again with the same --job simply runs the
  * pass again with a new run id: rescans are idempotent, done files are
  * cheap up-to-date checks, stale units are dropped by workers, stale

@@ -183,6 +183,22 @@ is "$(grep '^t.dclone.copied ' "$SCRATCH/carbon.txt" | tail -1 | cut -d' ' -f2)"
     "the final Graphite counter equals the aggregated summary"
 kill $carbon; wait $carbon 2>/dev/null
 
+# Per-entry failures: counted by the workers, exit status 1 on the
+# coordinator, the path and cause in a worker's log.  (An immutable DST
+# directory: even root cannot create the new file in it.)
+mkfile "$S/a/cannot-land" 100
+if chattr +i "$SCRATCH/dist3/a" 2>/dev/null; then
+    run clone "${B[@]}" --json "$S" "$SCRATCH/dist3"
+    chattr -i "$SCRATCH/dist3/a"
+    is "$RC" 1 "an entry that cannot be copied makes the coordinator exit 1"
+    ok "$([ "$(field "$OUT" failed)" -ge 1 ]; echo $?)" "the failure is counted in the summary ($(field "$OUT" failed))"
+    like "$ERR" "could not be copied \(the workers' logs name them\)" "the coordinator says where to look"
+    like "$(cat "$SCRATCH"/w[123].log)" "a/cannot-land: .*Operation not permitted" "a worker's log names the file and the cause"
+else
+    echo "# skip: chattr +i not possible here"
+fi
+rm -f "$S/a/cannot-land"
+
 # ctl stop: every worker exits 0.
 run ctl "${B[@]}" stop
 is "$RC" 0 "ctl stop exits 0"
