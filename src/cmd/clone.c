@@ -6,11 +6,12 @@
 
 #include "cmd/cmd.h"
 #include "job/clone.h"
+#include "job/dclone.h"
 #include "util/err.h"
 #include "util/graphite.h"
 
 struct clone_cli {
-    const char *pass, *graphite, *graphite_prefix;
+    const char *pass, *graphite, *graphite_prefix, *broker, *job;
     int threads, range_threads, report_interval, skip_atime_older, skip_mtime_newer, mdt_count;
     uint64_t parallel_threshold, chunk;
     bool checksum, xattrs, fsync, dry_run, one_fs, stripes;
@@ -117,6 +118,14 @@ static void on_dry_line(const char *what, const char *path, const char *msg, voi
         printf("would %s %s\n", what, path);
 }
 
+static void on_waiting(unsigned pass, void *ctx)
+{
+    const struct global_opts *g = ctx;
+    (void)pass;
+    if (!g->quiet)
+        fprintf(stderr, "haul clone: no worker is attached to the job's queue yet (start `haul worker --broker ...`)\n");
+}
+
 static const struct command_help help = {
     .name = "clone",
     .usage = "SRC DST",
@@ -131,7 +140,17 @@ static const struct command_help help = {
         "  dirtimes  set every directory's times on DST to SRC's, deepest first.\n"
         "  all       copy, delete, dirtimes (the default is copy).\n"
         "A live migration runs copy passes while users work, then `--pass all` in the downtime.\n"
-        "Like rsync -aH SRC/ DST/: the contents of SRC go into DST (created when missing).",
+        "Like rsync -aH SRC/ DST/: the contents of SRC go into DST (created when missing).\n"
+        "\n"
+        "Distributed (--broker URL): this process becomes the coordinator of `haul worker`s on\n"
+        "any number of nodes (each mounting SRC and DST at the same paths), through the RabbitMQ\n"
+        "queues haul.JOB.* (--job, default haul).  Passes run one after another, each to the\n"
+        "end; directory metadata (mode, owner, times) is set only in the dirtimes pass, so a\n"
+        "copy pass is always followed by one.  Hard links go through DST/.haul-links during the\n"
+        "copy pass.  A worker that dies loses nothing; a coordinator that dies is restarted with\n"
+        "the same command (and --job): it redoes the passes, finding what is done up to date.\n"
+        "Progress, summary and exit status are those of a local clone; file errors are in the\n"
+        "workers' logs.  --dry-run is local only.",
 };
 
 int cmd_clone(int argc, char **argv)
@@ -157,6 +176,8 @@ int cmd_clone(int argc, char **argv)
         {"report-interval", 0, OPT_INT, &cli.report_interval, "SECONDS", "how often counters go to Graphite (default 30)"},
         {"mdt-count", 0, OPT_INT, &cli.mdt_count, "N", "Lustre: spread top-level directories over N MDTs (lfs mkdir -i)"},
         {"lustre-stripes", 0, OPT_FLAG, &cli.stripes, NULL, "Lustre: large files keep their stripe count and size"},
+        {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
+        {"job", 0, OPT_STRING, &cli.job, "NAME", "distributed: the job name, queues haul.NAME.* (default haul)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL},
     };
     const char *pos[2];
@@ -173,6 +194,10 @@ int cmd_clone(int argc, char **argv)
         return usage_error("clone", "--threads and --range-threads take 1 to 1024");
     if (cli.skip_atime_older < 0 || cli.skip_mtime_newer < 0 || cli.mdt_count < 0 || cli.report_interval < 1)
         return usage_error("clone", "--skip-atime-older, --skip-mtime-newer and --mdt-count take 0 or more, --report-interval 1 or more");
+    if (cli.job && !cli.broker)
+        return usage_error("clone", "--job needs --broker");
+    if (cli.broker && (cli.dry_run || cli.mdt_count || cli.stripes))
+        return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
     if (cli.chunk && cli.chunk < 1024 * 1024)
         return usage_error("clone", "--chunk-size must be at least 1M");
 
@@ -217,7 +242,15 @@ int cmd_clone(int argc, char **argv)
         }
     }
     struct ticker *ticker = ticker_start(live_draw, &live, !g.quiet && !g.json && !cli.dry_run);
-    int rc = clone_run(&o, &stats, &err);
+    int rc;
+    if (cli.broker) {
+        struct dclone_opts d = {.broker_url = cli.broker, .job = cli.job ? cli.job : "haul", .clone = &o,
+                                .excludes = cli.exclude.items, .nexcludes = (size_t)cli.exclude.n,
+                                .waiting = on_waiting, .ctx = &g};
+        rc = dclone_run(&d, &stats, &err);
+    } else {
+        rc = clone_run(&o, &stats, &err);
+    }
     ticker_stop(ticker, false);
     unsigned undelivered = graphite_reporter_stop(reporter);
     walk_filter_free(filter);

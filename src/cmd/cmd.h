@@ -137,5 +137,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_send(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 
 #endif

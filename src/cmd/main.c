@@ -20,6 +20,8 @@ static const struct subcommand subcommands[] = {
     {"restore", cmd_restore, "restore a tree from s3://BUCKET[/PREFIX] (Glacier restores included)"},
     {"diff", cmd_diff, "compare a directory tree with a backup in s3://BUCKET[/PREFIX]"},
     {"clone", cmd_clone, "make a directory tree identical to another, in passes (copy, delete, dirtimes)"},
+    {"worker", cmd_worker, "do the units of distributed clones queued on a RabbitMQ broker"},
+    {"ctl", cmd_ctl, "show, stop or resize the workers of a distributed job"},
     {"put", cmd_put, "upload a file or stdin to s3://BUCKET/KEY"},
     {"get", cmd_get, "download s3://BUCKET/KEY to a file or stdout"},
     {"ls", cmd_ls, "list buckets, or objects under s3://BUCKET[/PREFIX]"},

@@ -324,6 +324,11 @@ static int pump(struct amqp_handle *h, int timeout_ms, haul_error *err)
 
 /* ---- open ---- */
 
+static void job_queue_name(const struct dist_queue *q, char *out, size_t n)
+{
+    snprintf(out, n, "%s.job", q->prefix);
+}
+
 static int declare(struct amqp_handle *h, haul_error *err)
 {
     char name[DIST_PREFIX_MAX + 16], dead[DIST_PREFIX_MAX + 16];
@@ -359,6 +364,17 @@ static int declare(struct amqp_handle *h, haul_error *err)
     amqp_queue_declare(c, CH_ADMIN, bytes_of(name), 0, 1, 0, 0, amqp_empty_table);
     if ((r = amqp_get_rpc_reply(c)).reply_type != AMQP_RESPONSE_NORMAL)
         return reply_fail(h, r, "declaring the results queue", err);
+
+    /* The job description: one message, a newer one pushes the older out. */
+    amqp_table_entry_t job_args[1];
+    job_args[0].key = bytes_of("x-max-length");
+    job_args[0].value.kind = AMQP_FIELD_KIND_I32;
+    job_args[0].value.value.i32 = 1;
+    amqp_table_t job_table = {.num_entries = 1, .entries = job_args};
+    job_queue_name(&h->base, name, sizeof name);
+    amqp_queue_declare(c, CH_ADMIN, bytes_of(name), 0, 1, 0, 0, job_table);
+    if ((r = amqp_get_rpc_reply(c)).reply_type != AMQP_RESPONSE_NORMAL)
+        return reply_fail(h, r, "declaring the job queue", err);
     return 0;
 }
 
@@ -771,6 +787,14 @@ static int amqp_destroy(struct dist_queue *q, haul_error *err)
             return rc;
         }
     }
+    job_queue_name(q, name, sizeof name);
+    amqp_queue_delete(h->conn, CH_ADMIN, bytes_of(name), 0, 0);
+    amqp_rpc_reply_t jr = amqp_get_rpc_reply(h->conn);
+    if (jr.reply_type != AMQP_RESPONSE_NORMAL) {
+        int rc = reply_fail(h, jr, name, err);
+        admin_reopen(h, jr);
+        return rc;
+    }
     dist_queue_name(q, DIST_CONTROL, name, sizeof name);
     amqp_exchange_delete(h->conn, CH_ADMIN, bytes_of(name), 0);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(h->conn);
@@ -782,7 +806,82 @@ static int amqp_destroy(struct dist_queue *q, haul_error *err)
     return 0;
 }
 
+static int amqp_job_put(struct dist_queue *q, const void *body, size_t len, haul_error *err)
+{
+    struct amqp_handle *h = (struct amqp_handle *)q;
+    if (check_broken(h, err) < 0)
+        return -HAUL_ENET;
+    char name[DIST_PREFIX_MAX + 16];
+    job_queue_name(q, name, sizeof name);
+    /* x-max-length 1 keeps the newest; the purge only makes that explicit. */
+    amqp_queue_purge(h->conn, CH_ADMIN, bytes_of(name));
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(h->conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        int rc = reply_fail(h, r, name, err);
+        admin_reopen(h, r);
+        return rc;
+    }
+    amqp_basic_properties_t props;
+    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
+    props.content_type = bytes_of("application/x-haul");
+    props.delivery_mode = 2;
+    amqp_bytes_t b = {.len = len, .bytes = (void *)body};
+    int st = amqp_basic_publish(h->conn, CH_PUB, amqp_empty_bytes, bytes_of(name), 1, 0, &props, b);
+    if (st != AMQP_STATUS_OK)
+        return broken(h, HAUL_ENET, err, "publish to %s: %s", name, amqp_error_string2(st));
+    h->published++;
+    return amqp_flush(q, 30000, err);
+}
+
+/* One basic.get: 1 with out filled (the message given back at once), 0 when
+ * the queue is empty. */
+static int job_get_once(struct amqp_handle *h, const char *name, struct strbuf *out, haul_error *err)
+{
+    amqp_basic_get(h->conn, CH_ADMIN, bytes_of(name), 0);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(h->conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        int rc = reply_fail(h, r, name, err);
+        admin_reopen(h, r);
+        return rc;
+    }
+    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+        return 0;
+    uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    amqp_message_t msg;
+    r = amqp_read_message(h->conn, CH_ADMIN, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return broken(h, HAUL_ENET, err, "%s: reading %s: connection lost", h->base.url, name);
+    strbuf_reset(out);
+    int rc = strbuf_add(out, msg.body.bytes, msg.body.len) < 0
+                 ? err_set(err, HAUL_ENOMEM, "%s: out of memory", name) : 1;
+    amqp_destroy_message(&msg);
+    int st = amqp_basic_reject(h->conn, CH_ADMIN, tag, 1);
+    if (st != AMQP_STATUS_OK)
+        return broken(h, HAUL_ENET, err, "%s: basic.reject: %s", name, amqp_error_string2(st));
+    return rc;
+}
+
+static int amqp_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err)
+{
+    struct amqp_handle *h = (struct amqp_handle *)q;
+    if (check_broken(h, err) < 0)
+        return -HAUL_ENET;
+    char name[DIST_PREFIX_MAX + 16];
+    job_queue_name(q, name, sizeof name);
+    /* Another reader holding the message for an instant looks like empty. */
+    for (int i = 0; i < 20; i++) {
+        int rc = job_get_once(h, name, out, err);
+        if (rc != 0)
+            return rc;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static const struct dist_ops amqp_ops = {
+    .job_put = amqp_job_put,
+    .job_get = amqp_job_get,
     .clone = amqp_clone,
     .free = amqp_free,
     .publish = amqp_publish,

@@ -166,3 +166,18 @@ int dist_queue_depth(struct dist_queue *q, enum dist_kind kind, struct dist_dept
 }
 
 int dist_queue_delete(struct dist_queue *q, haul_error *err) { return q->ops->destroy(q, err); }
+
+int dist_job_put(struct dist_queue *q, const void *body, size_t len, haul_error *err)
+{
+    if (len > DIST_MSG_MAX)
+        return err_set(err, HAUL_EUSAGE, "%s: job description of %zu bytes is over the %u byte limit",
+                       q->url, len, DIST_MSG_MAX);
+    return q->ops->job_put(q, body, len, err);
+}
+
+int dist_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err)
+{
+    if (q->opts.consume)
+        return err_set(err, HAUL_EUSAGE, "%s: dist_job_get on a consuming handle", q->url);
+    return q->ops->job_get(q, out, err);
+}

@@ -17,6 +17,10 @@
  *                     auto-delete queue, so a control message reaches every
  *                     worker alive at the time and is lost for those that
  *                     are not (control is advisory, never work)
+ *   <prefix>.job      durable queue holding at most one message (x-max-length
+ *                     1): the job's description, opaque to dist, that the
+ *                     coordinator replaces (dist_job_put) and workers read
+ *                     without taking it (dist_job_get)
  *
  * Delivery is at least once.  A message taken by dist_next is the
  * consumer's until dist_ack (done: gone for good) or dist_reject; if the
@@ -172,6 +176,19 @@ int dist_poll(struct dist_queue *q, haul_error *err);
 int dist_queue_depth(struct dist_queue *q, enum dist_kind kind, struct dist_depth *out,
                      haul_error *err);
 
+/* Replaces the job description (any bytes, <= DIST_MSG_MAX) held in
+ * <prefix>.job and waits until the broker confirmed it (persistent).  In
+ * process: a copy kept with the shared queues. */
+int dist_job_put(struct dist_queue *q, const void *body, size_t len, haul_error *err);
+
+/* Reads the job description into out (replacing its contents) without
+ * removing it: basic.get, then reject with requeue.  Another reader holding
+ * it for that instant makes the queue look empty, so an empty queue is
+ * asked again for up to about a second.  Returns 1 with out filled, 0 when
+ * there is none, negative on error.  Only on a handle that consumes nothing
+ * (a get on a consuming connection would interleave with its deliveries). */
+int dist_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err);
+
 /* Deletes the job's queues and exchange (after a job completed, or in
  * tests).  Other handles on them see their consumers cancelled. */
 int dist_queue_delete(struct dist_queue *q, haul_error *err);
@@ -239,6 +256,11 @@ uint64_t dist_unit_child_id(uint64_t parent_id, uint64_t index);
 /* 0 if path is a valid relative unit path (length len), else -1 and why. */
 int dist_path_check(const char *path, size_t len, const char **why);
 
+/* Named counters a result may carry after its units (optional trailer: a
+ * u16 count and that many u64; results without it decode with ncounters
+ * 0).  Their meaning belongs to the job (job/dclone.h). */
+#define DIST_RESULT_MAX_COUNTERS 32
+
 struct dist_result_unit {
     uint64_t unit_id;
     uint32_t children; /* units this one published */
@@ -250,6 +272,8 @@ struct dist_result {
     uint64_t files, bytes, skipped, failed;
     size_t nunits; /* 0..DIST_RESULT_MAX_UNITS */
     struct dist_result_unit *units;
+    size_t ncounters; /* 0..DIST_RESULT_MAX_COUNTERS */
+    uint64_t counters[DIST_RESULT_MAX_COUNTERS];
     void *mem; /* set by decode */
 };
 

@@ -20,6 +20,8 @@ struct dist_ops {
     int (*depth)(struct dist_queue *q, enum dist_kind kind, struct dist_depth *out,
                  haul_error *err);
     int (*destroy)(struct dist_queue *q, haul_error *err);
+    int (*job_put)(struct dist_queue *q, const void *body, size_t len, haul_error *err);
+    int (*job_get)(struct dist_queue *q, struct strbuf *out, haul_error *err);
 };
 
 /* The part every transport's handle starts with. */

@@ -39,6 +39,7 @@ struct mem_broker {
     struct fifo q[DIST_CONTROL]; /* work, dead, results */
     size_t unacked[DIST_CONTROL];
     struct mem_handle *subs; /* handles consuming control, each with its own FIFO */
+    struct mem_msg *job;     /* the job description (dist_job_put), NULL when none */
 };
 
 struct mem_handle {
@@ -199,6 +200,7 @@ static void mem_free(struct dist_queue *q)
     if (last) {
         for (int k = 0; k < DIST_CONTROL; k++)
             fifo_free_all(&b->q[k]);
+        free(b->job);
         pthread_cond_destroy(&b->changed);
         pthread_mutex_destroy(&b->lock);
         free(b);
@@ -368,7 +370,35 @@ static int mem_destroy(struct dist_queue *q, haul_error *err)
     return 0;
 }
 
+static int mem_job_put(struct dist_queue *q, const void *body, size_t len, haul_error *err)
+{
+    struct mem_handle *h = (struct mem_handle *)q;
+    struct mem_msg *m = msg_new(DIST_WORK, body, len);
+    if (!m)
+        return err_set(err, HAUL_ENOMEM, "in-process queue: out of memory");
+    pthread_mutex_lock(&h->b->lock);
+    free(h->b->job);
+    h->b->job = m;
+    pthread_mutex_unlock(&h->b->lock);
+    return 0;
+}
+
+static int mem_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err)
+{
+    struct mem_handle *h = (struct mem_handle *)q;
+    int rc = 0;
+    strbuf_reset(out);
+    pthread_mutex_lock(&h->b->lock);
+    if (h->b->job)
+        rc = strbuf_add(out, h->b->job->body, h->b->job->len) < 0
+                 ? err_set(err, HAUL_ENOMEM, "in-process queue: out of memory") : 1;
+    pthread_mutex_unlock(&h->b->lock);
+    return rc;
+}
+
 static const struct dist_ops mem_ops = {
+    .job_put = mem_job_put,
+    .job_get = mem_job_get,
     .clone = mem_clone,
     .free = mem_free,
     .publish = mem_publish,

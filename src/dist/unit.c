@@ -400,6 +400,14 @@ int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_err
         put_u64(out, r->units[i].unit_id);
         put_u32(out, r->units[i].children);
     }
+    if (r->ncounters > DIST_RESULT_MAX_COUNTERS)
+        return err_set(err, HAUL_EUSAGE, "result: %zu counters, at most %d", r->ncounters,
+                       DIST_RESULT_MAX_COUNTERS);
+    if (r->ncounters) {
+        put_u16(out, (unsigned)r->ncounters);
+        for (size_t i = 0; i < r->ncounters; i++)
+            put_u64(out, r->counters[i]);
+    }
     return out->failed ? err_set(err, HAUL_ENOMEM, "result: out of memory") : 0;
 }
 
@@ -419,8 +427,8 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     uint32_t n = get_u32(&r);
     if (!r.why && n > DIST_RESULT_MAX_UNITS)
         fail(&r, "unit count over the limit");
-    if (!r.why && r.left != (size_t)n * 12)
-        fail(&r, r.left < (size_t)n * 12 ? "truncated" : "trailing bytes after the last field");
+    if (!r.why && r.left < (size_t)n * 12)
+        fail(&r, "truncated");
     if (r.why)
         return finish(&r, "result", err);
     struct dist_result_unit *units = NULL;
@@ -432,6 +440,16 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     for (uint32_t i = 0; i < n; i++) {
         units[i].unit_id = get_u64(&r);
         units[i].children = get_u32(&r);
+    }
+    size_t nc = 0;
+    if (!r.why && r.left) { /* the optional counters trailer */
+        nc = get_u16(&r);
+        if (!r.why && (nc == 0 || nc > DIST_RESULT_MAX_COUNTERS))
+            fail(&r, "counter count out of range");
+        if (!r.why && r.left != nc * 8)
+            fail(&r, r.left < nc * 8 ? "truncated" : "trailing bytes after the last field");
+        for (size_t i = 0; i < nc && !r.why; i++)
+            out->counters[i] = get_u64(&r);
     }
     int rc = finish(&r, "result", err);
     if (rc < 0) {
@@ -445,6 +463,7 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     out->skipped = skipped;
     out->failed = failed;
     out->nunits = n;
+    out->ncounters = nc;
     out->units = units;
     out->mem = units;
     return 0;

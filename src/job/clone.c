@@ -3,6 +3,7 @@
  * ranges of large files go to the copy pool. */
 #include "job/clone.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,6 +20,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "walk/filter.h"
 #include "walk/walk.h"
 #include "xfer/fcopy.h"
 
@@ -33,6 +35,9 @@ struct clone {
     struct timespec atime_cutoff, mtime_cutoff; /* {0,0}: filter off */
     atomic_uint mdt_next;        /* round-robin MDT index for top-level directories */
     pthread_key_t parent_key;    /* each walker thread's struct parent_cache */
+    bool key_made;
+    dev_t src_dev;               /* SRC root's device (one_filesystem, registry keys) */
+    int reg_fd;                  /* DST/<link_registry> when hard links go through it, else -1 */
 };
 
 /* The DST directory a walker thread last looked up entries in.  A thread
@@ -144,7 +149,7 @@ static int dst_lookup(struct clone *c, const char *path, int *pfd, const char **
 /* Links the finished unnamed file tfd into place as name: directly when
  * nothing is there (atomic, no temporary name), else under a temporary name
  * renamed over the old copy. */
-static int tmpfile_publish(int tfd, int pfd, const char *name, bool replace, haul_error *err)
+static int tmpfile_publish(int tfd, int pfd, const char *name, bool replace, bool exclusive, haul_error *err)
 {
     char proc[64], tmp[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", tfd);
@@ -156,8 +161,10 @@ static int tmpfile_publish(int tfd, int pfd, const char *name, bool replace, hau
     int rc = linkat(AT_FDCWD, proc, pfd, target, AT_SYMLINK_FOLLOW);
     if (rc < 0 && errno == ENOENT) /* no /proc: needs CAP_DAC_READ_SEARCH */
         rc = linkat(tfd, "", pfd, target, AT_EMPTY_PATH);
+    if (rc < 0 && errno == EEXIST && exclusive)
+        return 1; /* another worker made it first: theirs is as good */
     if (rc < 0 && errno == EEXIST && !replace) /* appeared meanwhile */
-        return tmpfile_publish(tfd, pfd, name, true, err);
+        return tmpfile_publish(tfd, pfd, name, true, false, err);
     if (rc < 0)
         return err_errno(err, errno, "destination: link into place");
     if (replace && renameat(pfd, tmp, pfd, name) < 0) {
@@ -187,7 +194,7 @@ static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint
                       size_t cap, bool *named, haul_error *err)
 {
     *named = false;
-    if (c->o->layout.stripes && size >= c->copy.parallel_threshold) {
+    if (c->o->layout.stripes && size >= c->copy.parallel_threshold && pfd != c->reg_fd) {
         fs_tmpname(tmp, cap);
         char src[PATH_MAX * 2], dst[PATH_MAX * 2];
         const char *slash = strrchr(e->path, '/');
@@ -218,9 +225,10 @@ static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint
 }
 
 /* Copies a regular file's bytes and metadata to DST (nothing in the way but
- * possibly an old copy d, or an entry of another type). */
+ * possibly an old copy d, or an entry of another type).  exclusive: name
+ * must not exist; returns 1 (nothing copied) when it appeared meanwhile. */
 static int file_copy(struct clone *c, const struct walk_entry *e, int pfd, const char *name, const struct stat *d,
-                     haul_error *err)
+                     bool exclusive, haul_error *err)
 {
     int sfd = src_open(e->dirfd, e->name, err);
     if (sfd < 0)
@@ -248,12 +256,12 @@ static int file_copy(struct clone *c, const struct walk_entry *e, int pfd, const
         err_prefix(err, "destination: ");
         rc = -HAUL_EIO;
     } else if (named) {
-        if (renameat(pfd, tmp, pfd, name) < 0)
-            rc = err_errno(err, errno, "destination: rename into place");
+        if (renameat2(pfd, tmp, pfd, name, exclusive ? RENAME_NOREPLACE : 0) < 0)
+            rc = exclusive && errno == EEXIST ? 1 : err_errno(err, errno, "destination: rename into place");
     } else {
-        rc = tmpfile_publish(tfd, pfd, name, d && !S_ISDIR(d->st_mode), err);
+        rc = tmpfile_publish(tfd, pfd, name, d && !S_ISDIR(d->st_mode), exclusive, err);
     }
-    if (rc < 0 && named)
+    if (rc != 0 && named)
         unlinkat(pfd, tmp, 0);
     if (tfd >= 0)
         close(tfd);
@@ -317,6 +325,8 @@ static bool age_filtered(struct clone *c, const struct stat *st)
     return false;
 }
 
+static int registry_link(struct clone *c, const struct walk_entry *e, haul_error *err);
+
 static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *err)
 {
     atomic_fetch_add(&c->s->files, 1);
@@ -324,6 +334,8 @@ static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *e
     if (age_filtered(c, e->st))
         return 0;
     /* A later path of a hard-linked inode is linked after the walk. */
+    if (e->st->st_nlink > 1 && c->reg_fd >= 0)
+        return registry_link(c, e, err);
     if (e->st->st_nlink > 1) {
         int rc = linkmap_add(c->links, (uint64_t)e->st->st_dev, (uint64_t)e->st->st_ino, e->path, err);
         if (rc != 0)
@@ -351,11 +363,95 @@ static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *e
         if (rc == 0)
             atomic_fetch_add(&c->s->meta_updated, 1);
     } else {
-        rc = file_copy(c, e, pfd, name, have ? &d : NULL, err);
+        rc = file_copy(c, e, pfd, name, have ? &d : NULL, false, err);
         if (rc == 0)
             report(c, "copy", e->path, NULL);
     }
     return rc < 0 ? rc : 0;
+}
+
+/* Makes DST's name at pfd/name a hard link to the inode at rdir/rname
+ * (replacing what is there). */
+static int link_into_place(int rdir, const char *rname, int pfd, const char *name, bool have, const struct stat *d,
+                           haul_error *err)
+{
+    if (have && S_ISDIR(d->st_mode) && fs_remove(pfd, name, err) < 0) {
+        err_prefix(err, "destination: ");
+        return -HAUL_EIO;
+    }
+    if (!have || S_ISDIR(d->st_mode)) {
+        if (linkat(rdir, rname, pfd, name, 0) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return err_errno(err, errno, "destination: hard link");
+    }
+    char tmp[64];
+    fs_tmpname(tmp, sizeof tmp);
+    if (linkat(rdir, rname, pfd, tmp, 0) < 0)
+        return err_errno(err, errno, "destination: hard link");
+    if (renameat(pfd, tmp, pfd, name) < 0) {
+        int saved = errno;
+        unlinkat(pfd, tmp, 0);
+        return err_errno(err, saved, "destination: rename into place");
+    }
+    return 0;
+}
+
+/* Distributed hard links (clone.h, link_registry): every name of a SRC
+ * inode with several links becomes a link to one DST inode registered as
+ * <registry>/<dev>-<ino>, whichever node meets which name first.  The
+ * device part is 0 for SRC's own filesystem, so nodes that number the same
+ * mount differently still agree. */
+static int registry_link(struct clone *c, const struct walk_entry *e, haul_error *err)
+{
+    char key[64];
+    uint64_t dev = e->st->st_dev == c->src_dev ? 0 : (uint64_t)e->st->st_dev;
+    snprintf(key, sizeof key, "%llu-%llu", (unsigned long long)dev, (unsigned long long)e->st->st_ino);
+    int pfd;
+    const char *name;
+    struct stat d, r;
+    int have = dst_lookup(c, e->path, &pfd, &name, &d, err);
+    if (have < 0)
+        return have;
+    bool mine = false; /* this call made the registry's copy */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (fstatat(c->reg_fd, key, &r, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (have && d.st_dev == r.st_dev && d.st_ino == r.st_ino) {
+                if (!mine)
+                    atomic_fetch_add(&c->s->up_to_date, 1);
+                return 0;
+            }
+            int rc = link_into_place(c->reg_fd, key, pfd, name, have, &d, err);
+            if (rc == 0 && !mine) {
+                atomic_fetch_add(&c->s->hardlinks, 1);
+                report(c, "link", e->path, NULL);
+            }
+            return rc;
+        }
+        if (errno != ENOENT)
+            return err_errno(err, errno, "destination: hard-link registry %s", key);
+        bool same = have && S_ISREG(d.st_mode) && d.st_size == e->st->st_size &&
+                    time_equal(d.st_mtim, e->st->st_mtim) && !meta_differs(c, e->st, &d);
+        if (same && c->o->checksum) {
+            int eq = content_equal(e, pfd, name, err);
+            if (eq < 0)
+                return eq;
+            same = eq == 1;
+        }
+        if (same) {
+            /* The copy on DST is good: it becomes the registered inode. */
+            if (linkat(pfd, name, c->reg_fd, key, 0) < 0 && errno != EEXIST)
+                return err_errno(err, errno, "destination: hard-link registry %s", key);
+            continue;
+        }
+        int rc = file_copy(c, e, c->reg_fd, key, NULL, true, err);
+        if (rc < 0)
+            return rc;
+        mine = rc == 0;
+        if (mine)
+            report(c, "copy", e->path, NULL);
+    }
+    return err_set(err, HAUL_EIO, "destination: hard-link registry %s keeps changing", key);
 }
 
 /* Symlinks and special files: made under a temporary name when an old entry
@@ -681,7 +777,7 @@ static int roots_open(struct clone *c, haul_error *err)
     const struct clone_opts *o = c->o;
     if (!realpath(o->src, c->src_abs))
         return err_errno(err, errno, "%s", o->src);
-    if ((o->passes & CLONE_PASS_COPY) && !o->dry_run && path_mkdirs(o->dst, 0755) < 0)
+    if ((o->passes & CLONE_PASS_COPY) && !o->dry_run && !o->dst_exists && path_mkdirs(o->dst, 0755) < 0)
         return err_errno(err, errno, "%s: mkdir", o->dst);
     if (!realpath(o->dst, c->dst_abs)) {
         if (!o->dry_run || errno != ENOENT)
@@ -708,45 +804,372 @@ static void cutoffs_set(struct clone *c)
         c->mtime_cutoff.tv_sec = now - (time_t)c->o->skip_mtime_newer_secs;
 }
 
-int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error *err)
+void clone_free(struct clone *c)
 {
-    struct clone c = {.o = o, .s = stats, .src_root = -1, .dst_root = -1};
-    if (pthread_key_create(&c.parent_key, parent_cache_free) != 0)
-        return err_set(err, HAUL_ENOMEM, "out of thread-specific keys");
-    c.meta.owner = geteuid() == 0;
-    c.meta.xattrs = o->xattrs;
-    c.copy.chunk = o->chunk;
-    c.copy.parallel_threshold = o->parallel_threshold ? o->parallel_threshold : 256ull << 20;
-    c.copy.cancel = o->cancel;
-    cutoffs_set(&c);
+    if (!c)
+        return;
+    if (c->key_made) {
+        /* Walker threads freed their caches when they ended; this one is left. */
+        parent_cache_free(pthread_getspecific(c->parent_key));
+        pthread_key_delete(c->parent_key);
+    }
+    xfer_copy_pool_free(c->copy.pool);
+    linkmap_free(c->links);
+    if (c->src_root >= 0)
+        close(c->src_root);
+    if (c->dst_root >= 0)
+        close(c->dst_root);
+    if (c->reg_fd >= 0)
+        close(c->reg_fd);
+    free(c);
+}
+
+struct clone *clone_new(const struct clone_opts *o, struct clone_stats *stats, haul_error *err)
+{
+    struct clone *c = calloc(1, sizeof *c);
+    if (!c) {
+        err_set(err, HAUL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->o = o;
+    c->s = stats;
+    c->src_root = c->dst_root = c->reg_fd = -1;
+    if (pthread_key_create(&c->parent_key, parent_cache_free) != 0) {
+        free(c);
+        err_set(err, HAUL_ENOMEM, "out of thread-specific keys");
+        return NULL;
+    }
+    c->key_made = true;
+    c->meta.owner = geteuid() == 0;
+    c->meta.xattrs = o->xattrs;
+    c->copy.chunk = o->chunk;
+    c->copy.parallel_threshold = o->parallel_threshold ? o->parallel_threshold : 256ull << 20;
+    c->copy.cancel = o->cancel;
+    cutoffs_set(c);
     int rc = layout_check(&o->layout, err);
     if (rc == 0)
-        rc = roots_open(&c, err);
+        rc = roots_open(c, err);
+    struct stat st;
+    if (rc == 0 && fstat(c->src_root, &st) == 0)
+        c->src_dev = st.st_dev;
     if (rc == 0 && (o->passes & CLONE_PASS_COPY)) {
         unsigned range_threads = o->range_threads ? o->range_threads : (o->threads ? o->threads : 8);
-        if (!(c.links = linkmap_new(err)) || !(c.copy.pool = xfer_copy_pool_new(range_threads, err)))
+        if ((!o->link_registry && !(c->links = linkmap_new(err))) ||
+            !(c->copy.pool = xfer_copy_pool_new(range_threads, err)))
             rc = -HAUL_ENOMEM;
     }
+    if (rc == 0 && o->link_registry && (o->passes & CLONE_PASS_COPY) && c->dst_root >= 0) {
+        c->reg_fd = fs_open_beneath(c->dst_root, o->link_registry, O_RDONLY | O_DIRECTORY, err);
+        if (c->reg_fd < 0) {
+            err_prefix(err, "%s/%s: ", c->dst_abs, o->link_registry);
+            rc = -HAUL_EIO;
+        }
+    }
+    if (rc < 0) {
+        clone_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error *err)
+{
+    struct clone *c = clone_new(o, stats, err);
+    int rc = c ? 0 : -HAUL_EIO;
+    if (!c && err->code)
+        rc = -err->code;
     if (rc == 0 && (o->passes & CLONE_PASS_COPY))
-        rc = pass_copy(&c, err);
-    if (rc == 0 && (o->passes & CLONE_PASS_DELETE) && c.dst_root >= 0)
-        rc = pass_walk(&c, c.dst_abs, delete_entry, delete_dir_done, err);
+        rc = pass_copy(c, err);
+    if (rc == 0 && (o->passes & CLONE_PASS_DELETE) && c->dst_root >= 0)
+        rc = pass_walk(c, c->dst_abs, delete_entry, delete_dir_done, err);
     /* copy + delete already set every directory's times: no third walk. */
     bool times_done = (o->passes & CLONE_PASS_COPY) && (o->passes & CLONE_PASS_DELETE) && !o->dry_run;
     if (rc == 0 && (o->passes & CLONE_PASS_DIRTIMES) && !times_done)
-        rc = pass_walk(&c, o->src, dirtimes_entry, dirtimes_dir_done, err);
-    /* Walker threads freed their caches when they ended; this one is left. */
-    parent_cache_free(pthread_getspecific(c.parent_key));
-    pthread_key_delete(c.parent_key);
-    xfer_copy_pool_free(c.copy.pool);
-    linkmap_free(c.links);
-    if (c.src_root >= 0)
-        close(c.src_root);
-    if (c.dst_root >= 0)
-        close(c.dst_root);
+        rc = pass_walk(c, o->src, dirtimes_entry, dirtimes_dir_done, err);
+    clone_free(c);
     uint64_t failed = atomic_load(&stats->failed);
     if (rc == 0 && failed)
         rc = err_set(err, HAUL_EIO, "%llu entr%s could not be copied", (unsigned long long)failed,
                      failed == 1 ? "y" : "ies");
     return rc;
+}
+
+/* ---- the engine, one path at a time (distributed clone) ---- */
+
+const char *clone_src_abs(const struct clone *c) { return c->src_abs; }
+const char *clone_dst_abs(const struct clone *c) { return c->dst_abs; }
+
+static unsigned path_depth(const char *path)
+{
+    if (!path[0])
+        return 0;
+    unsigned n = 1;
+    for (const char *p = path; *p; p++)
+        n += *p == '/';
+    return n;
+}
+
+static enum walk_type type_of(mode_t mode)
+{
+    return S_ISDIR(mode) ? WALK_DIR : S_ISREG(mode) ? WALK_FILE : S_ISLNK(mode) ? WALK_SYMLINK : WALK_OTHER;
+}
+
+/* Looks path up on SRC (confined below SRC's root) and fills *e for it:
+ * e->dirfd is the open parent (fs_parent_close it), link target read into
+ * link.  1 when found, 0 when gone, <0 on error. */
+static int src_entry(struct clone *c, const char *path, struct walk_entry *e, struct stat *st, char *link,
+                     size_t link_cap, haul_error *err)
+{
+    memset(e, 0, sizeof *e);
+    e->path = path;
+    e->path_len = strlen(path);
+    e->depth = path_depth(path);
+    e->dirfd = fs_parent_open(c->src_root, path, &e->name, err);
+    if (e->dirfd < 0)
+        return err->code == HAUL_ENOTFOUND ? 0 : -HAUL_EIO;
+    if (!path[0])
+        e->name = ".";
+    if (fstatat(e->dirfd, path[0] ? e->name : ".", st, AT_SYMLINK_NOFOLLOW) < 0) {
+        int saved = errno;
+        fs_parent_close(c->src_root, e->dirfd);
+        e->dirfd = -1;
+        if (saved == ENOENT)
+            return 0;
+        return err_errno(err, saved, "stat");
+    }
+    e->st = st;
+    e->type = type_of(st->st_mode);
+    e->descend = e->type == WALK_DIR && (!c->o->one_filesystem || st->st_dev == c->src_dev);
+    if (e->type == WALK_SYMLINK) {
+        ssize_t n = readlinkat(e->dirfd, e->name, link, link_cap - 1);
+        if (n < 0) {
+            int saved = errno;
+            fs_parent_close(c->src_root, e->dirfd);
+            e->dirfd = -1;
+            return err_errno(err, saved, "readlink");
+        }
+        link[n] = '\0';
+        e->link_target = link;
+        e->link_len = (size_t)n;
+    }
+    return 1;
+}
+
+/* "a" + "b" -> "a/b", "" + "b" -> "b" into a malloc'd string. */
+static char *path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    if (a) {
+        memcpy(p, dir, a);
+        p[a++] = '/';
+    }
+    memcpy(p + a, name, b + 1);
+    return p;
+}
+
+/* Reads the directory path below root (open as dfd, closed here) and
+ * calls each(c, child path, name, dfd, stat, ctx) for every entry the filter
+ * keeps; stops at the first negative return. */
+typedef int (*scan_each_fn)(struct clone *c, const char *path, const char *name, int dfd, const struct stat *st,
+                            void *ctx, haul_error *err);
+
+static int dir_read(struct clone *c, const char *path, int dfd, scan_each_fn each, void *ctx, haul_error *err)
+{
+    int keep = dup(dfd);
+    DIR *d = keep < 0 ? NULL : fdopendir(keep);
+    if (!d) {
+        int saved = errno;
+        if (keep >= 0)
+            close(keep);
+        close(dfd);
+        haul_error e2 = {0};
+        err_errno(&e2, saved, "opendir");
+        entry_failed(c, path, &e2);
+        return 0;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *child = path_join(path, de->d_name);
+        if (!child) {
+            rc = err_set(err, HAUL_ENOMEM, "out of memory");
+            break;
+        }
+        struct stat st;
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT) { /* vanished since readdir: nothing to do */
+                haul_error e2 = {0};
+                err_errno(&e2, errno, "stat");
+                entry_failed(c, child, &e2);
+            }
+        } else if (!c->o->filter || walk_filter_match(c->o->filter, child, &st)) {
+            rc = each(c, child, de->d_name, dfd, &st, ctx, err);
+        }
+        free(child);
+    }
+    if (rc == 0 && errno) {
+        haul_error e2 = {0};
+        err_errno(&e2, errno, "readdir");
+        entry_failed(c, path, &e2);
+    }
+    closedir(d);
+    close(dfd);
+    return rc;
+}
+
+struct scan_ctx {
+    clone_child_fn fn;
+    void *ctx;
+    bool dirs_only;
+};
+
+static int scan_child(struct clone *c, const char *path, const char *name, int dfd, const struct stat *st, void *ctx,
+                      haul_error *err)
+{
+    (void)c, (void)name, (void)dfd;
+    struct scan_ctx *sc = ctx;
+    if (sc->dirs_only && !S_ISDIR(st->st_mode))
+        return 0;
+    return sc->fn(S_ISDIR(st->st_mode), path, st, sc->ctx, err);
+}
+
+/* Delete pass, one DST entry (the logic of delete_entry): kept directories
+ * become children to scan, what SRC lacks is removed whole. */
+static int delete_child(struct clone *c, const char *path, const char *name, int dfd, const struct stat *st,
+                        void *ctx, haul_error *err)
+{
+    struct scan_ctx *sc = ctx;
+    bool dir = S_ISDIR(st->st_mode);
+    struct stat s;
+    bool keep = fstatat(c->src_root, path, &s, AT_SYMLINK_NOFOLLOW) == 0;
+    haul_error e2 = {0};
+    if (!keep && errno != ENOENT && errno != ENOTDIR) {
+        err_errno(&e2, errno, "source: stat (not deleted)");
+        entry_failed(c, path, &e2);
+        return 0;
+    }
+    if (keep && (!dir || S_ISDIR(s.st_mode)))
+        return dir ? sc->fn(true, path, st, sc->ctx, err) : 0;
+    if (fs_remove(dfd, name, &e2) < 0) {
+        entry_failed(c, path, &e2);
+        return 0;
+    }
+    atomic_fetch_add(&c->s->deleted, 1);
+    char shown[PATH_MAX];
+    snprintf(shown, sizeof shown, "%s%s", path, dir ? "/" : "");
+    report(c, "delete", shown, NULL);
+    return 0;
+}
+
+/* Distributed dirtimes: all of a directory's metadata (mode, owner,
+ * xattrs, times), only when something differs. */
+static void dir_meta_full(struct clone *c, const char *path, int sfd, const struct stat *st)
+{
+    haul_error err = {0};
+    int dfd = fs_open_beneath(c->dst_root, path, O_RDONLY | O_DIRECTORY, &err);
+    if (dfd < 0) {
+        if (err.code == HAUL_ENOTFOUND)
+            log_debug("clone: dirtimes: %s: not on the destination", path);
+        else
+            err_prefix(&err, "destination: "), entry_failed(c, path, &err);
+        return;
+    }
+    struct stat d;
+    if (fstat(dfd, &d) == 0 && !meta_differs(c, st, &d) && !c->meta.xattrs) {
+        close(dfd);
+        return;
+    }
+    if (fs_meta_apply(dfd, sfd, st, &c->meta, &err) < 0)
+        err_prefix(&err, "destination: "), entry_failed(c, path, &err);
+    else
+        atomic_fetch_add(&c->s->dirtimes, 1);
+    close(dfd);
+}
+
+static const char *unit_path(const char *path)
+{
+    return strcmp(path, ".") == 0 ? "" : path;
+}
+
+int clone_dir_scan(struct clone *c, enum clone_pass pass, const char *path, clone_child_fn fn, void *ctx,
+                   haul_error *err)
+{
+    path = unit_path(path);
+    struct scan_ctx sc = {fn, ctx, pass != CLONE_PASS_COPY};
+    haul_error e2 = {0};
+    if (pass == CLONE_PASS_DELETE) {
+        int dfd = fs_open_beneath(c->dst_root, path, O_RDONLY | O_DIRECTORY, &e2);
+        if (dfd < 0) {
+            if (e2.code != HAUL_ENOTFOUND)
+                entry_failed(c, path, &e2);
+            return 0;
+        }
+        return dir_read(c, path, dfd, delete_child, &sc, err);
+    }
+    if (pass != CLONE_PASS_COPY && pass != CLONE_PASS_DIRTIMES)
+        return err_set(err, HAUL_EUSAGE, "clone: unknown pass %d", (int)pass);
+    struct walk_entry e;
+    struct stat st;
+    char link[PATH_MAX + 1];
+    int found = src_entry(c, path, &e, &st, link, sizeof link, &e2);
+    if (found <= 0) {
+        if (found < 0)
+            entry_failed(c, path, &e2);
+        return 0;
+    }
+    int rc = 0;
+    if (e.type != WALK_DIR) { /* replaced by something else since its parent was read */
+        if (pass == CLONE_PASS_COPY) {
+            enum walk_action a = copy_entry(&e, c);
+            (void)a;
+        }
+        fs_parent_close(c->src_root, e.dirfd);
+        return 0;
+    }
+    if (pass == CLONE_PASS_COPY) {
+        rc = dir_visit(c, &e, &e2);
+        if (rc < 0) {
+            entry_failed(c, path, &e2);
+            fs_parent_close(c->src_root, e.dirfd);
+            return 0; /* nothing below could be placed */
+        }
+    }
+    fs_parent_close(c->src_root, e.dirfd);
+    int sfd = fs_open_beneath(c->src_root, path, O_RDONLY | O_DIRECTORY, &e2);
+    if (sfd < 0) {
+        err_prefix(&e2, "open: ");
+        entry_failed(c, path, &e2);
+        return 0;
+    }
+    if (pass == CLONE_PASS_DIRTIMES)
+        dir_meta_full(c, path, c->meta.xattrs ? sfd : -1, &st);
+    if (!e.descend) {
+        close(sfd);
+        return 0;
+    }
+    return dir_read(c, path, sfd, scan_child, &sc, err);
+}
+
+int clone_path_do(struct clone *c, enum clone_pass pass, const char *path, haul_error *err)
+{
+    path = unit_path(path);
+    if (pass != CLONE_PASS_COPY)
+        return err_set(err, HAUL_EUSAGE, "clone: pass %d has no per-path work", (int)pass);
+    struct walk_entry e;
+    struct stat st;
+    char link[PATH_MAX + 1];
+    haul_error e2 = {0};
+    int found = src_entry(c, path, &e, &st, link, sizeof link, &e2);
+    if (found < 0)
+        entry_failed(c, path, &e2);
+    if (found <= 0)
+        return 0; /* gone since its directory was read: the delete pass's business */
+    copy_entry(&e, c);
+    fs_parent_close(c->src_root, e.dirfd);
+    return 0;
 }

@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "walk/filter.h"
@@ -80,6 +81,10 @@ struct clone_opts {
     const atomic_bool *cancel;
     clone_line_fn line;          /* may be NULL */
     void *line_ctx;
+    /* Distributed runs (job/dclone, job/worker): */
+    bool dst_exists;             /* never create DST (a worker fails when it is missing) */
+    const char *link_registry;   /* a directory below DST (".haul-links"): hard links go
+                                    through it instead of the process-local link map */
 };
 
 /* Runs the passes.  Returns 0 when every entry was handled, -HAUL_EIO (err
@@ -87,5 +92,60 @@ struct clone_opts {
  * negative codes when a pass could not start.  stats is filled in every
  * case. */
 int clone_run(const struct clone_opts *opts, struct clone_stats *stats, haul_error *err);
+
+/* ---- the engine, one path at a time ------------------------------------
+ * What clone_run does for each entry, callable for one directory or one
+ * path, so that workers of a distributed clone (job/worker) can share a
+ * pass out by units.  Paths are relative to the roots; "" or "." is the
+ * root.  Failures of entries are counted in stats->failed and reported
+ * through opts->line, like clone_run's; the functions return < 0 only when
+ * the unit cannot be finished (a child_fn failure, memory): the unit must
+ * then be left to be done again.  Thread-safe: any number of threads may
+ * call them on one engine.
+ *
+ * Hard links (opts->link_registry set): a file with st_nlink > 1 is made a
+ * link to <DST>/<registry>/<dev>-<ino> (dev 0 for SRC's own filesystem),
+ * created by whichever node meets a name of the inode first (from an
+ * up-to-date DST copy, or copied into O_TMPFILE and linked in: EEXIST means
+ * another node won, and its inode is used).  So every name shares one DST
+ * inode, across nodes and re-runs of the pass.  The registry directory must
+ * exist (the coordinator makes it fresh before a copy pass and removes it
+ * after). */
+struct clone;
+
+/* Opens the roots (DST is created unless opts->dst_exists), the copy pool
+ * and the link map or registry for opts->passes.  opts and stats must
+ * outlive the engine. */
+struct clone *clone_new(const struct clone_opts *opts, struct clone_stats *stats, haul_error *err);
+void clone_free(struct clone *c); /* NULL is a no-op */
+
+/* The absolute roots, for messages. */
+const char *clone_src_abs(const struct clone *c);
+const char *clone_dst_abs(const struct clone *c);
+
+/* A child found by clone_dir_scan: dir is true for a directory (to be
+ * scanned in turn), else an entry for clone_path_do.  A negative return
+ * stops the scan and is returned by it (err filled). */
+typedef int (*clone_child_fn)(bool dir, const char *path, const struct stat *st, void *ctx, haul_error *err);
+
+/* One directory of a pass.
+ *   copy      makes the directory on DST (mode 0700 until the dirtimes
+ *             pass) and gives every SRC entry in it that the filter keeps
+ *             to child_fn; a directory on another filesystem with
+ *             one_filesystem is made, not read.
+ *   delete    reads the DST directory: what SRC lacks is removed (whole
+ *             directories with fs_remove), kept directories go to child_fn.
+ *   dirtimes  gives the DST directory all of SRC's metadata (mode, owner,
+ *             xattrs with opts->xattrs, times) and its subdirectories to
+ *             child_fn: in a distributed run directory metadata is set only
+ *             here, so the coordinator always runs it after a copy pass. */
+int clone_dir_scan(struct clone *c, enum clone_pass pass, const char *path, clone_child_fn child_fn, void *ctx,
+                   haul_error *err);
+
+/* One entry of the copy pass (not a directory; a directory is made like
+ * clone_dir_scan does, without reading it): looked up on SRC below its root
+ * without following symlinks, then compared and copied as clone_run does.
+ * An entry gone from SRC is skipped (the delete pass's business). */
+int clone_path_do(struct clone *c, enum clone_pass pass, const char *path, haul_error *err);
 
 #endif

@@ -418,6 +418,65 @@ static void test_result_codec(void **state)
     strbuf_release(&sb);
 }
 
+/* The optional counters trailer: round trip, absent means 0 counters,
+ * truncated or out-of-range counts refused. */
+static void test_result_counters(void **state)
+{
+    (void)state;
+    struct dist_result_unit unit = {42, 3};
+    struct dist_result r = {.nunits = 1, .units = &unit, .ncounters = 3, .counters = {7, 0, UINT64_MAX}};
+    strcpy(r.worker, "w/1");
+    struct strbuf sb = STRBUF_INIT;
+    haul_error err = {0};
+    assert_int_equal(dist_result_encode(&r, &sb, &err), 0);
+    struct dist_result d;
+    assert_int_equal(dist_result_decode(sb.s, sb.len, &d, &err), 0);
+    assert_int_equal(d.ncounters, 3);
+    assert_int_equal(d.counters[0], 7);
+    assert_int_equal(d.counters[2], UINT64_MAX);
+    assert_int_equal(d.units[0].children, 3);
+    dist_result_release(&d);
+    /* Cut inside the trailer: refused (cut exactly before it: a result
+     * without counters, as older workers send). */
+    size_t before = sb.len - 2 - 3 * 8;
+    for (size_t n = before + 1; n < sb.len; n++) {
+        haul_error e = {0};
+        assert_int_equal(dist_result_decode(sb.s, n, &d, &e), -HAUL_EPROTO);
+    }
+    assert_int_equal(dist_result_decode(sb.s, before, &d, &err), 0);
+    assert_int_equal(d.ncounters, 0);
+    dist_result_release(&d);
+    /* A count of 0 or over the limit is refused. */
+    sb.s[before] = 0, sb.s[before + 1] = 0;
+    err = (haul_error){0};
+    assert_int_equal(dist_result_decode(sb.s, sb.len, &d, &err), -HAUL_EPROTO);
+    sb.s[before + 1] = DIST_RESULT_MAX_COUNTERS + 1;
+    err = (haul_error){0};
+    assert_int_equal(dist_result_decode(sb.s, sb.len, &d, &err), -HAUL_EPROTO);
+    strbuf_release(&sb);
+    r.ncounters = DIST_RESULT_MAX_COUNTERS + 1;
+    assert_int_equal(dist_result_encode(&r, &sb, &err), -HAUL_EUSAGE);
+    strbuf_release(&sb);
+}
+
+/* The job description store, in process: absent, then the latest put. */
+static void test_mem_job(void **state)
+{
+    (void)state;
+    haul_error err = {0};
+    struct dist_queue *q = dist_queue_open(NULL, NULL, &err);
+    assert_non_null(q);
+    struct strbuf sb = STRBUF_INIT;
+    assert_int_equal(dist_job_get(q, &sb, &err), 0);
+    assert_int_equal(dist_job_put(q, "one", 3, &err), 0);
+    assert_int_equal(dist_job_put(q, "two!", 4, &err), 0);
+    assert_int_equal(dist_job_get(q, &sb, &err), 1);
+    assert_int_equal(sb.len, 4);
+    assert_memory_equal(sb.s, "two!", 4);
+    strbuf_release(&sb);
+    dist_queue_free(q);
+}
+
 static void test_control_codec(void **state)
 {
     (void)state;
@@ -700,6 +759,8 @@ int main(void)
         cmocka_unit_test(test_unit_mutations),
         cmocka_unit_test(test_child_ids),
         cmocka_unit_test(test_result_codec),
+        cmocka_unit_test(test_result_counters),
+        cmocka_unit_test(test_mem_job),
         cmocka_unit_test(test_control_codec),
         cmocka_unit_test(test_url_helpers),
         cmocka_unit_test(test_mem_basic),

@@ -1,0 +1,58 @@
+/* cmd/worker: haul worker --broker URL [--job NAME] [--threads N] [--name NODE]. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+#include "dist/dist.h"
+#include "job/worker.h"
+
+static const struct command_help help = {
+    .name = "worker",
+    .usage = "--broker URL",
+    .summary = "Do the units of distributed clones (haul clone --broker) queued on a RabbitMQ broker.",
+    .details =
+        "Run one on each node that mounts SRC and DST at the same paths as the coordinator.\n"
+        "A worker serves one job name (--job, default \"haul\": queues haul.JOB.*) and learns SRC,\n"
+        "DST and the options from the broker when the coordinator starts a pass.  Each thread takes\n"
+        "units (a directory to scan, a batch of files to copy), does them and acks them only once\n"
+        "its result is confirmed: a worker that dies (even by SIGKILL) leaves its units to the\n"
+        "others.  Malformed units go to the dead-letter queue haul.JOB.dead with a log line.\n"
+        "Stop it with `haul ctl stop` (exit 0 after the current units), SIGINT or SIGTERM;\n"
+        "`haul ctl grow N` changes its thread count.\n"
+        "The broker URL may also come from HAUL_BROKER (amqp://user:pass@host:port/vhost).",
+};
+
+int cmd_worker(int argc, char **argv)
+{
+    const char *broker = NULL, *job = "haul", *name = NULL;
+    int threads = 4;
+    struct global_opts g = {0};
+    const struct opt opts[] = {
+        {"broker", 0, OPT_STRING, &broker, "URL", "amqp://user:pass@host:port/vhost (default $HAUL_BROKER)"},
+        {"job", 0, OPT_STRING, &job, "NAME", "the job served: queues haul.NAME.* (default haul)"},
+        {"threads", 'j', OPT_INT, &threads, "N", "units done at once (default 4)"},
+        {"name", 0, OPT_STRING, &name, "NODE", "this worker's name in status and logs (default HOST:PID)"},
+        {NULL, 0, OPT_END, NULL, NULL, NULL},
+    };
+    const char *pos[1];
+    int n_pos;
+    int prc = opts_parse_local(&help, opts, &g, argc, argv, pos, 1, &n_pos);
+    if (prc != 0)
+        return prc > 0 ? EXIT_OK : EXIT_USAGE;
+    if (n_pos)
+        return usage_error("worker", "no positional arguments expected");
+    if (!broker)
+        broker = dist_broker_url_from_env();
+    if (!broker)
+        return usage_error("worker", "--broker URL or HAUL_BROKER is required");
+    if (threads < 1 || threads > WORKER_THREADS_MAX)
+        return usage_error("worker", "--threads takes 1 to %d", WORKER_THREADS_MAX);
+    if (name && (!*name || strlen(name) > 100 || strpbrk(name, " /")))
+        return usage_error("worker", "--name: 1 to 100 printable characters, no space or '/'");
+    struct worker_opts o = {.broker_url = broker, .job = job, .name = name, .threads = (unsigned)threads,
+                            .cancel = &cmd_interrupted};
+    haul_error err = {0};
+    if (worker_run(&o, &err) < 0)
+        return fail("worker", &err);
+    return EXIT_OK;
+}

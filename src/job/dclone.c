@@ -1,0 +1,488 @@
+/* job/dclone: the coordinator of a distributed clone, and what it shares
+ * with the workers (job description, counters).  See dclone.h. */
+#include "job/dclone.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job/fsops.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/path.h"
+
+/* ---- job description: "key value\n" lines, values %XX-escaped ---- */
+
+static void put_value(struct strbuf *sb, const char *key, const char *v)
+{
+    strbuf_adds(sb, key);
+    strbuf_add(sb, " ", 1);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p <= ' ' || *p == '%' || *p >= 0x7f)
+            strbuf_addf(sb, "%%%02X", *p);
+        else
+            strbuf_add(sb, p, 1);
+    }
+    strbuf_add(sb, "\n", 1);
+}
+
+static void put_num(struct strbuf *sb, const char *key, uint64_t v)
+{
+    strbuf_addf(sb, "%s %" PRIu64 "\n", key, v);
+}
+
+int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err)
+{
+    strbuf_adds(out, "haul-dclone 1\n");
+    put_value(out, "run", s->run);
+    put_num(out, "pass", (uint64_t)s->pass);
+    put_value(out, "src", s->src);
+    put_value(out, "dst", s->dst);
+    put_num(out, "checksum", s->checksum);
+    put_num(out, "xattrs", s->xattrs);
+    put_num(out, "fsync", s->fsync);
+    put_num(out, "one_filesystem", s->one_filesystem);
+    put_num(out, "now", (uint64_t)s->now);
+    put_num(out, "skip_atime_older_days", s->skip_atime_older_days);
+    put_num(out, "skip_mtime_newer_secs", s->skip_mtime_newer_secs);
+    put_num(out, "parallel_threshold", s->parallel_threshold);
+    put_num(out, "chunk", s->chunk);
+    for (size_t i = 0; i < s->nexcludes; i++)
+        put_value(out, "exclude", s->excludes[i]);
+    return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Unescapes [p, end) into out (cap bytes with the NUL); false when bad. */
+static bool get_value(const char *p, const char *end, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (p < end) {
+        int c = (unsigned char)*p++;
+        if (c == '%') {
+            if (end - p < 2 || hexval(p[0]) < 0 || hexval(p[1]) < 0)
+                return false;
+            c = hexval(p[0]) * 16 + hexval(p[1]);
+            p += 2;
+            if (c == 0)
+                return false;
+        }
+        if (n + 1 >= cap)
+            return false;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+static bool get_num(const char *p, const char *end, uint64_t *v)
+{
+    if (p == end || end - p > 20)
+        return false;
+    uint64_t x = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9' || x > (UINT64_MAX - 9) / 10)
+            return false;
+        x = x * 10 + (uint64_t)(*p - '0');
+    }
+    *v = x;
+    return true;
+}
+
+int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *p = buf, *end = p + len;
+    static const char head[] = "haul-dclone 1\n";
+    if (len < sizeof head - 1 || memcmp(p, head, sizeof head - 1) != 0)
+        return err_set(err, HAUL_EPROTO, "job description: not a haul clone job (version 1)");
+    p += sizeof head - 1;
+    unsigned seen = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *sp = nl ? memchr(p, ' ', (size_t)(nl - p)) : NULL;
+        if (!nl || !sp)
+            return err_set(err, HAUL_EPROTO, "job description: malformed line");
+        size_t kn = (size_t)(sp - p);
+        const char *v = sp + 1;
+        uint64_t x = 0;
+        bool ok = true;
+#define KEY(k) (kn == sizeof(k) - 1 && memcmp(p, k, kn) == 0)
+        if (KEY("run"))
+            ok = get_value(v, nl, out->run, sizeof out->run) && strlen(out->run) == 16, seen |= 1;
+        else if (KEY("pass"))
+            ok = get_num(v, nl, &x) && x >= DIST_PASS_COPY && x <= DIST_PASS_DIRTIMES, out->pass = (enum dist_pass)x, seen |= 2;
+        else if (KEY("src"))
+            ok = get_value(v, nl, out->src, sizeof out->src) && out->src[0], seen |= 4;
+        else if (KEY("dst"))
+            ok = get_value(v, nl, out->dst, sizeof out->dst) && out->dst[0], seen |= 8;
+        else if (KEY("checksum"))
+            ok = get_num(v, nl, &x) && x <= 1, out->checksum = x;
+        else if (KEY("xattrs"))
+            ok = get_num(v, nl, &x) && x <= 1, out->xattrs = x;
+        else if (KEY("fsync"))
+            ok = get_num(v, nl, &x) && x <= 1, out->fsync = x;
+        else if (KEY("one_filesystem"))
+            ok = get_num(v, nl, &x) && x <= 1, out->one_filesystem = x;
+        else if (KEY("now"))
+            ok = get_num(v, nl, &x) && x <= INT64_MAX, out->now = (int64_t)x;
+        else if (KEY("skip_atime_older_days"))
+            ok = get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_atime_older_days = (uint32_t)x;
+        else if (KEY("skip_mtime_newer_secs"))
+            ok = get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_mtime_newer_secs = (uint32_t)x;
+        else if (KEY("parallel_threshold"))
+            ok = get_num(v, nl, &out->parallel_threshold);
+        else if (KEY("chunk"))
+            ok = get_num(v, nl, &out->chunk);
+        else if (KEY("exclude"))
+            ok = out->nexcludes < DCLONE_EXCLUDES_MAX &&
+                 get_value(v, nl, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
+        else
+            ok = true; /* a newer coordinator's option: not needed to do the work */
+#undef KEY
+        if (!ok)
+            return err_set(err, HAUL_EPROTO, "job description: bad value for '%.*s'", (int)kn, p);
+        p = nl + 1;
+    }
+    if (seen != 15)
+        return err_set(err, HAUL_EPROTO, "job description: run, pass, src or dst missing");
+    return 0;
+}
+
+/* ---- counters ---- */
+
+#define FIELDS(X)                                                                                     \
+    X(files) X(dirs) X(symlinks) X(others) X(bytes_seen) X(copied) X(bytes_copied) X(up_to_date)      \
+    X(meta_updated) X(hardlinks) X(skipped_atime) X(skipped_mtime) X(deleted) X(dirtimes) X(failed)
+
+void dclone_counters_get(const struct clone_stats *s, uint64_t *out)
+{
+    size_t i = 0;
+#define GET(f) out[i++] = atomic_load(&s->f);
+    FIELDS(GET)
+#undef GET
+}
+
+void dclone_counters_add(struct clone_stats *s, const uint64_t *c, size_t n)
+{
+    size_t i = 0;
+#define ADD(f)                                                                                        \
+    if (i < n)                                                                                        \
+        atomic_fetch_add(&s->f, c[i]);                                                                \
+    i++;
+    FIELDS(ADD)
+#undef ADD
+}
+
+int dclone_prefix(const char *job, char *out, size_t cap, haul_error *err)
+{
+    size_t n = strlen(job);
+    if (n == 0 || n > 64)
+        return err_set(err, HAUL_EUSAGE, "--job '%.64s': want 1 to 64 characters of A-Z a-z 0-9 . _ : -", job);
+    for (size_t i = 0; i < n; i++) {
+        char c = job[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-' || c == ':'))
+            return err_set(err, HAUL_EUSAGE, "--job '%.64s': want 1 to 64 characters of A-Z a-z 0-9 . _ : -", job);
+    }
+    snprintf(out, cap, "haul.%s", job);
+    return 0;
+}
+
+/* ---- the coordinator's bookkeeping of unit ids ---- */
+
+enum { ID_EXPECTED = 1, ID_DONE = 2, ID_EARLY = 3 };
+
+struct early {
+    uint32_t children;
+    size_t ncounters;
+    uint64_t counters[DCLONE_COUNTERS];
+};
+
+struct id_slot {
+    uint64_t id;
+    unsigned char state; /* 0: free */
+    struct early *early; /* ID_EARLY: the result that came before it was expected */
+};
+
+struct tracker {
+    struct id_slot *slots;
+    size_t cap, used;
+    uint64_t outstanding, done;
+    struct clone_stats *stats;
+};
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static struct id_slot *slot_find(struct tracker *t, uint64_t id)
+{
+    size_t i = (size_t)mix(id) & (t->cap - 1);
+    while (t->slots[i].state && t->slots[i].id != id)
+        i = (i + 1) & (t->cap - 1);
+    return &t->slots[i];
+}
+
+static int tracker_grow(struct tracker *t)
+{
+    if (t->cap && (t->used + 1) * 4 < t->cap * 3)
+        return 0;
+    size_t old_cap = t->cap;
+    struct id_slot *old = t->slots;
+    t->cap = old_cap ? old_cap * 2 : 4096;
+    t->slots = calloc(t->cap, sizeof *t->slots);
+    if (!t->slots) {
+        t->slots = old;
+        t->cap = old_cap;
+        return -1;
+    }
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].state)
+            *slot_find(t, old[i].id) = old[i];
+    free(old);
+    return 0;
+}
+
+static void tracker_release(struct tracker *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->slots[i].early);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static int expect(struct tracker *t, uint64_t id);
+
+/* Unit id is reported done with children and counters. */
+static int accept(struct tracker *t, uint64_t id, uint32_t children, const uint64_t *counters, size_t ncounters)
+{
+    if (tracker_grow(t) < 0)
+        return -1;
+    struct id_slot *s = slot_find(t, id);
+    if (s->state == ID_DONE || s->state == ID_EARLY)
+        return 0; /* a duplicate (redelivered unit) */
+    if (s->state == 0) { /* not expected (yet): keep it aside */
+        struct early *e = calloc(1, sizeof *e);
+        if (!e)
+            return -1;
+        e->children = children;
+        e->ncounters = ncounters < DCLONE_COUNTERS ? ncounters : DCLONE_COUNTERS;
+        memcpy(e->counters, counters, e->ncounters * sizeof *counters);
+        s->id = id;
+        s->state = ID_EARLY;
+        s->early = e;
+        t->used++;
+        return 0;
+    }
+    s->state = ID_DONE;
+    t->outstanding--;
+    t->done++;
+    dclone_counters_add(t->stats, counters, ncounters);
+    for (uint32_t i = 0; i < children; i++)
+        if (expect(t, dist_unit_child_id(id, i)) < 0)
+            return -1;
+    return 0;
+}
+
+static int expect(struct tracker *t, uint64_t id)
+{
+    if (tracker_grow(t) < 0)
+        return -1;
+    struct id_slot *s = slot_find(t, id);
+    if (s->state == ID_EXPECTED || s->state == ID_DONE)
+        return 0;
+    t->outstanding++;
+    if (s->state == ID_EARLY) {
+        struct early *e = s->early;
+        s->early = NULL;
+        s->state = ID_EXPECTED;
+        int rc = accept(t, id, e->children, e->counters, e->ncounters);
+        free(e);
+        return rc;
+    }
+    s->id = id;
+    s->state = ID_EXPECTED;
+    t->used++;
+    return 0;
+}
+
+/* ---- the coordinator ---- */
+
+static uint64_t random64(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid());
+    }
+    return v;
+}
+
+static const char *pass_name(enum dist_pass p)
+{
+    return p == DIST_PASS_COPY ? "copy" : p == DIST_PASS_DELETE ? "delete" : "dirtimes";
+}
+
+static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist_pass pass,
+                    struct dclone_spec *spec, struct clone_stats *stats, haul_error *err)
+{
+    uint64_t base = random64();
+    snprintf(spec->run, sizeof spec->run, "%016" PRIx64, random64());
+    spec->pass = pass;
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dclone_spec_encode(spec, &sb, err);
+    if (rc == 0)
+        rc = dist_job_put(q, sb.s, sb.len, err);
+    strbuf_reset(&sb);
+    const char *root = ".";
+    struct dist_unit u = {.id = base, .pass = pass, .kind = DIST_UNIT_SCAN_DIR, .npaths = 1, .paths = &root};
+    snprintf(u.job_id, sizeof u.job_id, "%s", spec->run);
+    if (rc == 0)
+        rc = dist_unit_encode(&u, &sb, err);
+    if (rc == 0)
+        rc = dist_publish(q, sb.s, sb.len, err);
+    if (rc == 0)
+        rc = dist_flush(q, 60000, err);
+    strbuf_release(&sb);
+    if (rc < 0)
+        return rc;
+    log_info("dclone: %s pass, run %s, root unit %016" PRIx64, pass_name(pass), spec->run, base);
+
+    struct tracker t = {.stats = stats};
+    rc = tracker_grow(&t) < 0 || expect(&t, base) < 0 ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
+    int idle = 0;
+    bool said_waiting = false;
+    while (rc == 0 && t.outstanding > 0) {
+        if (o->clone->cancel && atomic_load(o->clone->cancel)) {
+            rc = err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
+            break;
+        }
+        struct dist_msg m;
+        int got = dist_next(q, &m, 1000, err);
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+        if (got == 0) {
+            struct dist_depth d;
+            haul_error derr = {0};
+            if (++idle >= 3 && !said_waiting && dist_queue_depth(q, DIST_WORK, &d, &derr) == 0 && d.consumers == 0) {
+                said_waiting = true;
+                if (o->waiting)
+                    o->waiting((unsigned)pass, o->ctx);
+            }
+            continue;
+        }
+        idle = 0;
+        struct dist_result r;
+        haul_error rerr = {0};
+        if (dist_result_decode(m.body, m.len, &r, &rerr) < 0) {
+            log_warn("%s: dropping a malformed result: %s", dist_queue_url(q), rerr.msg);
+            rc = dist_reject(q, &m, false, err);
+            continue;
+        }
+        /* Counters go with the first unit (workers send one unit per result). */
+        for (size_t i = 0; i < r.nunits && rc == 0; i++)
+            if (accept(&t, r.units[i].unit_id, r.units[i].children, r.counters, i == 0 ? r.ncounters : 0) < 0)
+                rc = err_set(err, HAUL_ENOMEM, "out of memory");
+        dist_result_release(&r);
+        if (rc == 0)
+            rc = dist_ack(q, &m, err);
+    }
+    log_info("dclone: %s pass: %" PRIu64 " units done", pass_name(pass), t.done);
+    tracker_release(&t);
+    return rc;
+}
+
+int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_error *err)
+{
+    const struct clone_opts *co = o->clone;
+    if (co->dry_run)
+        return err_set(err, HAUL_EUSAGE, "--dry-run is not available with --broker");
+    if (o->nexcludes > DCLONE_EXCLUDES_MAX)
+        return err_set(err, HAUL_EUSAGE, "at most %d --exclude with --broker", DCLONE_EXCLUDES_MAX);
+    char prefix[DIST_PREFIX_MAX + 1];
+    if (dclone_prefix(o->job, prefix, sizeof prefix, err) < 0)
+        return -HAUL_EUSAGE;
+    if ((co->passes & CLONE_PASS_COPY) && path_mkdirs(co->dst, 0755) < 0)
+        return err_errno(err, errno, "%s: mkdir", co->dst);
+    /* Opens and checks the roots (overlap, existence) as a local clone does. */
+    struct clone_opts local = *co;
+    local.passes = 0;
+    struct clone *c = clone_new(&local, stats, err);
+    if (!c)
+        return err->code ? -err->code : -HAUL_EIO;
+    struct dclone_spec *spec = calloc(1, sizeof *spec);
+    int dst_fd = open(clone_dst_abs(c), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+    if (!spec)
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    else if (dst_fd < 0)
+        rc = err_errno(err, errno, "%s", clone_dst_abs(c));
+    if (rc == 0) {
+        snprintf(spec->src, sizeof spec->src, "%s", clone_src_abs(c));
+        snprintf(spec->dst, sizeof spec->dst, "%s", clone_dst_abs(c));
+        spec->checksum = co->checksum;
+        spec->xattrs = co->xattrs;
+        spec->fsync = co->fsync;
+        spec->one_filesystem = co->one_filesystem;
+        spec->now = co->now ? co->now : time(NULL);
+        spec->skip_atime_older_days = co->skip_atime_older_days;
+        spec->skip_mtime_newer_secs = co->skip_mtime_newer_secs;
+        spec->parallel_threshold = co->parallel_threshold ? co->parallel_threshold : 256ull << 20;
+        spec->chunk = co->chunk;
+        for (size_t i = 0; i < o->nexcludes; i++)
+            snprintf(spec->excludes[spec->nexcludes++], sizeof spec->excludes[0], "%s", o->excludes[i]);
+    }
+    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 1024};
+    struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
+    if (rc == 0 && !q)
+        rc = -HAUL_ENET;
+    unsigned passes = co->passes;
+    if (passes & CLONE_PASS_COPY)
+        passes |= CLONE_PASS_DIRTIMES; /* directory metadata is set there only */
+    if (rc == 0 && (passes & CLONE_PASS_COPY)) {
+        /* A fresh registry: one left by a killed run may name old content. */
+        if (fs_remove(dst_fd, DCLONE_REGISTRY, err) < 0 ||
+            (mkdirat(dst_fd, DCLONE_REGISTRY, 0700) < 0 && err_errno(err, errno, "mkdir") < 0)) {
+            err_prefix(err, "%s/%s: ", clone_dst_abs(c), DCLONE_REGISTRY);
+            rc = -HAUL_EIO;
+        }
+        if (rc == 0)
+            rc = run_pass(o, q, DIST_PASS_COPY, spec, stats, err);
+        haul_error rerr = {0};
+        if (rc == 0 && fs_remove(dst_fd, DCLONE_REGISTRY, &rerr) < 0)
+            rc = err_set(err, rerr.code, "%s/%s: %s", clone_dst_abs(c), DCLONE_REGISTRY, rerr.msg);
+    }
+    if (rc == 0 && (passes & CLONE_PASS_DELETE))
+        rc = run_pass(o, q, DIST_PASS_DELETE, spec, stats, err);
+    if (rc == 0 && (passes & CLONE_PASS_DIRTIMES))
+        rc = run_pass(o, q, DIST_PASS_DIRTIMES, spec, stats, err);
+    dist_queue_free(q);
+    if (dst_fd >= 0)
+        close(dst_fd);
+    free(spec);
+    clone_free(c);
+    uint64_t failed = atomic_load(&stats->failed);
+    if (rc == 0 && failed)
+        rc = err_set(err, HAUL_EIO, "%llu entr%s could not be copied (the workers' logs name them)",
+                     (unsigned long long)failed, failed == 1 ? "y" : "ies");
+    return rc;
+}

@@ -1,0 +1,101 @@
+/* job/dclone: clone spread over many worker processes and nodes through a
+ * dist work queue (RabbitMQ).  The coordinator (dclone_run, `haul clone
+ * --broker`) runs the passes one after another; workers (job/worker, `haul
+ * worker`) do the units.
+ *
+ * Job description: before each pass the coordinator replaces the one
+ * message of <prefix>.job (dist_job_put) with a struct dclone_spec: SRC,
+ * DST, the options, and a fresh random run id.  Every unit of the pass
+ * carries that run id as its job_id; a worker meeting a run id it does not
+ * know reads the description again (dist_job_get).  A unit whose run id is
+ * not the current description's belongs to a run that is over (a
+ * coordinator that died and was started again): the worker acks and drops
+ * it, since the new run redoes everything from the root.
+ *
+ * Units and ids: the pass is seeded with one SCAN_DIR "." whose id is
+ * random (64 bits); a worker scanning a directory publishes a SCAN_DIR per
+ * subdirectory and FILES units of up to DCLONE_BATCH_PATHS paths or
+ * DCLONE_BATCH_BYTES bytes (a file of parallel_threshold bytes or more
+ * alone), child number i of unit u having id dist_unit_child_id(u, i); then
+ * one result per unit: its id, its number of children, the clone counters
+ * it changed (dist_result counters, DCLONE_COUNTERS of them in the order of
+ * dclone_counters_*), flushed before the unit is acked.
+ *
+ * Completion (dist.h): the coordinator knows which ids to expect (the seed,
+ * then the children of every unit reported done, derived from the parent's
+ * id); outstanding = expected - done; the pass is over at 0.  A result for
+ * an id already done is a redelivery's duplicate: ignored, counters
+ * included, so counters are exactly once per unit.  A result for an id not
+ * expected (yet) is kept aside: it may be a child whose result overtook its
+ * parent's, and is counted when the parent's result names it; results of
+ * an older run never are (random ids), so they are harmless.
+ *
+ * The delete pass has SCAN_DIR units only: a worker reading a DST
+ * directory removes what SRC lacks right there (like the local walker
+ * does), and the dirtimes pass sets each directory's metadata in its scan.
+ * Large files are not split into RANGE units yet: a file at or above
+ * parallel_threshold is a FILES unit of its own, copied in ranges by the
+ * worker's local copy pool.
+ *
+ * Restart: a coordinator started again with the same --job simply runs the
+ * pass again with a new run id: rescans are idempotent, done files are
+ * cheap up-to-date checks, stale units are dropped by workers, stale
+ * results ignored. */
+#ifndef JOB_DCLONE_H
+#define JOB_DCLONE_H
+
+#include <haul/error.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dist/dist.h"
+#include "job/clone.h"
+#include "util/strbuf.h"
+
+#define DCLONE_REGISTRY ".haul-links" /* below DST during a copy pass (clone.h) */
+#define DCLONE_BATCH_PATHS 64
+#define DCLONE_BATCH_BYTES (64ull << 20)
+#define DCLONE_COUNTERS 15
+#define DCLONE_EXCLUDES_MAX 64
+
+/* What workers need to know about a pass. */
+struct dclone_spec {
+    char run[17];          /* 16 hex digits: the job_id of the pass's units */
+    enum dist_pass pass;   /* COPY, DELETE or DIRTIMES */
+    char src[4096], dst[4096];
+    bool checksum, xattrs, fsync, one_filesystem;
+    int64_t now;           /* reference time of the age filters (absolute) */
+    uint32_t skip_atime_older_days, skip_mtime_newer_secs;
+    uint64_t parallel_threshold, chunk;
+    size_t nexcludes;
+    char excludes[DCLONE_EXCLUDES_MAX][256];
+};
+
+int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err);
+/* Strict: HAUL_EPROTO and why for anything unexpected. */
+int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err);
+
+/* clone_stats <-> the counters of a dist_result (DCLONE_COUNTERS). */
+void dclone_counters_get(const struct clone_stats *s, uint64_t *out);
+void dclone_counters_add(struct clone_stats *s, const uint64_t *c, size_t n);
+
+/* "haul.<job>" into out; HAUL_EUSAGE for a job name queues cannot carry. */
+int dclone_prefix(const char *job, char *out, size_t cap, haul_error *err);
+
+struct dclone_opts {
+    const char *broker_url; /* amqp://... */
+    const char *job;        /* job name: queues haul.<job>.* */
+    const struct clone_opts *clone; /* src, dst, passes, options; line for messages */
+    const char *const *excludes; /* the patterns of clone->filter, for the workers */
+    size_t nexcludes;
+    void (*waiting)(unsigned pass, void *ctx); /* no worker attached (may be NULL) */
+    void *ctx;
+};
+
+/* Runs the passes of o->clone (copy is always followed by dirtimes) through
+ * the workers, adding their counters to stats as results arrive.  Returns
+ * as clone_run does. */
+int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_error *err);
+
+#endif

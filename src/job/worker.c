@@ -1,0 +1,647 @@
+/* job/worker: the worker loop of distributed clones and `haul ctl`'s side
+ * of control (see worker.h, dclone.h). */
+#include "job/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job/clone.h"
+#include "job/dclone.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "walk/filter.h"
+
+struct worker;
+
+/* A thread's engine for the run it last saw. */
+struct engine {
+    struct dclone_spec spec;
+    struct walk_filter *filter;
+    struct clone_opts o;
+    struct clone_stats stats;  /* this thread's counters in this run */
+    uint64_t reported[DCLONE_COUNTERS]; /* what results already carried */
+    struct clone *c;
+    bool ready;                /* c usable for spec.run */
+    char stale[17];            /* the last run id found to be over */
+};
+
+struct wthread {
+    struct worker *w;
+    unsigned idx;
+    pthread_t tid;
+    atomic_bool stop;
+    struct engine *e;
+};
+
+struct worker {
+    const struct worker_opts *o;
+    char prefix[DIST_PREFIX_MAX + 1];
+    char name[DIST_NODE_MAX + 1];
+    unsigned delay_ms;               /* HAUL_TEST_UNIT_DELAY_MS */
+    atomic_bool stop;
+    struct wthread *threads[WORKER_THREADS_MAX]; /* [0, nthreads) run; only the control thread touches it */
+    unsigned nthreads;
+    struct clone_stats totals;       /* every thread's counters since start */
+    atomic_uint_fast64_t units;
+};
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static bool stopping(const struct wthread *t)
+{
+    return atomic_load(&t->stop) || atomic_load(&t->w->stop) ||
+           (t->w->o->cancel && atomic_load(t->w->o->cancel));
+}
+
+static void on_line(const char *what, const char *path, const char *msg, void *ctx)
+{
+    (void)ctx;
+    if (strcmp(what, "error") == 0)
+        log_warn("haul worker: %s: %s", path[0] ? path : ".", msg);
+    else
+        log_debug("haul worker: %s %s", what, path);
+}
+
+static void engine_drop(struct engine *e)
+{
+    clone_free(e->c);
+    walk_filter_free(e->filter);
+    e->c = NULL;
+    e->filter = NULL;
+    e->ready = false;
+}
+
+/* Makes e serve spec (already decoded into e->spec). */
+static int engine_open(struct wthread *t, struct engine *e, haul_error *err)
+{
+    engine_drop(e);
+    memset(&e->stats, 0, sizeof e->stats);
+    memset(e->reported, 0, sizeof e->reported);
+    if (!(e->filter = walk_filter_new()))
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < e->spec.nexcludes; i++)
+        if (walk_filter_exclude_add(e->filter, e->spec.excludes[i], err) < 0)
+            return -HAUL_EUSAGE;
+    struct clone_opts *o = &e->o;
+    memset(o, 0, sizeof *o);
+    o->src = e->spec.src;
+    o->dst = e->spec.dst;
+    o->passes = e->spec.pass == DIST_PASS_COPY ? CLONE_PASS_COPY
+                : e->spec.pass == DIST_PASS_DELETE ? CLONE_PASS_DELETE : CLONE_PASS_DIRTIMES;
+    o->threads = 1;
+    o->range_threads = 4;
+    o->parallel_threshold = e->spec.parallel_threshold;
+    o->chunk = e->spec.chunk;
+    o->checksum = e->spec.checksum;
+    o->xattrs = e->spec.xattrs;
+    o->fsync = e->spec.fsync;
+    o->one_filesystem = e->spec.one_filesystem;
+    o->skip_atime_older_days = e->spec.skip_atime_older_days;
+    o->skip_mtime_newer_secs = e->spec.skip_mtime_newer_secs;
+    o->now = (time_t)e->spec.now;
+    o->filter = e->filter;
+    o->cancel = t->w->o->cancel;
+    o->line = on_line;
+    o->dst_exists = true;
+    o->link_registry = DCLONE_REGISTRY;
+    if (!(e->c = clone_new(o, &e->stats, err)))
+        return err->code ? -err->code : -HAUL_EIO;
+    e->ready = true;
+    return 0;
+}
+
+/* Reads the current job description.  1 when it is run `run` and e is
+ * ready for it, 0 when the unit's run is not the current one (stale), < 0
+ * when the job cannot be served here (err says why). */
+static int engine_for(struct wthread *t, const char *run, haul_error *err)
+{
+    struct engine *e = t->e;
+    if (e->ready && strcmp(e->spec.run, run) == 0)
+        return 1;
+    if (strcmp(e->stale, run) == 0)
+        return 0; /* no need to ask the broker for every unit of a dead run */
+    struct dist_queue_opts qo = {.prefix = t->w->prefix};
+    struct dist_queue *admin = dist_queue_open(t->w->o->broker_url, &qo, err);
+    if (!admin)
+        return -HAUL_ENET;
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dist_job_get(admin, &sb, err);
+    dist_queue_free(admin);
+    if (rc == 0)
+        rc = err_set(err, HAUL_ENOTFOUND, "no job description in %s.job", t->w->prefix);
+    if (rc > 0) {
+        engine_drop(e);
+        rc = dclone_spec_decode(sb.s, sb.len, &e->spec, err);
+    }
+    strbuf_release(&sb);
+    if (rc < 0)
+        return rc;
+    if (strcmp(e->spec.run, run) != 0) {
+        snprintf(e->stale, sizeof e->stale, "%s", run);
+        return 0;
+    }
+    rc = engine_open(t, e, err);
+    if (rc < 0) {
+        err_prefix(err, "job %s (%s -> %s): ", t->w->o->job, e->spec.src, e->spec.dst);
+        engine_drop(e);
+        return rc;
+    }
+    log_info("haul worker: thread %u: run %s, %s -> %s", t->idx, run, e->spec.src, e->spec.dst);
+    return 1;
+}
+
+/* Children of a SCAN_DIR unit being published. */
+struct batch {
+    struct dist_queue *q;
+    const struct dist_unit *parent;
+    uint64_t threshold;
+    uint32_t published;
+    const char *paths[DCLONE_BATCH_PATHS];
+    char *owned[DCLONE_BATCH_PATHS];
+    size_t n;
+    uint64_t bytes;
+    struct strbuf sb;
+};
+
+static int publish_child(struct batch *b, enum dist_unit_kind kind, const char **paths, size_t n, haul_error *err)
+{
+    struct dist_unit u = {.id = dist_unit_child_id(b->parent->id, b->published), .pass = b->parent->pass,
+                          .kind = kind, .npaths = n, .paths = paths};
+    memcpy(u.job_id, b->parent->job_id, sizeof u.job_id);
+    strbuf_reset(&b->sb);
+    int rc = dist_unit_encode(&u, &b->sb, err);
+    if (rc == 0)
+        rc = dist_publish(b->q, b->sb.s, b->sb.len, err);
+    if (rc == 0)
+        b->published++;
+    return rc;
+}
+
+static int batch_flush(struct batch *b, haul_error *err)
+{
+    int rc = b->n ? publish_child(b, DIST_UNIT_FILES, b->paths, b->n, err) : 0;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->owned[i]);
+    b->n = 0;
+    b->bytes = 0;
+    return rc;
+}
+
+static int on_child(bool dir, const char *path, const struct stat *st, void *ctx, haul_error *err)
+{
+    struct batch *b = ctx;
+    size_t len = strlen(path);
+    const char *why;
+    if (dist_path_check(path, len, &why) < 0) {
+        log_warn("haul worker: %s: cannot be sent in a unit (%s): left out", path, why);
+        return 0;
+    }
+    if (dir)
+        return publish_child(b, DIST_UNIT_SCAN_DIR, &path, 1, err);
+    uint64_t size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+    if (size >= b->threshold)
+        return publish_child(b, DIST_UNIT_FILES, &path, 1, err);
+    if (b->n && b->bytes + size > DCLONE_BATCH_BYTES) {
+        int rc = batch_flush(b, err);
+        if (rc < 0)
+            return rc;
+    }
+    char *copy = strdup(path);
+    if (!copy)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    b->owned[b->n] = copy;
+    b->paths[b->n++] = copy;
+    b->bytes += size;
+    return b->n == DCLONE_BATCH_PATHS ? batch_flush(b, err) : 0;
+}
+
+/* Does unit u; its result goes out after.  children: units it published. */
+static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t *children,
+                   haul_error *err)
+{
+    struct engine *e = t->e;
+    enum clone_pass pass = u->pass == DIST_PASS_COPY ? CLONE_PASS_COPY
+                           : u->pass == DIST_PASS_DELETE ? CLONE_PASS_DELETE : CLONE_PASS_DIRTIMES;
+    *children = 0;
+    if (u->kind == DIST_UNIT_SCAN_DIR) {
+        struct batch b = {.q = q, .parent = u, .threshold = e->spec.parallel_threshold, .sb = STRBUF_INIT};
+        int rc = clone_dir_scan(e->c, pass, u->paths[0], on_child, &b, err);
+        if (rc == 0)
+            rc = batch_flush(&b, err);
+        else
+            for (size_t i = 0; i < b.n; i++)
+                free(b.owned[i]);
+        strbuf_release(&b.sb);
+        *children = b.published;
+        return rc;
+    }
+    for (size_t i = 0; i < u->npaths; i++) {
+        int rc = clone_path_do(e->c, pass, u->paths[i], err);
+        if (rc < 0)
+            return rc;
+        /* Keeps the connection alive through a batch of big files. */
+        if ((rc = dist_poll(q, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int result_send(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
+                       haul_error *err)
+{
+    struct engine *e = t->e;
+    uint64_t now[DCLONE_COUNTERS], delta[DCLONE_COUNTERS];
+    dclone_counters_get(&e->stats, now);
+    for (int i = 0; i < DCLONE_COUNTERS; i++)
+        delta[i] = now[i] - e->reported[i];
+    struct dist_result_unit ru = {.unit_id = u->id, .children = children};
+    struct dist_result r = {.files = delta[0], .bytes = delta[6], .skipped = delta[10] + delta[11],
+                            .failed = delta[14], .nunits = 1, .units = &ru, .ncounters = DCLONE_COUNTERS};
+    memcpy(r.counters, delta, sizeof delta);
+    snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dist_result_encode(&r, &sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
+    strbuf_release(&sb);
+    if (rc == 0) {
+        memcpy(e->reported, now, sizeof now);
+        dclone_counters_add(&t->w->totals, delta, DCLONE_COUNTERS);
+        atomic_fetch_add(&t->w->units, 1);
+    }
+    return rc;
+}
+
+/* Units done whose results are published, not yet confirmed: acked
+ * together after one dist_flush (one confirm round trip for many units). */
+#define HELD_MAX 8
+struct held {
+    struct dist_msg msgs[HELD_MAX];
+    size_t n;
+};
+
+static int held_settle(struct dist_queue *q, struct held *h, haul_error *err)
+{
+    int rc = h->n ? dist_flush(q, 120000, err) : 0;
+    for (size_t i = 0; i < h->n; i++) {
+        haul_error e2 = {0};
+        if (rc == 0)
+            rc = dist_ack(q, &h->msgs[i], err);
+        else
+            dist_reject(q, &h->msgs[i], true, &e2); /* frees it; the broker redelivers */
+    }
+    h->n = 0;
+    return rc;
+}
+
+/* One message from the work queue: a unit done is added to h (its result
+ * published), anything else settled here.  < 0: the handle is unusable. */
+static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *m, struct held *h, haul_error *err)
+{
+    struct dist_unit u;
+    haul_error uerr = {0};
+    if (dist_unit_decode(m->body, m->len, &u, &uerr) < 0) {
+        log_warn("haul worker: %s: rejecting a malformed work unit (%zu bytes) to the dead-letter queue: %s",
+                 dist_queue_url(q), m->len, uerr.msg);
+        return dist_reject(q, m, false, err);
+    }
+    int rc;
+    if (u.kind == DIST_UNIT_RANGE || u.pass == DIST_PASS_BACKUP) {
+        log_warn("haul worker: unit %016" PRIx64 ": %s units are not done by this worker: to the dead-letter queue",
+                 u.id, u.kind == DIST_UNIT_RANGE ? "RANGE" : "backup");
+        rc = dist_reject(q, m, false, err);
+        dist_unit_release(&u);
+        return rc;
+    }
+    if (t->w->delay_ms)
+        sleep_ms(t->w->delay_ms);
+    haul_error jerr = {0};
+    int have = engine_for(t, u.job_id, &jerr);
+    if (have < 0) {
+        log_error("haul worker: cannot serve this job here: %s (unit requeued for another node)", jerr.msg);
+        rc = dist_reject(q, m, true, err);
+        dist_unit_release(&u);
+        for (int i = 0; i < 20 && !stopping(t); i++)
+            sleep_ms(100); /* back off: other nodes may take it */
+        return rc;
+    }
+    if (have == 0 || (int)u.pass != (int)t->e->spec.pass) {
+        log_info("haul worker: unit %016" PRIx64 " of run %s: that run is over, dropped", u.id, u.job_id);
+        rc = dist_ack(q, m, err);
+        dist_unit_release(&u);
+        return rc;
+    }
+    uint32_t children = 0;
+    haul_error werr = {0};
+    rc = unit_do(t, q, &u, &children, &werr);
+    if (rc < 0 && (rc == -HAUL_EUSAGE || rc == -HAUL_EPROTO)) {
+        /* Doing it again would fail alike: a failed unit, not a lost one. */
+        log_warn("haul worker: unit %016" PRIx64 " (%s): %s", u.id, u.paths[0], werr.msg);
+        atomic_fetch_add(&t->e->stats.failed, 1);
+        rc = 0;
+    } else if (rc < 0) {
+        *err = werr;
+    }
+    if (rc == 0 && t->w->o->cancel && atomic_load(t->w->o->cancel)) {
+        /* Interrupted (SIGINT/SIGTERM) in the middle: not done, not failed. */
+        rc = dist_reject(q, m, true, err);
+        dist_unit_release(&u);
+        return rc;
+    }
+    if (rc == 0)
+        rc = result_send(t, q, &u, children, err);
+    if (rc == 0)
+        h->msgs[h->n++] = *m;
+    else
+        dist_reject(q, m, true, &(haul_error){0});
+    dist_unit_release(&u);
+    return rc;
+}
+
+static void *thread_main(void *arg)
+{
+    struct wthread *t = arg;
+    struct dist_queue *q = NULL;
+    struct held h = {.n = 0};
+    while (!stopping(t)) {
+        haul_error err = {0};
+        if (!q) {
+            struct dist_queue_opts qo = {.prefix = t->w->prefix, .consume = DIST_CONSUME(DIST_WORK),
+                                         .prefetch = HELD_MAX, .heartbeat_s = 60};
+            if (!(q = dist_queue_open(t->w->o->broker_url, &qo, &err))) {
+                log_error("haul worker: thread %u: %s (retrying)", t->idx, err.msg);
+                for (int i = 0; i < 20 && !stopping(t); i++)
+                    sleep_ms(100);
+                continue;
+            }
+        }
+        struct dist_msg m;
+        /* Holding done units: settle them as soon as nothing else is ready. */
+        int rc = dist_next(q, &m, h.n ? 0 : 300, &err);
+        if (rc == 0 && h.n)
+            rc = held_settle(q, &h, &err);
+        else if (rc == 1 && m.kind != DIST_WORK)
+            rc = dist_ack(q, &m, &err);
+        else if (rc == 1)
+            rc = message_do(t, q, &m, &h, &err);
+        if (rc >= 0 && h.n == HELD_MAX)
+            rc = held_settle(q, &h, &err);
+        if (rc < 0) {
+            /* Unacked units go back to the queue when the handle closes. */
+            log_error("haul worker: thread %u: %s (reconnecting)", t->idx, err.msg);
+            held_settle(q, &h, &(haul_error){0});
+            dist_queue_free(q);
+            q = NULL;
+        }
+    }
+    if (q) {
+        haul_error err = {0};
+        if (held_settle(q, &h, &err) < 0)
+            log_error("haul worker: thread %u: %s", t->idx, err.msg);
+    }
+    dist_queue_free(q);
+    return NULL;
+}
+
+static int thread_start(struct worker *w, unsigned idx)
+{
+    struct wthread *t = calloc(1, sizeof *t);
+    struct engine *e = calloc(1, sizeof *e);
+    if (!t || !e) {
+        free(t);
+        free(e);
+        return -1;
+    }
+    t->w = w;
+    t->idx = idx;
+    t->e = e;
+    if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+        free(t);
+        free(e);
+        return -1;
+    }
+    w->threads[idx] = t;
+    return 0;
+}
+
+static void thread_join(struct worker *w, unsigned idx)
+{
+    struct wthread *t = w->threads[idx];
+    pthread_join(t->tid, NULL);
+    engine_drop(t->e);
+    free(t->e);
+    free(t);
+    w->threads[idx] = NULL;
+}
+
+/* Runs n threads: starts more, or stops the last ones after their unit. */
+static void threads_set(struct worker *w, unsigned n)
+{
+    if (n > WORKER_THREADS_MAX)
+        n = WORKER_THREADS_MAX;
+    while (w->nthreads < n && thread_start(w, w->nthreads) == 0)
+        w->nthreads++;
+    for (unsigned i = n; i < w->nthreads; i++)
+        atomic_store(&w->threads[i]->stop, true);
+    while (w->nthreads > n)
+        thread_join(w, --w->nthreads);
+}
+
+static int status_send(struct worker *w, struct dist_queue *q, haul_error *err)
+{
+    struct dist_result r = {.nunits = 0, .ncounters = DCLONE_COUNTERS + 1};
+    dclone_counters_get(&w->totals, r.counters);
+    r.counters[DCLONE_COUNTERS] = atomic_load(&w->units);
+    r.files = r.counters[0];
+    r.bytes = r.counters[6];
+    r.skipped = r.counters[10] + r.counters[11];
+    r.failed = r.counters[14];
+    snprintf(r.worker, sizeof r.worker, "%s/%u", w->name, w->nthreads);
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dist_result_encode(&r, &sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_CONTROL, sb.s, sb.len, err);
+    if (rc == 0)
+        rc = dist_flush(q, 30000, err);
+    strbuf_release(&sb);
+    return rc;
+}
+
+static void control_do(struct worker *w, struct dist_queue *q, struct dist_msg *m)
+{
+    struct dist_control c;
+    haul_error cerr = {0};
+    if (dist_control_decode(m->body, m->len, &c, &cerr) < 0) {
+        struct dist_result r;
+        haul_error rerr = {0};
+        if (dist_result_decode(m->body, m->len, &r, &rerr) == 0)
+            dist_result_release(&r); /* another worker's status answer */
+        else
+            log_warn("haul worker: ignoring a control message: %s", cerr.msg);
+        return;
+    }
+    if (c.node[0] && strcmp(c.node, w->name) != 0)
+        return;
+    haul_error err = {0};
+    switch (c.op) {
+    case DIST_CTL_STOP:
+        log_info("haul worker %s: stop requested", w->name);
+        atomic_store(&w->stop, true);
+        break;
+    case DIST_CTL_GROW:
+        log_info("haul worker %s: %u -> %u threads", w->name, w->nthreads, c.n);
+        threads_set(w, c.n);
+        break;
+    case DIST_CTL_STATUS:
+        if (status_send(w, q, &err) < 0)
+            log_warn("haul worker %s: status answer: %s", w->name, err.msg);
+        break;
+    }
+}
+
+int worker_run(const struct worker_opts *o, haul_error *err)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    w->o = o;
+    int rc = dclone_prefix(o->job ? o->job : "haul", w->prefix, sizeof w->prefix, err);
+    if (o->name) {
+        snprintf(w->name, sizeof w->name, "%s", o->name);
+    } else {
+        char host[64] = "localhost";
+        gethostname(host, sizeof host);
+        host[sizeof host - 1] = '\0';
+        host[strcspn(host, ". ")] = '\0';
+        snprintf(w->name, sizeof w->name, "%s:%ld", host, (long)getpid());
+    }
+    const char *delay = getenv("HAUL_TEST_UNIT_DELAY_MS");
+    w->delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
+    struct dist_queue_opts qo = {.prefix = w->prefix, .consume = DIST_CONSUME(DIST_CONTROL)};
+    struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
+    if (!q) {
+        free(w);
+        return rc < 0 ? rc : -HAUL_ENET;
+    }
+    log_info("haul worker %s: serving job %s at %s", w->name, o->job ? o->job : "haul", dist_queue_url(q));
+    threads_set(w, o->threads ? o->threads : 4);
+    while (!atomic_load(&w->stop) && !(o->cancel && atomic_load(o->cancel))) {
+        struct dist_msg m;
+        haul_error qerr = {0};
+        int got = dist_next(q, &m, 300, &qerr);
+        if (got == 1) {
+            if (m.kind == DIST_CONTROL)
+                control_do(w, q, &m);
+            dist_ack(q, &m, &qerr);
+            continue;
+        }
+        if (got < 0) {
+            log_error("haul worker %s: control: %s (reconnecting)", w->name, qerr.msg);
+            dist_queue_free(q);
+            q = NULL;
+            while (!q && !atomic_load(&w->stop) && !(o->cancel && atomic_load(o->cancel))) {
+                for (int i = 0; i < 20 && !atomic_load(&w->stop); i++)
+                    sleep_ms(100);
+                if (!(q = dist_queue_open(o->broker_url, &qo, &qerr)))
+                    log_error("haul worker %s: control: %s (retrying)", w->name, qerr.msg);
+            }
+            if (!q)
+                break;
+        }
+    }
+    atomic_store(&w->stop, true);
+    threads_set(w, 0);
+    log_info("haul worker %s: stopped after %" PRIu64 " units", w->name, (uint64_t)atomic_load(&w->units));
+    dist_queue_free(q);
+    free(w);
+    return 0;
+}
+
+/* ---- haul ctl ---- */
+
+int worker_ctl_send(const char *broker_url, const char *job, const struct dist_control *c, haul_error *err)
+{
+    char prefix[DIST_PREFIX_MAX + 1];
+    if (dclone_prefix(job, prefix, sizeof prefix, err) < 0)
+        return -HAUL_EUSAGE;
+    struct strbuf sb = STRBUF_INIT;
+    struct dist_queue_opts qo = {.prefix = prefix};
+    struct dist_queue *q = NULL;
+    int rc = dist_control_encode(c, &sb, err);
+    if (rc == 0 && !(q = dist_queue_open(broker_url, &qo, err)))
+        rc = -HAUL_ENET;
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_CONTROL, sb.s, sb.len, err);
+    if (rc == 0)
+        rc = dist_flush(q, 30000, err);
+    dist_queue_free(q);
+    strbuf_release(&sb);
+    return rc;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int worker_ctl_status(const char *broker_url, const char *job, int wait_ms, worker_status_fn fn, void *ctx,
+                      struct dist_depth depth[3], haul_error *err)
+{
+    char prefix[DIST_PREFIX_MAX + 1];
+    if (dclone_prefix(job, prefix, sizeof prefix, err) < 0)
+        return -HAUL_EUSAGE;
+    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_CONTROL)};
+    struct dist_queue *q = dist_queue_open(broker_url, &qo, err);
+    if (!q)
+        return -HAUL_ENET;
+    struct dist_control c = {.op = DIST_CTL_STATUS};
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dist_control_encode(&c, &sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_CONTROL, sb.s, sb.len, err);
+    if (rc == 0)
+        rc = dist_flush(q, 30000, err);
+    strbuf_release(&sb);
+    for (double end = now_ms() + wait_ms; rc == 0 && now_ms() < end;) {
+        struct dist_msg m;
+        int got = dist_next(q, &m, (int)(end - now_ms()) + 1, err);
+        if (got < 0)
+            rc = got;
+        if (got <= 0)
+            continue;
+        struct dist_result r;
+        haul_error rerr = {0};
+        if (dist_result_decode(m.body, m.len, &r, &rerr) == 0) {
+            struct worker_status s = {0};
+            snprintf(s.name, sizeof s.name, "%s", r.worker);
+            char *slash = strrchr(s.name, '/');
+            if (slash) {
+                *slash = '\0';
+                s.threads = (unsigned)strtoul(slash + 1, NULL, 10);
+            }
+            s.ncounters = r.ncounters;
+            memcpy(s.counters, r.counters, r.ncounters * sizeof *r.counters);
+            if (r.ncounters > DCLONE_COUNTERS)
+                s.units = r.counters[DCLONE_COUNTERS];
+            fn(&s, ctx);
+            dist_result_release(&r);
+        }
+        dist_ack(q, &m, &rerr);
+    }
+    for (int k = 0; rc == 0 && k < 3; k++)
+        rc = dist_queue_depth(q, k == 0 ? DIST_WORK : k == 1 ? DIST_DEAD : DIST_RESULTS, &depth[k], err);
+    dist_queue_free(q);
+    return rc;
+}

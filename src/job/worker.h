@@ -1,0 +1,68 @@
+/* job/worker: a worker of distributed clones (`haul worker`), and the
+ * control side (`haul ctl`).
+ *
+ * A worker serves one job name (queues haul.<job>.*) with N threads, each
+ * with its own broker connection consuming <prefix>.work (prefetch 8), and
+ * one more connection on the control fanout.  It does not know SRC or DST
+ * when it starts: the job description (dclone.h) is read from the broker
+ * when a unit names a run it has not seen.  Per unit: decode (malformed:
+ * rejected to <prefix>.dead with a log line), do it (a SCAN_DIR publishes
+ * its children), publish its result; the results of up to 8 units done in
+ * a row are flushed together (one confirm round trip) and only then are
+ * those units acked; a worker that dies leaves its unacked units to the
+ * others.  A job whose SRC or
+ * DST cannot be opened here is refused with a log line: the unit is
+ * requeued for another node and this one backs off.
+ *
+ * Control: STOP (all nodes, or the one named) lets every thread finish its
+ * unit, then worker_run returns 0; GROW n runs n threads; STATUS is
+ * answered with a dist_result on the control fanout itself (so it reaches
+ * `haul ctl status`, never the coordinator's results queue): worker
+ * "<name>/<threads>", no units, and the worker's totals since it started
+ * as counters (a snapshot, not a delta).
+ *
+ * Test knob: HAUL_TEST_UNIT_DELAY_MS=N makes every thread sleep N ms before
+ * each unit (integration tests kill a worker in the middle of a run). */
+#ifndef JOB_WORKER_H
+#define JOB_WORKER_H
+
+#include <haul/error.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "dist/dist.h"
+
+#define WORKER_THREADS_MAX 256
+
+struct worker_opts {
+    const char *broker_url;
+    const char *job;          /* default "haul" */
+    const char *name;         /* node name in status and logs; default host:pid */
+    unsigned threads;         /* default 4 */
+    const atomic_bool *cancel; /* set: stop like a STOP control */
+};
+
+/* Runs until stopped (control STOP or cancel).  0 on a clean stop, < 0 when
+ * the broker could not be reached at start. */
+int worker_run(const struct worker_opts *o, haul_error *err);
+
+/* One worker's answer to STATUS. */
+struct worker_status {
+    char name[DIST_NODE_MAX + 1];
+    unsigned threads;
+    uint64_t units;
+    uint64_t counters[32]; /* dclone_counters order */
+    size_t ncounters;
+};
+typedef void (*worker_status_fn)(const struct worker_status *s, void *ctx);
+
+/* Publishes a control message to every worker of job (node "" = all). */
+int worker_ctl_send(const char *broker_url, const char *job, const struct dist_control *c, haul_error *err);
+
+/* Asks every worker of job for its status and calls fn for each answer
+ * arriving within wait_ms; then fills the depth of the work, dead and
+ * results queues. */
+int worker_ctl_status(const char *broker_url, const char *job, int wait_ms, worker_status_fn fn, void *ctx,
+                      struct dist_depth depth[3], haul_error *err);
+
+#endif

@@ -1,0 +1,85 @@
+/* Unit tests for job/dclone's job description codec: round trip with
+ * awkward bytes in paths and excludes, and refusal of malformed input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "job/dclone.h"
+
+static void test_spec_round_trip(void **state)
+{
+    (void)state;
+    static struct dclone_spec s, d;
+    strcpy(s.run, "0123456789abcdef");
+    s.pass = DIST_PASS_DELETE;
+    strcpy(s.src, "/mnt/old tree/%weird\n\xff");
+    strcpy(s.dst, "/mnt/new");
+    s.checksum = true;
+    s.now = 1700000000;
+    s.skip_mtime_newer_secs = 3600;
+    s.parallel_threshold = 256ull << 20;
+    s.nexcludes = 2;
+    strcpy(s.excludes[0], "*.tmp");
+    strcpy(s.excludes[1], "/a b/");
+    struct strbuf sb = STRBUF_INIT;
+    haul_error err = {0};
+    assert_int_equal(dclone_spec_encode(&s, &sb, &err), 0);
+    assert_int_equal(dclone_spec_decode(sb.s, sb.len, &d, &err), 0);
+    assert_string_equal(d.run, s.run);
+    assert_int_equal(d.pass, DIST_PASS_DELETE);
+    assert_string_equal(d.src, s.src);
+    assert_string_equal(d.dst, s.dst);
+    assert_true(d.checksum);
+    assert_false(d.xattrs);
+    assert_int_equal(d.now, 1700000000);
+    assert_int_equal(d.skip_mtime_newer_secs, 3600);
+    assert_int_equal(d.nexcludes, 2);
+    assert_string_equal(d.excludes[1], "/a b/");
+    /* Every truncation is refused or decodes to a prefix that still has
+     * run, pass, src and dst; none crashes. */
+    for (size_t n = 0; n < sb.len; n++) {
+        haul_error e = {0};
+        int rc = dclone_spec_decode(sb.s, n, &d, &e);
+        assert_true(rc == 0 || rc == -HAUL_EPROTO);
+    }
+    strbuf_release(&sb);
+}
+
+static void test_spec_malformed(void **state)
+{
+    (void)state;
+    static struct dclone_spec d;
+    const char *bad[] = {
+        "",
+        "haul-dclone 2\nrun 0123456789abcdef\n",
+        "haul-dclone 1\nrun 0123\npass 1\nsrc /a\ndst /b\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 9\nsrc /a\ndst /b\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a%0\ndst /b\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a%00\ndst /b\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a\ndst /b\nnow 99999999999999999999999\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a\ndst /b\nchecksum 2\n",
+        "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a\ndst /b\nno-newline",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        haul_error err = {0};
+        assert_int_equal(dclone_spec_decode(bad[i], strlen(bad[i]), &d, &err), -HAUL_EPROTO);
+    }
+    const char *good = "haul-dclone 1\nrun 0123456789abcdef\npass 3\nsrc /a\ndst /b\nfuture-option 1\n";
+    haul_error err = {0};
+    assert_int_equal(dclone_spec_decode(good, strlen(good), &d, &err), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spec_round_trip),
+        cmocka_unit_test(test_spec_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
