@@ -225,6 +225,72 @@ static int on_child(bool dir, const char *path, const struct stat *st, void *ctx
     return b->n == DCLONE_BATCH_PATHS ? batch_flush(b, err) : 0;
 }
 
+/* One path done on a thread of its own while the unit's thread keeps the
+ * broker connection alive: a large file can take longer than the heartbeat
+ * timeout, and a connection the broker closed would hand the unit to
+ * another worker over and over. */
+struct path_job {
+    struct clone *c;
+    enum clone_pass pass;
+    const char *path;
+    int rc;
+    haul_error err;
+    pthread_mutex_t lock; /* guards done */
+    pthread_cond_t finished;
+    bool done;
+};
+
+static void *path_job_main(void *arg)
+{
+    struct path_job *j = arg;
+    j->rc = clone_path_do(j->c, j->pass, j->path, &j->err);
+    pthread_mutex_lock(&j->lock);
+    j->done = true;
+    pthread_cond_signal(&j->finished);
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+#define KEEPALIVE_POLL_S 5
+
+static int path_do_keepalive(struct clone *c, enum clone_pass pass, const char *path, struct dist_queue *q,
+                             haul_error *err)
+{
+    struct path_job j = {.c = c, .pass = pass, .path = path};
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_cond_init(&j.finished, NULL);
+    pthread_t th;
+    int rc = pthread_create(&th, NULL, path_job_main, &j);
+    if (rc != 0) {
+        pthread_cond_destroy(&j.finished);
+        pthread_mutex_destroy(&j.lock);
+        return clone_path_do(c, pass, path, err); /* no thread: do it here */
+    }
+    haul_error poll_err = {0};
+    int poll_rc = 0;
+    pthread_mutex_lock(&j.lock);
+    while (!j.done) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += KEEPALIVE_POLL_S;
+        pthread_cond_timedwait(&j.finished, &j.lock, &until);
+        if (!j.done && poll_rc == 0) {
+            pthread_mutex_unlock(&j.lock);
+            poll_rc = dist_poll(q, &poll_err); /* after a failure: just wait for the copy */
+            pthread_mutex_lock(&j.lock);
+        }
+    }
+    pthread_mutex_unlock(&j.lock);
+    pthread_join(th, NULL);
+    pthread_cond_destroy(&j.finished);
+    pthread_mutex_destroy(&j.lock);
+    if (j.rc < 0)
+        return err_set(err, j.err.code, "%s", j.err.msg);
+    if (poll_rc < 0)
+        return err_set(err, poll_err.code, "%s", poll_err.msg);
+    return 0;
+}
+
 /* Does unit u; its result goes out after.  children: units it published. */
 static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t *children,
                    haul_error *err)
@@ -245,6 +311,9 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
         *children = b.published;
         return rc;
     }
+    /* A unit of one path may be a large file (they travel alone). */
+    if (u->npaths == 1)
+        return path_do_keepalive(e->c, pass, u->paths[0], q, err);
     for (size_t i = 0; i < u->npaths; i++) {
         int rc = clone_path_do(e->c, pass, u->paths[i], err);
         if (rc < 0)
