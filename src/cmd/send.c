@@ -32,7 +32,7 @@ int cmd_send(int argc, char **argv)
         {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "to find the default socket (default ~/.local/state/haul)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[2];
-    int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 2, &n_pos);
+    int n_pos, rc = opts_parse_local(&help, opts, &g, argc, argv, pos, 2, &n_pos);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (n_pos != 2)
