@@ -241,7 +241,10 @@ struct dist_unit {
     uint64_t offset, length; /* RANGE only; length > 0 */
     size_t npaths;           /* SCAN_DIR, RANGE: 1; FILES: 1..DIST_UNIT_MAX_PATHS */
     const char **paths;      /* NUL-terminated; the caller's when encoding */
-    void *mem;               /* set by decode: the one block holding paths */
+    const void *payload;     /* optional job-defined bytes (trailer: u32 length,
+                                bytes); NULL/0 = none; decode copies it into mem */
+    size_t payload_len;
+    void *mem;               /* set by decode: the one block holding paths and payload */
 };
 
 /* Appends the encoding of u to out.  Refuses (HAUL_EUSAGE) what decode would
@@ -258,7 +261,8 @@ int dist_path_check(const char *path, size_t len, const char **why);
 
 /* Named counters a result may carry after its units (optional trailer: a
  * u16 count and that many u64; results without it decode with ncounters
- * 0).  Their meaning belongs to the job (job/dclone.h). */
+ * 0), then an optional payload.  Their meaning belongs to the job
+ * (job/dclone.h, job/dbackup.h). */
 #define DIST_RESULT_MAX_COUNTERS 32
 
 struct dist_result_unit {
@@ -274,7 +278,11 @@ struct dist_result {
     struct dist_result_unit *units;
     size_t ncounters; /* 0..DIST_RESULT_MAX_COUNTERS */
     uint64_t counters[DIST_RESULT_MAX_COUNTERS];
-    void *mem; /* set by decode */
+    const void *payload; /* optional job-defined bytes after the counters (a u32
+                            length, then them; the counters trailer is then
+                            present, maybe with 0 counters); NULL/0 = none */
+    size_t payload_len;
+    void *mem; /* set by decode: units and payload */
 };
 
 int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_error *err);

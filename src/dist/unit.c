@@ -136,6 +136,27 @@ static void fail(struct reader *r, const char *why)
         r->why = why;
 }
 
+/* The optional payload trailer, when bytes are left: a u32 length (not 0)
+ * and exactly that many bytes, copied to dst.  Returns the length. */
+static size_t read_payload(struct reader *r, void *dst)
+{
+    if (r->why || !r->left)
+        return 0;
+    if (r->left < 4) {
+        fail(r, "trailing bytes after the last field");
+        return 0;
+    }
+    uint32_t n = get_u32(r);
+    if (!r->why && (n == 0 || n != r->left))
+        fail(r, n == 0 ? "empty payload" : n > r->left ? "truncated payload" : "trailing bytes after the last field");
+    if (r->why)
+        return 0;
+    memcpy(dst, r->p, n);
+    r->p += n;
+    r->left = 0;
+    return n;
+}
+
 static void check_header(struct reader *r, unsigned type)
 {
     if (!need(r, sizeof magic))
@@ -285,6 +306,10 @@ int dist_unit_encode(const struct dist_unit *u, struct strbuf *out, haul_error *
     put_u32(out, (uint32_t)u->npaths);
     for (size_t i = 0; i < u->npaths; i++)
         put_str(out, u->paths[i], strlen(u->paths[i]));
+    if (u->payload_len) { /* the optional payload trailer */
+        put_u32(out, (uint32_t)u->payload_len);
+        strbuf_add(out, u->payload, u->payload_len);
+    }
     if (out->failed)
         return err_set(err, HAUL_ENOMEM, "work unit: out of memory");
     if (out->len - start > DIST_MSG_MAX)
@@ -342,6 +367,9 @@ int dist_unit_decode(const void *buf, size_t len, struct dist_unit *out, haul_er
         paths[i] = dst;
         dst += n + 1;
     }
+    /* The payload fits in the block: each path used at most its bytes + 1
+     * of the 2 + bytes it took in the message. */
+    size_t plen = read_payload(&r, dst);
     int rc = finish(&r, "work unit", err);
     if (rc < 0) {
         free(mem);
@@ -355,6 +383,8 @@ int dist_unit_decode(const void *buf, size_t len, struct dist_unit *out, haul_er
     out->length = length;
     out->npaths = npaths;
     out->paths = paths;
+    out->payload = plen ? dst : NULL;
+    out->payload_len = plen;
     out->mem = mem;
     return 0;
 }
@@ -367,6 +397,8 @@ void dist_unit_release(struct dist_unit *u)
     u->mem = NULL;
     u->paths = NULL;
     u->npaths = 0;
+    u->payload = NULL;
+    u->payload_len = 0;
 }
 
 uint64_t dist_unit_child_id(uint64_t parent_id, uint64_t index)
@@ -389,6 +421,7 @@ int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_err
     if (r->nunits > DIST_RESULT_MAX_UNITS)
         return err_set(err, HAUL_EUSAGE, "result: %zu units, at most %d", r->nunits,
                        DIST_RESULT_MAX_UNITS);
+    size_t start = out->len;
     put_header(out, TYPE_RESULT);
     put_str(out, r->worker, wn);
     put_u64(out, r->files);
@@ -403,11 +436,17 @@ int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_err
     if (r->ncounters > DIST_RESULT_MAX_COUNTERS)
         return err_set(err, HAUL_EUSAGE, "result: %zu counters, at most %d", r->ncounters,
                        DIST_RESULT_MAX_COUNTERS);
-    if (r->ncounters) {
+    if (r->ncounters || r->payload_len) {
         put_u16(out, (unsigned)r->ncounters);
         for (size_t i = 0; i < r->ncounters; i++)
             put_u64(out, r->counters[i]);
     }
+    if (r->payload_len) {
+        put_u32(out, (uint32_t)r->payload_len);
+        strbuf_add(out, r->payload, r->payload_len);
+    }
+    if (!out->failed && out->len - start > DIST_MSG_MAX)
+        return err_set(err, HAUL_EUSAGE, "result: %zu bytes encoded, over %u", out->len - start, DIST_MSG_MAX);
     return out->failed ? err_set(err, HAUL_ENOMEM, "result: out of memory") : 0;
 }
 
@@ -431,9 +470,11 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
         fail(&r, "truncated");
     if (r.why)
         return finish(&r, "result", err);
+    /* One block: the units, then room for a payload (at most what is left). */
     struct dist_result_unit *units = NULL;
-    if (n) {
-        units = calloc(n, sizeof *units);
+    size_t units_size = (size_t)n * sizeof *units;
+    if (n || r.left) {
+        units = calloc(1, units_size + r.left + 1);
         if (!units)
             return err_set(err, HAUL_ENOMEM, "result: out of memory");
     }
@@ -444,13 +485,17 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     size_t nc = 0;
     if (!r.why && r.left) { /* the optional counters trailer */
         nc = get_u16(&r);
-        if (!r.why && (nc == 0 || nc > DIST_RESULT_MAX_COUNTERS))
+        if (!r.why && nc > DIST_RESULT_MAX_COUNTERS)
             fail(&r, "counter count out of range");
-        if (!r.why && r.left != nc * 8)
-            fail(&r, r.left < nc * 8 ? "truncated" : "trailing bytes after the last field");
+        if (!r.why && r.left < nc * 8)
+            fail(&r, "truncated");
         for (size_t i = 0; i < nc && !r.why; i++)
             out->counters[i] = get_u64(&r);
+        if (!r.why && nc == 0 && !r.left)
+            fail(&r, "empty counters trailer");
     }
+    char *payload = units ? (char *)units + units_size : NULL;
+    size_t plen = read_payload(&r, payload);
     int rc = finish(&r, "result", err);
     if (rc < 0) {
         free(units);
@@ -464,7 +509,9 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     out->failed = failed;
     out->nunits = n;
     out->ncounters = nc;
-    out->units = units;
+    out->units = n ? units : NULL;
+    out->payload = plen ? payload : NULL;
+    out->payload_len = plen;
     out->mem = units;
     return 0;
 }
@@ -477,6 +524,8 @@ void dist_result_release(struct dist_result *r)
     r->mem = NULL;
     r->units = NULL;
     r->nunits = 0;
+    r->payload = NULL;
+    r->payload_len = 0;
 }
 
 /* ---- control ---- */

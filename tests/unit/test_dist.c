@@ -418,6 +418,62 @@ static void test_result_codec(void **state)
     strbuf_release(&sb);
 }
 
+/* The optional payload trailers of units and results: round trip (bytes
+ * equal, NULs included), absent = none, every cut or extension refused. */
+static void test_payloads(void **state)
+{
+    (void)state;
+    static const char blob[] = "job\0bytes\xff";
+    const char *path = "a/b";
+    struct dist_unit u = {.id = 9, .pass = DIST_PASS_BACKUP, .kind = DIST_UNIT_FILES, .npaths = 1,
+                          .paths = &path, .payload = blob, .payload_len = sizeof blob};
+    strcpy(u.job_id, "run1");
+    struct strbuf sb = STRBUF_INIT;
+    haul_error err = {0};
+    assert_int_equal(dist_unit_encode(&u, &sb, &err), 0);
+    struct dist_unit du;
+    assert_int_equal(dist_unit_decode(sb.s, sb.len, &du, &err), 0);
+    assert_int_equal(du.payload_len, sizeof blob);
+    assert_memory_equal(du.payload, blob, sizeof blob);
+    assert_string_equal(du.paths[0], "a/b");
+    dist_unit_release(&du);
+    for (size_t n = sb.len - sizeof blob - 4 + 1; n < sb.len; n++) {
+        haul_error e = {0};
+        assert_int_equal(dist_unit_decode(sb.s, n, &du, &e), -HAUL_EPROTO);
+    }
+    strbuf_add(&sb, "x", 1);
+    err = (haul_error){0};
+    assert_int_equal(dist_unit_decode(sb.s, sb.len, &du, &err), -HAUL_EPROTO);
+    assert_non_null(strstr(err.msg, "trailing bytes"));
+    strbuf_release(&sb);
+
+    struct dist_result_unit ru = {9, 0};
+    struct dist_result r = {.nunits = 1, .units = &ru, .payload = blob, .payload_len = sizeof blob};
+    strcpy(r.worker, "w/1");
+    assert_int_equal(dist_result_encode(&r, &sb, &err), 0);
+    struct dist_result dr;
+    assert_int_equal(dist_result_decode(sb.s, sb.len, &dr, &err), 0);
+    assert_int_equal(dr.ncounters, 0);
+    assert_int_equal(dr.payload_len, sizeof blob);
+    assert_memory_equal(dr.payload, blob, sizeof blob);
+    assert_int_equal(dr.units[0].unit_id, 9);
+    dist_result_release(&dr);
+    for (size_t n = sb.len - sizeof blob - 4 - 2 + 1; n < sb.len; n++) {
+        haul_error e = {0};
+        assert_int_equal(dist_result_decode(sb.s, n, &dr, &e), -HAUL_EPROTO);
+    }
+    strbuf_release(&sb);
+    /* A payload with no units at all (a result of listings only). */
+    r.nunits = 0;
+    r.units = NULL;
+    assert_int_equal(dist_result_encode(&r, &sb, &err), 0);
+    assert_int_equal(dist_result_decode(sb.s, sb.len, &dr, &err), 0);
+    assert_int_equal(dr.payload_len, sizeof blob);
+    assert_memory_equal(dr.payload, blob, sizeof blob);
+    dist_result_release(&dr);
+    strbuf_release(&sb);
+}
+
 /* The optional counters trailer: round trip, absent means 0 counters,
  * truncated or out-of-range counts refused. */
 static void test_result_counters(void **state)
@@ -760,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_child_ids),
         cmocka_unit_test(test_result_codec),
         cmocka_unit_test(test_result_counters),
+        cmocka_unit_test(test_payloads),
         cmocka_unit_test(test_mem_job),
         cmocka_unit_test(test_control_codec),
         cmocka_unit_test(test_url_helpers),
