@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/tracker.h"
 #include "job/fsops.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -200,28 +201,7 @@ int dclone_prefix(const char *job, char *out, size_t cap, haul_error *err)
     return 0;
 }
 
-/* ---- the coordinator's bookkeeping of unit ids ---- */
-
-enum { ID_EXPECTED = 1, ID_DONE = 2, ID_EARLY = 3 };
-
-struct early {
-    uint32_t children;
-    size_t ncounters;
-    uint64_t counters[DCLONE_COUNTERS];
-};
-
-struct id_slot {
-    uint64_t id;
-    unsigned char state; /* 0: free */
-    struct early *early; /* ID_EARLY: the result that came before it was expected */
-};
-
-struct tracker {
-    struct id_slot *slots;
-    size_t cap, used;
-    uint64_t outstanding, done;
-    struct clone_stats *stats;
-};
+/* ---- the coordinator ---- */
 
 static uint64_t mix(uint64_t x)
 {
@@ -230,99 +210,6 @@ static uint64_t mix(uint64_t x)
     x ^= x >> 33;
     return x;
 }
-
-static struct id_slot *slot_find(struct tracker *t, uint64_t id)
-{
-    size_t i = (size_t)mix(id) & (t->cap - 1);
-    while (t->slots[i].state && t->slots[i].id != id)
-        i = (i + 1) & (t->cap - 1);
-    return &t->slots[i];
-}
-
-static int tracker_grow(struct tracker *t)
-{
-    if (t->cap && (t->used + 1) * 4 < t->cap * 3)
-        return 0;
-    size_t old_cap = t->cap;
-    struct id_slot *old = t->slots;
-    t->cap = old_cap ? old_cap * 2 : 4096;
-    t->slots = calloc(t->cap, sizeof *t->slots);
-    if (!t->slots) {
-        t->slots = old;
-        t->cap = old_cap;
-        return -1;
-    }
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].state)
-            *slot_find(t, old[i].id) = old[i];
-    free(old);
-    return 0;
-}
-
-static void tracker_release(struct tracker *t)
-{
-    for (size_t i = 0; i < t->cap; i++)
-        free(t->slots[i].early);
-    free(t->slots);
-    memset(t, 0, sizeof *t);
-}
-
-static int expect(struct tracker *t, uint64_t id);
-
-/* Unit id is reported done with children and counters. */
-static int accept(struct tracker *t, uint64_t id, uint32_t children, const uint64_t *counters, size_t ncounters)
-{
-    if (tracker_grow(t) < 0)
-        return -1;
-    struct id_slot *s = slot_find(t, id);
-    if (s->state == ID_DONE || s->state == ID_EARLY)
-        return 0; /* a duplicate (redelivered unit) */
-    if (s->state == 0) { /* not expected (yet): keep it aside */
-        struct early *e = calloc(1, sizeof *e);
-        if (!e)
-            return -1;
-        e->children = children;
-        e->ncounters = ncounters < DCLONE_COUNTERS ? ncounters : DCLONE_COUNTERS;
-        memcpy(e->counters, counters, e->ncounters * sizeof *counters);
-        s->id = id;
-        s->state = ID_EARLY;
-        s->early = e;
-        t->used++;
-        return 0;
-    }
-    s->state = ID_DONE;
-    t->outstanding--;
-    t->done++;
-    dclone_counters_add(t->stats, counters, ncounters);
-    for (uint32_t i = 0; i < children; i++)
-        if (expect(t, dist_unit_child_id(id, i)) < 0)
-            return -1;
-    return 0;
-}
-
-static int expect(struct tracker *t, uint64_t id)
-{
-    if (tracker_grow(t) < 0)
-        return -1;
-    struct id_slot *s = slot_find(t, id);
-    if (s->state == ID_EXPECTED || s->state == ID_DONE)
-        return 0;
-    t->outstanding++;
-    if (s->state == ID_EARLY) {
-        struct early *e = s->early;
-        s->early = NULL;
-        s->state = ID_EXPECTED;
-        int rc = accept(t, id, e->children, e->counters, e->ncounters);
-        free(e);
-        return rc;
-    }
-    s->id = id;
-    s->state = ID_EXPECTED;
-    t->used++;
-    return 0;
-}
-
-/* ---- the coordinator ---- */
 
 static uint64_t random64(void)
 {
@@ -333,6 +220,11 @@ static uint64_t random64(void)
         v = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid());
     }
     return v;
+}
+
+static void counters_add(const uint64_t *counters, size_t n, void *ctx)
+{
+    dclone_counters_add(ctx, counters, n);
 }
 
 static const char *pass_name(enum dist_pass p)
@@ -365,11 +257,11 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
         return rc;
     log_info("dclone: %s pass, run %s, root unit %016" PRIx64, pass_name(pass), spec->run, base);
 
-    struct tracker t = {.stats = stats};
-    rc = tracker_grow(&t) < 0 || expect(&t, base) < 0 ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
+    struct dist_tracker *t = dist_tracker_new(counters_add, stats);
+    rc = !t || dist_tracker_expect(t, base) < 0 ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
     int idle = 0;
     bool said_waiting = false;
-    while (rc == 0 && t.outstanding > 0) {
+    while (rc == 0 && dist_tracker_outstanding(t) > 0) {
         if (o->clone->cancel && atomic_load(o->clone->cancel)) {
             rc = err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
             break;
@@ -400,14 +292,15 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
         }
         /* Counters go with the first unit (workers send one unit per result). */
         for (size_t i = 0; i < r.nunits && rc == 0; i++)
-            if (accept(&t, r.units[i].unit_id, r.units[i].children, r.counters, i == 0 ? r.ncounters : 0) < 0)
+            if (dist_tracker_done(t, r.units[i].unit_id, r.units[i].children, r.counters,
+                                  i == 0 ? r.ncounters : 0) < 0)
                 rc = err_set(err, HAUL_ENOMEM, "out of memory");
         dist_result_release(&r);
         if (rc == 0)
             rc = dist_ack(q, &m, err);
     }
-    log_info("dclone: %s pass: %" PRIu64 " units done", pass_name(pass), t.done);
-    tracker_release(&t);
+    log_info("dclone: %s pass: %" PRIu64 " units done", pass_name(pass), t ? dist_tracker_done_count(t) : 0);
+    dist_tracker_free(t);
     return rc;
 }
 

@@ -21,14 +21,9 @@
  * it changed (dist_result counters, DCLONE_COUNTERS of them in the order of
  * dclone_counters_*), flushed before the unit is acked.
  *
- * Completion (dist.h): the coordinator knows which ids to expect (the seed,
- * then the children of every unit reported done, derived from the parent's
- * id); outstanding = expected - done; the pass is over at 0.  A result for
- * an id already done is a redelivery's duplicate: ignored, counters
- * included, so counters are exactly once per unit.  A result for an id not
- * expected (yet) is kept aside: it may be a child whose result overtook its
- * parent's, and is counted when the parent's result names it; results of
- * an older run never are (random ids), so they are harmless.
+ * Completion: dist/tracker counts the ids expected (the seed, then the
+ * children of every unit reported done) against those done; duplicates
+ * from redeliveries are ignored, counters included.
  *
  * The delete pass has SCAN_DIR units only: a worker reading a DST
  * directory removes what SRC lacks right there (like the local walker

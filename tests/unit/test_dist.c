@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include "dist/dist.h"
+#include "dist/tracker.h"
 
 /* ---- helpers ---- */
 
@@ -418,6 +419,51 @@ static void test_result_codec(void **state)
     strbuf_release(&sb);
 }
 
+static void sum_counters(const uint64_t *c, size_t n, void *ctx)
+{
+    uint64_t *sum = ctx;
+    for (size_t i = 0; i < n; i++)
+        *sum += c[i];
+}
+
+/* Completion counting: a child's result that overtakes its parent's is
+ * kept aside and counted when the parent names it; duplicates (redelivered
+ * units) count nothing, counters included; results of unknown ids never
+ * complete anything. */
+static void test_tracker(void **state)
+{
+    (void)state;
+    uint64_t sum = 0, one = 1;
+    struct dist_tracker *t = dist_tracker_new(sum_counters, &sum);
+    assert_non_null(t);
+    assert_int_equal(dist_tracker_expect(t, 100), 0);
+    assert_int_equal(dist_tracker_outstanding(t), 1);
+    uint64_t c0 = dist_unit_child_id(100, 0), c1 = dist_unit_child_id(100, 1);
+    assert_int_equal(dist_tracker_done(t, c1, 0, &one, 1), 0); /* early */
+    assert_true(dist_tracker_seen(t, c1));
+    assert_int_equal(dist_tracker_done(t, 999, 0, &one, 1), 0); /* a stale run's */
+    assert_int_equal(sum, 0);
+    assert_int_equal(dist_tracker_outstanding(t), 1);
+    assert_false(dist_tracker_seen(t, 100));
+    assert_int_equal(dist_tracker_done(t, 100, 2, &one, 1), 0);
+    assert_int_equal(dist_tracker_outstanding(t), 1); /* c0 left */
+    assert_int_equal(sum, 2);                          /* 100 and the early c1 */
+    assert_int_equal(dist_tracker_done(t, 100, 2, &one, 1), 0); /* duplicate */
+    assert_int_equal(dist_tracker_done(t, c1, 0, &one, 1), 0);
+    assert_int_equal(sum, 2);
+    assert_int_equal(dist_tracker_done(t, c0, 0, &one, 1), 0);
+    assert_int_equal(dist_tracker_outstanding(t), 0);
+    assert_int_equal(dist_tracker_done_count(t), 3);
+    assert_int_equal(sum, 3);
+    /* Many ids: the table grows and keeps counting right. */
+    for (uint64_t i = 0; i < 20000; i++)
+        assert_int_equal(dist_tracker_expect(t, 1000000 + i), 0);
+    for (uint64_t i = 0; i < 20000; i++)
+        assert_int_equal(dist_tracker_done(t, 1000000 + i, 0, NULL, 0), 0);
+    assert_int_equal(dist_tracker_outstanding(t), 0);
+    dist_tracker_free(t);
+}
+
 /* The optional payload trailers of units and results: round trip (bytes
  * equal, NULs included), absent = none, every cut or extension refused. */
 static void test_payloads(void **state)
@@ -817,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_result_codec),
         cmocka_unit_test(test_result_counters),
         cmocka_unit_test(test_payloads),
+        cmocka_unit_test(test_tracker),
         cmocka_unit_test(test_mem_job),
         cmocka_unit_test(test_control_codec),
         cmocka_unit_test(test_url_helpers),
