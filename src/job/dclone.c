@@ -16,89 +16,31 @@
 #include "dist/tracker.h"
 #include "job/fsops.h"
 #include "util/err.h"
+#include "util/kv.h"
 #include "util/log.h"
 #include "util/path.h"
 
-/* ---- job description: "key value\n" lines, values %XX-escaped ---- */
-
-static void put_value(struct strbuf *sb, const char *key, const char *v)
-{
-    strbuf_adds(sb, key);
-    strbuf_add(sb, " ", 1);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p <= ' ' || *p == '%' || *p >= 0x7f)
-            strbuf_addf(sb, "%%%02X", *p);
-        else
-            strbuf_add(sb, p, 1);
-    }
-    strbuf_add(sb, "\n", 1);
-}
-
-static void put_num(struct strbuf *sb, const char *key, uint64_t v)
-{
-    strbuf_addf(sb, "%s %" PRIu64 "\n", key, v);
-}
+/* ---- job description (util/kv lines) ---- */
 
 int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err)
 {
     strbuf_adds(out, "haul-dclone 1\n");
-    put_value(out, "run", s->run);
-    put_num(out, "pass", (uint64_t)s->pass);
-    put_value(out, "src", s->src);
-    put_value(out, "dst", s->dst);
-    put_num(out, "checksum", s->checksum);
-    put_num(out, "xattrs", s->xattrs);
-    put_num(out, "fsync", s->fsync);
-    put_num(out, "one_filesystem", s->one_filesystem);
-    put_num(out, "now", (uint64_t)s->now);
-    put_num(out, "skip_atime_older_days", s->skip_atime_older_days);
-    put_num(out, "skip_mtime_newer_secs", s->skip_mtime_newer_secs);
-    put_num(out, "parallel_threshold", s->parallel_threshold);
-    put_num(out, "chunk", s->chunk);
+    kv_put_str(out, "run", s->run);
+    kv_put_num(out, "pass", (uint64_t)s->pass);
+    kv_put_str(out, "src", s->src);
+    kv_put_str(out, "dst", s->dst);
+    kv_put_num(out, "checksum", s->checksum);
+    kv_put_num(out, "xattrs", s->xattrs);
+    kv_put_num(out, "fsync", s->fsync);
+    kv_put_num(out, "one_filesystem", s->one_filesystem);
+    kv_put_num(out, "now", (uint64_t)s->now);
+    kv_put_num(out, "skip_atime_older_days", s->skip_atime_older_days);
+    kv_put_num(out, "skip_mtime_newer_secs", s->skip_mtime_newer_secs);
+    kv_put_num(out, "parallel_threshold", s->parallel_threshold);
+    kv_put_num(out, "chunk", s->chunk);
     for (size_t i = 0; i < s->nexcludes; i++)
-        put_value(out, "exclude", s->excludes[i]);
+        kv_put_str(out, "exclude", s->excludes[i]);
     return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
-}
-
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Unescapes [p, end) into out (cap bytes with the NUL); false when bad. */
-static bool get_value(const char *p, const char *end, char *out, size_t cap)
-{
-    size_t n = 0;
-    while (p < end) {
-        int c = (unsigned char)*p++;
-        if (c == '%') {
-            if (end - p < 2 || hexval(p[0]) < 0 || hexval(p[1]) < 0)
-                return false;
-            c = hexval(p[0]) * 16 + hexval(p[1]);
-            p += 2;
-            if (c == 0)
-                return false;
-        }
-        if (n + 1 >= cap)
-            return false;
-        out[n++] = (char)c;
-    }
-    out[n] = '\0';
-    return true;
-}
-
-static bool get_num(const char *p, const char *end, uint64_t *v)
-{
-    if (p == end || end - p > 20)
-        return false;
-    uint64_t x = 0;
-    for (; p < end; p++) {
-        if (*p < '0' || *p > '9' || x > (UINT64_MAX - 9) / 10)
-            return false;
-        x = x * 10 + (uint64_t)(*p - '0');
-    }
-    *v = x;
-    return true;
 }
 
 int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err)
@@ -110,52 +52,50 @@ int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, hau
         return err_set(err, HAUL_EPROTO, "job description: not a haul clone job (version 1)");
     p += sizeof head - 1;
     unsigned seen = 0;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *sp = nl ? memchr(p, ' ', (size_t)(nl - p)) : NULL;
-        if (!nl || !sp)
-            return err_set(err, HAUL_EPROTO, "job description: malformed line");
-        size_t kn = (size_t)(sp - p);
-        const char *v = sp + 1;
+    const char *k, *v, *nl;
+    size_t kn;
+    int more;
+    while ((more = kv_next(&p, end, &k, &kn, &v, &nl)) > 0) {
         uint64_t x = 0;
         bool ok = true;
-#define KEY(k) (kn == sizeof(k) - 1 && memcmp(p, k, kn) == 0)
+#define KEY(name) (kn == sizeof(name) - 1 && memcmp(k, name, kn) == 0)
         if (KEY("run"))
-            ok = get_value(v, nl, out->run, sizeof out->run) && strlen(out->run) == 16, seen |= 1;
+            ok = kv_get_str(v, nl, out->run, sizeof out->run) && strlen(out->run) == 16, seen |= 1;
         else if (KEY("pass"))
-            ok = get_num(v, nl, &x) && x >= DIST_PASS_COPY && x <= DIST_PASS_DIRTIMES, out->pass = (enum dist_pass)x, seen |= 2;
+            ok = kv_get_num(v, nl, &x) && x >= DIST_PASS_COPY && x <= DIST_PASS_DIRTIMES, out->pass = (enum dist_pass)x, seen |= 2;
         else if (KEY("src"))
-            ok = get_value(v, nl, out->src, sizeof out->src) && out->src[0], seen |= 4;
+            ok = kv_get_str(v, nl, out->src, sizeof out->src) && out->src[0], seen |= 4;
         else if (KEY("dst"))
-            ok = get_value(v, nl, out->dst, sizeof out->dst) && out->dst[0], seen |= 8;
+            ok = kv_get_str(v, nl, out->dst, sizeof out->dst) && out->dst[0], seen |= 8;
         else if (KEY("checksum"))
-            ok = get_num(v, nl, &x) && x <= 1, out->checksum = x;
+            ok = kv_get_num(v, nl, &x) && x <= 1, out->checksum = x;
         else if (KEY("xattrs"))
-            ok = get_num(v, nl, &x) && x <= 1, out->xattrs = x;
+            ok = kv_get_num(v, nl, &x) && x <= 1, out->xattrs = x;
         else if (KEY("fsync"))
-            ok = get_num(v, nl, &x) && x <= 1, out->fsync = x;
+            ok = kv_get_num(v, nl, &x) && x <= 1, out->fsync = x;
         else if (KEY("one_filesystem"))
-            ok = get_num(v, nl, &x) && x <= 1, out->one_filesystem = x;
+            ok = kv_get_num(v, nl, &x) && x <= 1, out->one_filesystem = x;
         else if (KEY("now"))
-            ok = get_num(v, nl, &x) && x <= INT64_MAX, out->now = (int64_t)x;
+            ok = kv_get_num(v, nl, &x) && x <= INT64_MAX, out->now = (int64_t)x;
         else if (KEY("skip_atime_older_days"))
-            ok = get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_atime_older_days = (uint32_t)x;
+            ok = kv_get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_atime_older_days = (uint32_t)x;
         else if (KEY("skip_mtime_newer_secs"))
-            ok = get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_mtime_newer_secs = (uint32_t)x;
+            ok = kv_get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_mtime_newer_secs = (uint32_t)x;
         else if (KEY("parallel_threshold"))
-            ok = get_num(v, nl, &out->parallel_threshold);
+            ok = kv_get_num(v, nl, &out->parallel_threshold);
         else if (KEY("chunk"))
-            ok = get_num(v, nl, &out->chunk);
+            ok = kv_get_num(v, nl, &out->chunk);
         else if (KEY("exclude"))
             ok = out->nexcludes < DCLONE_EXCLUDES_MAX &&
-                 get_value(v, nl, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
+                 kv_get_str(v, nl, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
         else
             ok = true; /* a newer coordinator's option: not needed to do the work */
 #undef KEY
         if (!ok)
-            return err_set(err, HAUL_EPROTO, "job description: bad value for '%.*s'", (int)kn, p);
-        p = nl + 1;
+            return err_set(err, HAUL_EPROTO, "job description: bad value for '%.*s'", (int)kn, k);
     }
+    if (more < 0)
+        return err_set(err, HAUL_EPROTO, "job description: malformed line");
     if (seen != 15)
         return err_set(err, HAUL_EPROTO, "job description: run, pass, src or dst missing");
     return 0;
