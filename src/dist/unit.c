@@ -9,146 +9,31 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/wire.h"
 
 enum { TYPE_UNIT = 1, TYPE_RESULT = 2, TYPE_CONTROL = 3 };
 static const char magic[4] = {'H', 'A', 'U', 'L'};
 
-/* ---- writing ---- */
-
-static void put_u8(struct strbuf *sb, unsigned v)
-{
-    unsigned char b = (unsigned char)v;
-    strbuf_add(sb, &b, 1);
-}
-
-static void put_u16(struct strbuf *sb, unsigned v)
-{
-    unsigned char b[2] = {(unsigned char)(v >> 8), (unsigned char)v};
-    strbuf_add(sb, b, 2);
-}
-
-static void put_u32(struct strbuf *sb, uint32_t v)
-{
-    unsigned char b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (unsigned char)(v >> (24 - 8 * i));
-    strbuf_add(sb, b, 4);
-}
-
-static void put_u64(struct strbuf *sb, uint64_t v)
-{
-    unsigned char b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (56 - 8 * i));
-    strbuf_add(sb, b, 8);
-}
-
-static void put_str(struct strbuf *sb, const char *s, size_t n)
-{
-    put_u16(sb, (unsigned)n);
-    strbuf_add(sb, s, n);
-}
-
 static void put_header(struct strbuf *sb, unsigned type)
 {
     strbuf_add(sb, magic, sizeof magic);
-    put_u8(sb, DIST_MSG_VERSION);
-    put_u8(sb, type);
-}
-
-/* ---- reading: every get fails once the message is short, and stays failed ---- */
-
-struct reader {
-    const unsigned char *p;
-    size_t left;
-    const char *why; /* first reason the message is bad, NULL while fine */
-};
-
-static bool need(struct reader *r, size_t n)
-{
-    if (r->why)
-        return false;
-    if (r->left < n) {
-        r->why = "truncated";
-        return false;
-    }
-    return true;
-}
-
-static unsigned get_u8(struct reader *r)
-{
-    if (!need(r, 1))
-        return 0;
-    r->left--;
-    return *r->p++;
-}
-
-static unsigned get_u16(struct reader *r)
-{
-    if (!need(r, 2))
-        return 0;
-    unsigned v = (unsigned)r->p[0] << 8 | r->p[1];
-    r->p += 2;
-    r->left -= 2;
-    return v;
-}
-
-static uint32_t get_u32(struct reader *r)
-{
-    if (!need(r, 4))
-        return 0;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 8 | r->p[i];
-    r->p += 4;
-    r->left -= 4;
-    return v;
-}
-
-static uint64_t get_u64(struct reader *r)
-{
-    if (!need(r, 8))
-        return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | r->p[i];
-    r->p += 8;
-    r->left -= 8;
-    return v;
-}
-
-/* A length-prefixed string: points *s into the message (not terminated). */
-static size_t get_str(struct reader *r, const unsigned char **s)
-{
-    size_t n = get_u16(r);
-    *s = NULL;
-    if (!need(r, n))
-        return 0;
-    *s = r->p;
-    r->p += n;
-    r->left -= n;
-    return n;
-}
-
-static void fail(struct reader *r, const char *why)
-{
-    if (!r->why)
-        r->why = why;
+    wire_put_u8(sb, DIST_MSG_VERSION);
+    wire_put_u8(sb, type);
 }
 
 /* The optional payload trailer, when bytes are left: a u32 length (not 0)
  * and exactly that many bytes, copied to dst.  Returns the length. */
-static size_t read_payload(struct reader *r, void *dst)
+static size_t read_payload(struct wire_reader *r, void *dst)
 {
     if (r->why || !r->left)
         return 0;
     if (r->left < 4) {
-        fail(r, "trailing bytes after the last field");
+        wire_fail(r, "trailing bytes after the last field");
         return 0;
     }
-    uint32_t n = get_u32(r);
+    uint32_t n = wire_get_u32(r);
     if (!r->why && (n == 0 || n != r->left))
-        fail(r, n == 0 ? "empty payload" : n > r->left ? "truncated payload" : "trailing bytes after the last field");
+        wire_fail(r, n == 0 ? "empty payload" : n > r->left ? "truncated payload" : "trailing bytes after the last field");
     if (r->why)
         return 0;
     memcpy(dst, r->p, n);
@@ -157,28 +42,28 @@ static size_t read_payload(struct reader *r, void *dst)
     return n;
 }
 
-static void check_header(struct reader *r, unsigned type)
+static void check_header(struct wire_reader *r, unsigned type)
 {
-    if (!need(r, sizeof magic))
+    if (!wire_need(r, sizeof magic))
         return;
     if (memcmp(r->p, magic, sizeof magic) != 0) {
-        fail(r, "bad magic (not a haul message)");
+        wire_fail(r, "bad magic (not a haul message)");
         return;
     }
     r->p += sizeof magic;
     r->left -= sizeof magic;
-    unsigned version = get_u8(r);
+    unsigned version = wire_get_u8(r);
     if (!r->why && version != DIST_MSG_VERSION)
-        fail(r, "unsupported version");
-    unsigned t = get_u8(r);
+        wire_fail(r, "unsupported version");
+    unsigned t = wire_get_u8(r);
     if (!r->why && t != type)
-        fail(r, t == TYPE_UNIT      ? "a work unit, not the expected message type"
+        wire_fail(r, t == TYPE_UNIT      ? "a work unit, not the expected message type"
                 : t == TYPE_RESULT  ? "a result, not the expected message type"
                 : t == TYPE_CONTROL ? "a control message, not the expected message type"
                                     : "unknown message type");
 }
 
-static int finish(struct reader *r, const char *what, haul_error *err)
+static int finish(struct wire_reader *r, const char *what, haul_error *err)
 {
     if (!r->why && r->left)
         r->why = "trailing bytes after the last field";
@@ -295,19 +180,19 @@ int dist_unit_encode(const struct dist_unit *u, struct strbuf *out, haul_error *
                        (unsigned long long)u->id, u->job_id, why);
     size_t start = out->len;
     put_header(out, TYPE_UNIT);
-    put_u64(out, u->id);
-    put_str(out, u->job_id, jn);
-    put_u8(out, u->pass);
-    put_u8(out, u->kind);
+    wire_put_u64(out, u->id);
+    wire_put_str(out, u->job_id, jn);
+    wire_put_u8(out, u->pass);
+    wire_put_u8(out, u->kind);
     if (u->kind == DIST_UNIT_RANGE) {
-        put_u64(out, u->offset);
-        put_u64(out, u->length);
+        wire_put_u64(out, u->offset);
+        wire_put_u64(out, u->length);
     }
-    put_u32(out, (uint32_t)u->npaths);
+    wire_put_u32(out, (uint32_t)u->npaths);
     for (size_t i = 0; i < u->npaths; i++)
-        put_str(out, u->paths[i], strlen(u->paths[i]));
+        wire_put_str(out, u->paths[i], strlen(u->paths[i]));
     if (u->payload_len) { /* the optional payload trailer */
-        put_u32(out, (uint32_t)u->payload_len);
+        wire_put_u32(out, (uint32_t)u->payload_len);
         strbuf_add(out, u->payload, u->payload_len);
     }
     if (out->failed)
@@ -321,28 +206,28 @@ int dist_unit_encode(const struct dist_unit *u, struct strbuf *out, haul_error *
 int dist_unit_decode(const void *buf, size_t len, struct dist_unit *out, haul_error *err)
 {
     memset(out, 0, sizeof *out);
-    struct reader r = {buf, len, NULL};
+    struct wire_reader r = {buf, len, NULL};
     if (len > DIST_MSG_MAX)
-        fail(&r, "over the message size limit");
+        wire_fail(&r, "over the message size limit");
     check_header(&r, TYPE_UNIT);
-    out->id = get_u64(&r);
+    out->id = wire_get_u64(&r);
     const unsigned char *job;
-    size_t jn = get_str(&r, &job);
+    size_t jn = wire_get_str(&r, &job);
     if (!r.why && !job_id_ok((const char *)job, jn))
-        fail(&r, "bad job id");
-    unsigned pass = get_u8(&r), kind = get_u8(&r);
+        wire_fail(&r, "bad job id");
+    unsigned pass = wire_get_u8(&r), kind = wire_get_u8(&r);
     uint64_t offset = 0, length = 0;
     if (kind == DIST_UNIT_RANGE) {
-        offset = get_u64(&r);
-        length = get_u64(&r);
+        offset = wire_get_u64(&r);
+        length = wire_get_u64(&r);
     }
-    uint32_t npaths = get_u32(&r);
+    uint32_t npaths = wire_get_u32(&r);
     if (!r.why)
         r.why = unit_shape_why(pass, kind, offset, length, npaths);
     /* Each path takes at least 2 bytes: a count that lies fails here, before
      * anything is allocated for it. */
     if (!r.why && r.left < (size_t)npaths * 2)
-        fail(&r, "truncated (path count larger than the message)");
+        wire_fail(&r, "truncated (path count larger than the message)");
     if (r.why)
         return finish(&r, "work unit", err);
 
@@ -356,7 +241,7 @@ int dist_unit_decode(const void *buf, size_t len, struct dist_unit *out, haul_er
     char *dst = mem + ptrs;
     for (uint32_t i = 0; i < npaths && !r.why; i++) {
         const unsigned char *p;
-        size_t n = get_str(&r, &p);
+        size_t n = wire_get_str(&r, &p);
         if (r.why)
             break;
         r.why = unit_path_why(kind, (const char *)p, n);
@@ -423,26 +308,26 @@ int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_err
                        DIST_RESULT_MAX_UNITS);
     size_t start = out->len;
     put_header(out, TYPE_RESULT);
-    put_str(out, r->worker, wn);
-    put_u64(out, r->files);
-    put_u64(out, r->bytes);
-    put_u64(out, r->skipped);
-    put_u64(out, r->failed);
-    put_u32(out, (uint32_t)r->nunits);
+    wire_put_str(out, r->worker, wn);
+    wire_put_u64(out, r->files);
+    wire_put_u64(out, r->bytes);
+    wire_put_u64(out, r->skipped);
+    wire_put_u64(out, r->failed);
+    wire_put_u32(out, (uint32_t)r->nunits);
     for (size_t i = 0; i < r->nunits; i++) {
-        put_u64(out, r->units[i].unit_id);
-        put_u32(out, r->units[i].children);
+        wire_put_u64(out, r->units[i].unit_id);
+        wire_put_u32(out, r->units[i].children);
     }
     if (r->ncounters > DIST_RESULT_MAX_COUNTERS)
         return err_set(err, HAUL_EUSAGE, "result: %zu counters, at most %d", r->ncounters,
                        DIST_RESULT_MAX_COUNTERS);
     if (r->ncounters || r->payload_len) {
-        put_u16(out, (unsigned)r->ncounters);
+        wire_put_u16(out, (unsigned)r->ncounters);
         for (size_t i = 0; i < r->ncounters; i++)
-            put_u64(out, r->counters[i]);
+            wire_put_u64(out, r->counters[i]);
     }
     if (r->payload_len) {
-        put_u32(out, (uint32_t)r->payload_len);
+        wire_put_u32(out, (uint32_t)r->payload_len);
         strbuf_add(out, r->payload, r->payload_len);
     }
     if (!out->failed && out->len - start > DIST_MSG_MAX)
@@ -453,21 +338,21 @@ int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_err
 int dist_result_decode(const void *buf, size_t len, struct dist_result *out, haul_error *err)
 {
     memset(out, 0, sizeof *out);
-    struct reader r = {buf, len, NULL};
+    struct wire_reader r = {buf, len, NULL};
     if (len > DIST_MSG_MAX)
-        fail(&r, "over the message size limit");
+        wire_fail(&r, "over the message size limit");
     check_header(&r, TYPE_RESULT);
     const unsigned char *w;
-    size_t wn = get_str(&r, &w);
+    size_t wn = wire_get_str(&r, &w);
     if (!r.why && (wn == 0 || !node_ok((const char *)w, wn)))
-        fail(&r, "bad worker name");
-    uint64_t files = get_u64(&r), bytes = get_u64(&r), skipped = get_u64(&r),
-             failed = get_u64(&r);
-    uint32_t n = get_u32(&r);
+        wire_fail(&r, "bad worker name");
+    uint64_t files = wire_get_u64(&r), bytes = wire_get_u64(&r), skipped = wire_get_u64(&r),
+             failed = wire_get_u64(&r);
+    uint32_t n = wire_get_u32(&r);
     if (!r.why && n > DIST_RESULT_MAX_UNITS)
-        fail(&r, "unit count over the limit");
+        wire_fail(&r, "unit count over the limit");
     if (!r.why && r.left < (size_t)n * 12)
-        fail(&r, "truncated");
+        wire_fail(&r, "truncated");
     if (r.why)
         return finish(&r, "result", err);
     /* One block: the units, then room for a payload (at most what is left). */
@@ -479,20 +364,20 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
             return err_set(err, HAUL_ENOMEM, "result: out of memory");
     }
     for (uint32_t i = 0; i < n; i++) {
-        units[i].unit_id = get_u64(&r);
-        units[i].children = get_u32(&r);
+        units[i].unit_id = wire_get_u64(&r);
+        units[i].children = wire_get_u32(&r);
     }
     size_t nc = 0;
     if (!r.why && r.left) { /* the optional counters trailer */
-        nc = get_u16(&r);
+        nc = wire_get_u16(&r);
         if (!r.why && nc > DIST_RESULT_MAX_COUNTERS)
-            fail(&r, "counter count out of range");
+            wire_fail(&r, "counter count out of range");
         if (!r.why && r.left < nc * 8)
-            fail(&r, "truncated");
+            wire_fail(&r, "truncated");
         for (size_t i = 0; i < nc && !r.why; i++)
-            out->counters[i] = get_u64(&r);
+            out->counters[i] = wire_get_u64(&r);
         if (!r.why && nc == 0 && !r.left)
-            fail(&r, "empty counters trailer");
+            wire_fail(&r, "empty counters trailer");
     }
     char *payload = units ? (char *)units + units_size : NULL;
     size_t plen = read_payload(&r, payload);
@@ -548,27 +433,27 @@ int dist_control_encode(const struct dist_control *c, struct strbuf *out, haul_e
     if (why)
         return err_set(err, HAUL_EUSAGE, "control message: %s", why);
     put_header(out, TYPE_CONTROL);
-    put_u8(out, c->op);
-    put_u32(out, c->n);
-    put_str(out, c->node, nn);
+    wire_put_u8(out, c->op);
+    wire_put_u32(out, c->n);
+    wire_put_str(out, c->node, nn);
     return out->failed ? err_set(err, HAUL_ENOMEM, "control message: out of memory") : 0;
 }
 
 int dist_control_decode(const void *buf, size_t len, struct dist_control *out, haul_error *err)
 {
     memset(out, 0, sizeof *out);
-    struct reader r = {buf, len, NULL};
+    struct wire_reader r = {buf, len, NULL};
     if (len > DIST_MSG_MAX)
-        fail(&r, "over the message size limit");
+        wire_fail(&r, "over the message size limit");
     check_header(&r, TYPE_CONTROL);
-    unsigned op = get_u8(&r);
-    uint32_t n = get_u32(&r);
+    unsigned op = wire_get_u8(&r);
+    uint32_t n = wire_get_u32(&r);
     const unsigned char *node;
-    size_t nn = get_str(&r, &node);
+    size_t nn = wire_get_str(&r, &node);
     if (!r.why)
         r.why = control_why(op, n);
     if (!r.why && !node_ok((const char *)node, nn))
-        fail(&r, "bad node name");
+        wire_fail(&r, "bad node name");
     int rc = finish(&r, "control", err);
     if (rc < 0)
         return rc;

@@ -20,18 +20,6 @@
 #define SMALL_QUEUE 256 /* tasks waiting for small-file workers (each may hold an fd) */
 #define LARGE_QUEUE 4
 
-enum task_kind { TASK_FILE, TASK_DIR, TASK_SYMLINK, TASK_HARDLINK };
-
-struct task {
-    enum task_kind kind;
-    int fd;             /* TASK_FILE: opened by the walker, owned by the task */
-    struct stat st;
-    char *key;
-    char *path;         /* relative to the backup root, for messages */
-    char *link;         /* symlink target, or the first path of a hard-linked inode */
-    char tree[SHA256_HEX_LEN + 1]; /* precomputed tree hash, "" when none */
-};
-
 struct backup {
     struct s3_client *client;
     const struct backup_opts *o;
@@ -43,7 +31,7 @@ struct backup {
     haul_error fatal;
 };
 
-static void task_free(struct task *t)
+void backup_item_free(struct backup_item *t)
 {
     if (!t)
         return;
@@ -170,7 +158,7 @@ static int file_open(const struct walk_entry *e, haul_error *err)
 
 /* Hard links: a later path of an inode becomes a link task.  Only the
  * index is consulted: no file is opened. */
-static int task_link_check(struct backup *b, struct task *t, const struct walk_entry *e, haul_error *err)
+static int task_link_check(struct backup *b, struct backup_item *t, const struct walk_entry *e, haul_error *err)
 {
     if (e->st->st_nlink <= 1)
         return 0;
@@ -179,14 +167,14 @@ static int task_link_check(struct backup *b, struct task *t, const struct walk_e
                               first, sizeof first, err);
     if (rc <= 0)
         return rc;
-    t->kind = TASK_HARDLINK;
+    t->kind = BACKUP_HARDLINK;
     t->link = strdup(first);
     return t->link ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
 }
 
 /* Opens a file to upload (and with check_sha256 hashes it, which may turn
  * out to leave it unchanged after all). */
-static int task_open(struct backup *b, struct task *t, const struct walk_entry *e,
+static int task_open(struct backup *b, struct backup_item *t, const struct walk_entry *e,
                      const struct index_entry *old, bool indexed, bool *unchanged, haul_error *err)
 {
     if ((t->fd = file_open(e, err)) < 0)
@@ -202,26 +190,26 @@ static int task_open(struct backup *b, struct task *t, const struct walk_entry *
     return 0;
 }
 
-static int task_make(struct backup *b, const struct walk_entry *e, struct task **out, haul_error *err)
+static int task_make(struct backup *b, const struct walk_entry *e, struct backup_item **out, haul_error *err)
 {
-    struct task *t = calloc(1, sizeof *t);
+    struct backup_item *t = calloc(1, sizeof *t);
     if (!t)
         return err_set(err, HAUL_ENOMEM, "out of memory");
     t->fd = -1;
     t->st = *e->st;
-    t->kind = e->type == WALK_DIR ? TASK_DIR : e->type == WALK_SYMLINK ? TASK_SYMLINK : TASK_FILE;
+    t->kind = e->type == WALK_DIR ? BACKUP_DIR : e->type == WALK_SYMLINK ? BACKUP_SYMLINK : BACKUP_FILE;
     char key[META_KEY_MAX + 1];
     t->path = rel_path(b, e);
     int rc = t->path ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = meta_key_from_path(b->o->prefix, t->path, strlen(t->path), t->kind == TASK_DIR, key,
+        rc = meta_key_from_path(b->o->prefix, t->path, strlen(t->path), t->kind == BACKUP_DIR, key,
                                 NULL, err);
     if (rc == 0 && !(t->key = strdup(key)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
-    if (rc == 0 && t->kind == TASK_SYMLINK && !(t->link = strdup(e->link_target)))
+    if (rc == 0 && t->kind == BACKUP_SYMLINK && !(t->link = strdup(e->link_target)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
     if (rc < 0) {
-        task_free(t);
+        backup_item_free(t);
         return rc;
     }
     *out = t;
@@ -231,42 +219,42 @@ static int task_make(struct backup *b, const struct walk_entry *e, struct task *
 /* Decides one entry: unchanged (stamp it), or a task for a worker. */
 static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error *err)
 {
-    struct task *t = NULL;
+    struct backup_item *t = NULL;
     int rc = task_make(b, e, &t, err);
     if (rc < 0)
         return rc;
     struct index_entry old;
     int indexed = index_get(b->ix, t->key, &old, err);
     if (indexed < 0) {
-        task_free(t);
+        backup_item_free(t);
         return indexed;
     }
     bool unchanged = indexed && same_as_indexed(&old, e->st);
-    if (t->kind == TASK_FILE)
+    if (t->kind == BACKUP_FILE)
         rc = task_link_check(b, t, e, err);
     /* An unchanged file is not even opened (an open is a metadata-server
      * round trip on Lustre, GPFS or NFS), unless its content is compared. */
-    bool open_needed = t->kind == TASK_FILE && (!unchanged || b->o->check_sha256);
+    bool open_needed = t->kind == BACKUP_FILE && (!unchanged || b->o->check_sha256);
     if (rc == 0 && open_needed && (!b->o->dry_run || b->o->check_sha256))
         rc = task_open(b, t, e, &old, indexed, &unchanged, err);
     if (rc < 0) {
-        task_free(t);
+        backup_item_free(t);
         return rc;
     }
     if (unchanged) {
         atomic_fetch_add(&b->stats->unchanged, 1);
         rc = b->o->dry_run ? 0 : index_touch(b->ix, t->key, err);
-        task_free(t);
+        backup_item_free(t);
         return rc;
     }
     if (b->o->dry_run) {
         report(b, "upload (dry run)", t->key);
-        task_free(t);
+        backup_item_free(t);
         return 0;
     }
-    bool large = t->kind == TASK_FILE && (uint64_t)t->st.st_size > b->o->small_threshold;
+    bool large = t->kind == BACKUP_FILE && (uint64_t)t->st.st_size > b->o->small_threshold;
     if (queue_push(large ? b->large : b->small, t) < 0)
-        task_free(t); /* stopping */
+        backup_item_free(t); /* stopping */
     return 0;
 }
 
@@ -301,35 +289,33 @@ static void on_walk_error(const struct walk_failure *f, void *ctx)
 
 /* ---- uploading, on the worker threads ------------------------------------ */
 
-static int index_record(struct backup *b, const struct task *t, const char *etag,
-                        const char *storage_class, haul_error *err)
+static void item_record(const struct backup_item *t, const char *etag, const char *storage_class,
+                        struct index_entry *e)
 {
-    struct index_entry e = {
-        .size = S_ISREG(t->st.st_mode) ? (uint64_t)t->st.st_size : 0,
-        .mtime_ns = mtime_ns(&t->st),
-        .mode = t->st.st_mode,
-        .uid = t->st.st_uid,
-        .gid = t->st.st_gid,
-    };
-    snprintf(e.key, sizeof e.key, "%s", t->key);
-    snprintf(e.etag, sizeof e.etag, "%s", etag);
-    snprintf(e.storage_class, sizeof e.storage_class, "%s", storage_class ? storage_class : "STANDARD");
-    snprintf(e.tree_hash, sizeof e.tree_hash, "%s", t->tree);
-    return index_put(b->ix, &e, err);
+    memset(e, 0, sizeof *e);
+    e->size = S_ISREG(t->st.st_mode) ? (uint64_t)t->st.st_size : 0;
+    e->mtime_ns = mtime_ns(&t->st);
+    e->mode = t->st.st_mode;
+    e->uid = t->st.st_uid;
+    e->gid = t->st.st_gid;
+    snprintf(e->key, sizeof e->key, "%s", t->key);
+    snprintf(e->etag, sizeof e->etag, "%s", etag ? etag : "");
+    snprintf(e->storage_class, sizeof e->storage_class, "%s", storage_class ? storage_class : "STANDARD");
+    snprintf(e->tree_hash, sizeof e->tree_hash, "%s", t->tree);
 }
 
-static int meta_for(const struct task *t, struct meta_encoded *m, haul_error *err)
+static int meta_for(const struct backup_item *t, struct meta_encoded *m, haul_error *err)
 {
     struct meta_extra extra = {
-        .symlink = t->kind == TASK_SYMLINK ? t->link : NULL,
-        .hardlink = t->kind == TASK_HARDLINK ? t->link : NULL,
+        .symlink = t->kind == BACKUP_SYMLINK ? t->link : NULL,
+        .hardlink = t->kind == BACKUP_HARDLINK ? t->link : NULL,
         .tree_sha256 = t->tree[0] ? t->tree : NULL,
     };
     return meta_stat_encode(&t->st, &extra, m, err);
 }
 
 /* Reads a small file whole, checking it did not change since it was seen. */
-static int small_read(struct task *t, char *buf, size_t cap, size_t *len, haul_error *err)
+static int small_read(struct backup_item *t, char *buf, size_t cap, size_t *len, haul_error *err)
 {
     size_t got = 0;
     for (;;) {
@@ -352,17 +338,18 @@ static int small_read(struct task *t, char *buf, size_t cap, size_t *len, haul_e
     return 0;
 }
 
-static int small_upload(struct backup *b, struct task *t, char *buf, haul_error *err)
+static int small_upload(struct s3_client *c, const struct backup_opts *o, struct backup_item *t, char *buf,
+                        struct index_entry *rec, uint64_t *bytes, haul_error *err)
 {
     size_t len = 0;
     const char *body = "";
     int rc = 0;
-    if (t->kind == TASK_FILE) {
-        rc = small_read(t, buf, b->o->small_threshold, &len, err);
-        if (rc == 0 && b->o->check_sha256 && !t->tree[0])
+    if (t->kind == BACKUP_FILE) {
+        rc = small_read(t, buf, o->small_threshold, &len, err);
+        if (rc == 0 && o->check_sha256 && !t->tree[0])
             meta_treehash_buf(buf, len, t->tree);
         body = buf;
-    } else if (t->kind == TASK_SYMLINK) {
+    } else if (t->kind == BACKUP_SYMLINK) {
         body = t->link; /* s3fs's layout: the body is the target */
         len = strlen(t->link);
     }
@@ -373,31 +360,32 @@ static int small_upload(struct backup *b, struct task *t, char *buf, haul_error 
         return rc;
     struct s3_put_opts put = {.meta = m.items, .n_meta = m.n};
     struct s3_object_info info = {0};
-    rc = s3_object_put(b->client, b->o->bucket, t->key, body, len, &put, &info, err);
+    rc = s3_object_put(c, o->bucket, t->key, body, len, &put, &info, err);
     if (rc == 0) {
-        atomic_fetch_add(&b->stats->bytes_uploaded, len);
-        rc = index_record(b, t, info.etag, "STANDARD", err);
+        *bytes = len;
+        item_record(t, info.etag, "STANDARD", rec);
     }
     s3_object_info_release(&info);
     return rc;
 }
 
-static int large_upload(struct backup *b, struct task *t, haul_error *err)
+static int large_upload(struct s3_client *c, const struct backup_opts *o, struct backup_item *t,
+                        struct index_entry *rec, uint64_t *bytes, haul_error *err)
 {
     struct meta_encoded m;
-    if (b->o->check_sha256 && !t->tree[0] && tree_hash_fd(t->fd, t->tree, err) < 0)
+    if (o->check_sha256 && !t->tree[0] && tree_hash_fd(t->fd, t->tree, err) < 0)
         return -HAUL_EIO;
     int rc = meta_for(t, &m, err);
     if (rc < 0)
         return rc;
-    struct s3_put_opts put = {.meta = m.items, .n_meta = m.n, .storage_class = b->o->storage_class_large};
-    struct xfer_opts xo = b->o->xfer;
+    struct s3_put_opts put = {.meta = m.items, .n_meta = m.n, .storage_class = o->storage_class_large};
+    struct xfer_opts xo = o->xfer;
     xo.put = &put;
-    xo.cancel = b->o->cancel;
-    xo.state_dir = b->o->state_dir;
+    xo.cancel = o->cancel;
+    xo.state_dir = o->state_dir;
     xo.source_id = t->path;
     struct xfer_result res;
-    rc = xfer_upload_fd(b->client, t->fd, b->o->bucket, t->key, &xo, &res, err);
+    rc = xfer_upload_fd(c, t->fd, o->bucket, t->key, &xo, &res, err);
     struct stat now;
     if (rc == 0 && fstat(t->fd, &now) == 0 &&
         (now.st_mtim.tv_sec != t->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != t->st.st_mtim.tv_nsec ||
@@ -406,10 +394,21 @@ static int large_upload(struct backup *b, struct task *t, haul_error *err)
          * Leave it out of the index so the next run takes it again. */
         return err_set(err, HAUL_EIO, "%s: changed while being read; the next run takes it", t->path);
     if (rc == 0) {
-        atomic_fetch_add(&b->stats->bytes_uploaded, res.bytes);
-        rc = index_record(b, t, res.etag, b->o->storage_class_large, err);
+        *bytes = res.bytes;
+        item_record(t, res.etag, o->storage_class_large, rec);
     }
     return rc;
+}
+
+int backup_item_upload(struct s3_client *c, const struct backup_opts *o, struct backup_item *it, char *buf,
+                       struct index_entry *rec, uint64_t *bytes, haul_error *err)
+{
+    *bytes = 0;
+    if (it->kind == BACKUP_FILE && (uint64_t)it->st.st_size > o->small_threshold)
+        return large_upload(c, o, it, rec, bytes, err);
+    if (!buf)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    return small_upload(c, o, it, buf, rec, bytes, err);
 }
 
 struct worker_ctx {
@@ -422,16 +421,20 @@ static void *worker_main(void *arg)
     struct worker_ctx *w = arg;
     struct backup *b = w->b;
     char *buf = w->large ? NULL : malloc(b->o->small_threshold ? b->o->small_threshold : 1);
-    struct task *t;
+    struct backup_item *t;
     while ((t = queue_pop(w->large ? b->large : b->small))) {
         if (!stopping(b)) {
             haul_error err = {0};
-            int rc = !w->large && !buf ? err_set(&err, HAUL_ENOMEM, "out of memory")
-                     : w->large        ? large_upload(b, t, &err)
-                                       : small_upload(b, t, buf, &err);
+            struct index_entry rec;
+            uint64_t bytes = 0;
+            int rc = backup_item_upload(b->client, b->o, t, buf, &rec, &bytes, &err);
+            if (rc == 0) {
+                atomic_fetch_add(&b->stats->bytes_uploaded, bytes);
+                rc = index_put(b->ix, &rec, &err);
+            }
             if (rc == 0) {
                 atomic_fetch_add(&b->stats->uploaded, 1);
-                if (t->kind == TASK_HARDLINK)
+                if (t->kind == BACKUP_HARDLINK)
                     atomic_fetch_add(&b->stats->hardlinks, 1);
                 report(b, "upload", t->key);
             } else if (strstr(err.msg, "index ")) {
@@ -440,7 +443,7 @@ static void *worker_main(void *arg)
                 entry_failed(b, &err);
             }
         }
-        task_free(t);
+        backup_item_free(t);
     }
     free(buf);
     return NULL;

@@ -20,7 +20,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
+#include "index/index.h"
+#include "meta/meta.h"
 #include "s3/s3.h"
 #include "walk/filter.h"
 #include "xfer/xfer.h"
@@ -36,6 +39,22 @@ struct backup_stats {
     atomic_uint_fast64_t errors;            /* entries that could not be backed up */
     atomic_uint_fast64_t rescanned;         /* objects read back into the index */
 };
+
+/* One entry to store, as the walker (or a distributed worker) found it. */
+enum backup_item_kind { BACKUP_FILE, BACKUP_DIR, BACKUP_SYMLINK, BACKUP_HARDLINK };
+
+struct backup_item {
+    enum backup_item_kind kind;
+    int fd;             /* BACKUP_FILE: open for reading, owned by the item; else -1 */
+    struct stat st;     /* what is recorded (a file changed since fails the upload) */
+    char *key;
+    char *path;         /* relative to the backup root, for messages */
+    char *link;         /* symlink target, or the first path of a hard-linked inode */
+    char tree[SHA256_HEX_LEN + 1]; /* precomputed tree hash, "" when none */
+};
+
+/* Frees it (closing its fd).  NULL is a no-op. */
+void backup_item_free(struct backup_item *it);
 
 typedef void (*backup_line_fn)(const char *what, const char *key, void *ctx);
 
@@ -63,6 +82,14 @@ struct backup_opts {
     backup_line_fn line;        /* each decision ("upload", "delete", "error"), may be NULL */
     void *line_ctx;
 };
+
+/* Stores one item: a file up to o->small_threshold bytes, a directory, a
+ * symlink or a hard link in one PUT (buf: o->small_threshold bytes), a
+ * larger file through the streaming engine (o->xfer, storage class
+ * o->storage_class_large).  On success fills rec, the index entry of what
+ * was stored, and *bytes, the body bytes sent. */
+int backup_item_upload(struct s3_client *c, const struct backup_opts *o, struct backup_item *it, char *buf,
+                       struct index_entry *rec, uint64_t *bytes, haul_error *err);
 
 /* Runs the backup.  Returns 0 when every entry was backed up (or was
  * unchanged); -HAUL_EIO (with err naming how many) when some entries failed
