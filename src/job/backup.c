@@ -79,7 +79,7 @@ static int64_t mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
 }
 
-static bool same_as_indexed(const struct index_entry *e, const struct stat *st)
+bool backup_same_as_indexed(const struct index_entry *e, const struct stat *st)
 {
     return e->size == (uint64_t)(S_ISREG(st->st_mode) ? st->st_size : 0) &&
            e->mtime_ns == mtime_ns(st) && e->mode == st->st_mode && e->uid == st->st_uid &&
@@ -229,7 +229,7 @@ static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error
         backup_item_free(t);
         return indexed;
     }
-    bool unchanged = indexed && same_as_indexed(&old, e->st);
+    bool unchanged = indexed && backup_same_as_indexed(&old, e->st);
     if (t->kind == BACKUP_FILE)
         rc = task_link_check(b, t, e, err);
     /* An unchanged file is not even opened (an open is a metadata-server
@@ -452,7 +452,9 @@ static void *worker_main(void *arg)
 /* ---- deleting what is gone ------------------------------------------------ */
 
 struct delete_batch {
-    struct backup *b;
+    struct s3_client *client;
+    const struct backup_opts *o;
+    struct backup_stats *stats;
     char *keys[1000];
     size_t n;
     haul_error *err;
@@ -461,14 +463,14 @@ struct delete_batch {
 static int delete_flush(struct delete_batch *d)
 {
     size_t failed = 0;
-    int rc = d->n ? s3_objects_delete(d->b->client, d->b->o->bucket, (const char *const *)d->keys,
-                                      d->n, &failed, d->err)
+    int rc = d->n ? s3_objects_delete(d->client, d->o->bucket, (const char *const *)d->keys, d->n, &failed, d->err)
                   : 0;
     for (size_t i = 0; i < d->n; i++) {
-        report(d->b, "delete", d->keys[i]);
+        if (d->o->line)
+            d->o->line("delete", d->keys[i], d->o->line_ctx);
         free(d->keys[i]);
     }
-    atomic_fetch_add(&d->b->stats->deleted, d->n - failed);
+    atomic_fetch_add(&d->stats->deleted, d->n - failed);
     d->n = 0;
     return rc;
 }
@@ -481,18 +483,19 @@ static int delete_one(const char *key, void *ctx)
     return ++d->n == 1000 ? delete_flush(d) : 0;
 }
 
-static int delete_gone(struct backup *b, haul_error *err)
+int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct index *ix,
+                       struct backup_stats *stats, haul_error *err)
 {
-    if (atomic_load(&b->stats->errors)) {
+    if (atomic_load(&stats->errors)) {
         log_warn("--delete skipped: %llu entries could not be read, so what is gone is not certain",
-                 (unsigned long long)atomic_load(&b->stats->errors));
+                 (unsigned long long)atomic_load(&stats->errors));
         return 0;
     }
-    struct delete_batch d = {.b = b, .err = err};
+    struct delete_batch d = {.client = c, .o = o, .stats = stats, .err = err};
     /* Index entries are removed as they are listed; a batch that then fails
      * to delete leaves objects the next --delete run cannot see: flush
      * before trusting the removal (errors end the run with that message). */
-    int rc = index_unseen_each(b->ix, delete_one, &d, true, err);
+    int rc = index_unseen_each(ix, delete_one, &d, true, err);
     if (rc == 0)
         rc = delete_flush(&d);
     for (size_t i = 0; i < d.n; i++)
@@ -648,7 +651,7 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
     if (rc == 0 && b.fatal.code != HAUL_OK)
         rc = err_set(err, b.fatal.code, "%s", b.fatal.msg);
     if (rc == 0 && o->delete_missing && !o->dry_run)
-        rc = delete_gone(&b, err);
+        rc = backup_delete_gone(c, o, b.ix, stats, err);
     if (b.ix) {
         int crc = index_close(b.ix, err);
         rc = rc ? rc : crc;

@@ -91,6 +91,16 @@ struct backup_opts {
 int backup_item_upload(struct s3_client *c, const struct backup_opts *o, struct backup_item *it, char *buf,
                        struct index_entry *rec, uint64_t *bytes, haul_error *err);
 
+/* True when st is what e recorded: size, mtime to the nanosecond, mode,
+ * uid, gid (the incremental test). */
+bool backup_same_as_indexed(const struct index_entry *e, const struct stat *st);
+
+/* --delete: removes the objects of index entries the current run did not
+ * see (their files are gone), 1000 keys per request; skipped with a
+ * warning when stats->errors says some entries could not be read. */
+int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct index *ix,
+                       struct backup_stats *stats, haul_error *err);
+
 /* Runs the backup.  Returns 0 when every entry was backed up (or was
  * unchanged); -HAUL_EIO (with err naming how many) when some entries failed
  * (each was reported through opts->line and the log); other negative codes
