@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "dist/dist.h"
 #include "job/backup.h"
+#include "job/dbackup.h"
 #include "job/policy.h"
 #include "util/err.h"
 
@@ -56,6 +58,13 @@ static void on_line(const char *what, const char *key, void *ctx)
         printf("%s: %s\n", what, key);
 }
 
+static void on_waiting(void *ctx)
+{
+    const struct global_opts *g = ctx;
+    if (!g->quiet)
+        fprintf(stderr, "haul backup: no worker is attached to the job's queue yet (start `haul worker --broker ...`)\n");
+}
+
 static void summary(const struct backup_stats *s, const struct global_opts *g, double secs)
 {
     if (g->json) {
@@ -82,7 +91,7 @@ static void summary(const struct backup_stats *s, const struct global_opts *g, d
 }
 
 struct backup_cli {
-    const char *bucketname, *storage_class_large, *state_dir, *newer, *older;
+    const char *bucketname, *storage_class_large, *state_dir, *newer, *older, *broker, *job;
     uint64_t small_threshold;
     int small_workers, walk_threads;
     bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
@@ -168,6 +177,9 @@ int cmd_backup(int argc, char **argv)
         "nothing lists no bucket and uploads nothing. A run killed midway loses nothing: run it\n"
         "again. --delete removes objects whose files are gone (refused with --include/--exclude\n"
         "unless --delete-excluded, and skipped when any entry could not be read).\n"
+        "Distributed (--broker URL or HAUL_BROKER): this process becomes the coordinator of\n"
+        "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
+        "changed against the same index as a local run and records what they stored.\n"
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
@@ -194,6 +206,8 @@ int cmd_backup(int argc, char **argv)
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
         {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first (missing or stale index)"},
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
+        {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
+        {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[64];
     int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 64, &n_pos);
@@ -201,6 +215,10 @@ int cmd_backup(int argc, char **argv)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (cli.restore_flag)
         return usage_error("backup", "--restore: use 'haul restore s3://BUCKET[/PREFIX] DIR'");
+    if (!cli.broker && cli.job)
+        cli.broker = dist_broker_url_from_env();
+    if (cli.job && !cli.broker)
+        return usage_error("backup", "--job needs --broker (or HAUL_BROKER)");
     struct s3_url url = {0};
     if ((rc = destination(&cli, pos, &n_pos, &url)) != 0)
         return rc;
@@ -241,7 +259,22 @@ int cmd_backup(int argc, char **argv)
         struct ticker *ticker = ticker_start(live_draw, &live, !g.quiet && !g.json);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        rc = backup_run(c, &o, &stats, &err);
+        if (cli.broker) {
+            time_t newer = 0, older = 0;
+            if (cli.newer)
+                when_parse(cli.newer, &newer);
+            if (cli.older)
+                when_parse(cli.older, &older);
+            struct dbackup_opts d = {
+                .broker_url = cli.broker, .job = cli.job ? cli.job : "haul", .backup = &o,
+                .excludes = (const char *const *)cli.exclude.items, .nexcludes = (size_t)cli.exclude.n,
+                .includes = (const char *const *)cli.include.items, .nincludes = (size_t)cli.include.n,
+                .mtime_newer = newer, .mtime_older = older, .waiting = on_waiting, .ctx = &g,
+            };
+            rc = dbackup_run(c, &d, &stats, &err);
+        } else {
+            rc = backup_run(c, &o, &stats, &err);
+        }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ticker_stop(ticker, false);
         summary(&stats, &g, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);

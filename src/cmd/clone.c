@@ -6,6 +6,7 @@
 
 #include "cmd/cmd.h"
 #include "job/clone.h"
+#include "dist/dist.h"
 #include "job/dclone.h"
 #include "util/err.h"
 #include "util/graphite.h"
@@ -195,7 +196,9 @@ int cmd_clone(int argc, char **argv)
     if (cli.skip_atime_older < 0 || cli.skip_mtime_newer < 0 || cli.mdt_count < 0 || cli.report_interval < 1)
         return usage_error("clone", "--skip-atime-older, --skip-mtime-newer and --mdt-count take 0 or more, --report-interval 1 or more");
     if (cli.job && !cli.broker)
-        return usage_error("clone", "--job needs --broker");
+        cli.broker = dist_broker_url_from_env(); /* --job says "distributed": HAUL_BROKER may name it */
+    if (cli.job && !cli.broker)
+        return usage_error("clone", "--job needs --broker (or HAUL_BROKER)");
     if (cli.broker && (cli.dry_run || cli.mdt_count || cli.stripes))
         return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
     if (cli.chunk && cli.chunk < 1024 * 1024)

@@ -1,4 +1,5 @@
 /* cmd/worker: haul worker --broker URL [--job NAME] [--threads N] [--name NODE]. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,9 +10,12 @@
 static const struct command_help help = {
     .name = "worker",
     .usage = "--broker URL",
-    .summary = "Do the units of distributed clones (haul clone --broker) queued on a RabbitMQ broker.",
+    .summary = "Do the units of distributed clones and backups (haul clone|backup --broker) queued on a RabbitMQ broker.",
     .details =
-        "Run one on each node that mounts SRC and DST at the same paths as the coordinator.\n"
+        "Run one on each node that mounts SRC (and a clone's DST) at the same paths as the\n"
+        "coordinator.  Backup units upload with this node's own AWS configuration (environment,\n"
+        "~/.aws, --endpoint ...; no credentials travel through the broker); a worker whose\n"
+        "endpoint differs from the coordinator's refuses the job, as does one without S3 settings.\n"
         "A worker serves one job name (--job, default \"haul\": queues haul.JOB.*) and learns SRC,\n"
         "DST and the options from the broker when the coordinator starts a pass.  Each thread takes\n"
         "units (a directory to scan, a batch of files to copy), does them and acks them only once\n"
@@ -36,7 +40,7 @@ int cmd_worker(int argc, char **argv)
     };
     const char *pos[1];
     int n_pos;
-    int prc = opts_parse_local(&help, opts, &g, argc, argv, pos, 1, &n_pos);
+    int prc = opts_parse(&help, opts, &g, argc, argv, pos, 1, &n_pos);
     if (prc != 0)
         return prc > 0 ? EXIT_OK : EXIT_USAGE;
     if (n_pos)
@@ -49,10 +53,13 @@ int cmd_worker(int argc, char **argv)
         return usage_error("worker", "--threads takes 1 to %d", WORKER_THREADS_MAX);
     if (name && (!*name || strlen(name) > 100 || strpbrk(name, " /")))
         return usage_error("worker", "--name: 1 to 100 printable characters, no space or '/'");
+    struct s3_client *c = client_open("worker", &g);
+    if (!c)
+        fprintf(stderr, "haul worker: without S3 settings this worker does clone units only\n");
     struct worker_opts o = {.broker_url = broker, .job = job, .name = name, .threads = (unsigned)threads,
-                            .cancel = &cmd_interrupted};
+                            .cancel = &cmd_interrupted, .s3 = c};
     haul_error err = {0};
-    if (worker_run(&o, &err) < 0)
-        return fail("worker", &err);
-    return EXIT_OK;
+    int rc = worker_run(&o, &err) < 0 ? fail("worker", &err) : EXIT_OK;
+    s3_client_free(c);
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "job/clone.h"
+#include "job/dbackup.h"
 #include "job/dclone.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -19,9 +20,13 @@
 
 struct worker;
 
-/* A thread's engine for the run it last saw. */
+/* A thread's engine for the run it last saw: a clone's, or a backup's
+ * (b != NULL, described by bspec). */
 struct engine {
     struct dclone_spec spec;
+    struct dbackup_spec bspec;
+    struct dbackup_engine *b;
+    struct strbuf payload;     /* a backup unit's result payload */
     struct walk_filter *filter;
     struct clone_opts o;
     struct clone_stats stats;  /* this thread's counters in this run */
@@ -76,6 +81,9 @@ static void engine_drop(struct engine *e)
 {
     clone_free(e->c);
     walk_filter_free(e->filter);
+    dbackup_engine_free(e->b);
+    strbuf_release(&e->payload);
+    e->b = NULL;
     e->c = NULL;
     e->filter = NULL;
     e->ready = false;
@@ -126,7 +134,7 @@ static int engine_open(struct wthread *t, struct engine *e, haul_error *err)
 static int engine_for(struct wthread *t, const char *run, haul_error *err)
 {
     struct engine *e = t->e;
-    if (e->ready && strcmp(e->spec.run, run) == 0)
+    if (e->ready && strcmp(e->b ? e->bspec.run : e->spec.run, run) == 0)
         return 1;
     if (strcmp(e->stale, run) == 0)
         return 0; /* no need to ask the broker for every unit of a dead run */
@@ -139,16 +147,30 @@ static int engine_for(struct wthread *t, const char *run, haul_error *err)
     dist_queue_free(admin);
     if (rc == 0)
         rc = err_set(err, HAUL_ENOTFOUND, "no job description in %s.job", t->w->prefix);
+    bool backup = rc > 0 && dbackup_spec_is(sb.s, sb.len);
     if (rc > 0) {
         engine_drop(e);
-        rc = dclone_spec_decode(sb.s, sb.len, &e->spec, err);
+        rc = backup ? dbackup_spec_decode(sb.s, sb.len, &e->bspec, err)
+                    : dclone_spec_decode(sb.s, sb.len, &e->spec, err);
     }
     strbuf_release(&sb);
     if (rc < 0)
         return rc;
-    if (strcmp(e->spec.run, run) != 0) {
+    if (strcmp(backup ? e->bspec.run : e->spec.run, run) != 0) {
         snprintf(e->stale, sizeof e->stale, "%s", run);
         return 0;
+    }
+    if (backup) {
+        e->b = dbackup_engine_new(&e->bspec, t->w->o->s3, t->w->o->cancel, err);
+        if (!e->b) {
+            err_prefix(err, "backup job %s (%s -> s3://%s/%s): ", t->w->o->job, e->bspec.src, e->bspec.bucket,
+                       e->bspec.prefix);
+            return err->code ? -err->code : -HAUL_EIO;
+        }
+        e->ready = true;
+        log_info("haul worker: thread %u: run %s, backup %s -> s3://%s/%s", t->idx, run, e->bspec.src,
+                 e->bspec.bucket, e->bspec.prefix);
+        return 1;
     }
     rc = engine_open(t, e, err);
     if (rc < 0) {
@@ -351,6 +373,35 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
     return rc;
 }
 
+/* A backup unit's result: its counters as they are (a delta already), its
+ * records as payload.  Status totals get them in clone terms. */
+static int backup_result_send(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
+                              const uint64_t *c, haul_error *err)
+{
+    struct dist_result_unit ru = {.unit_id = u->id, .children = children};
+    struct dist_result r = {.files = c[DBACKUP_C_UPLOADED], .bytes = c[DBACKUP_C_BYTES],
+                            .failed = c[DBACKUP_C_ERRORS], .nunits = 1, .units = &ru,
+                            .ncounters = DBACKUP_COUNTERS, .payload = t->e->payload.s,
+                            .payload_len = t->e->payload.len};
+    memcpy(r.counters, c, DBACKUP_COUNTERS * sizeof *c);
+    snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
+    struct strbuf sb = STRBUF_INIT;
+    int rc = t->e->payload.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_result_encode(&r, &sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
+    strbuf_release(&sb);
+    if (rc == 0) {
+        struct clone_stats *tot = &t->w->totals;
+        atomic_fetch_add(&tot->copied, c[DBACKUP_C_UPLOADED]);
+        atomic_fetch_add(&tot->bytes_copied, c[DBACKUP_C_BYTES]);
+        atomic_fetch_add(&tot->hardlinks, c[DBACKUP_C_HARDLINKS]);
+        atomic_fetch_add(&tot->failed, c[DBACKUP_C_ERRORS]);
+        atomic_fetch_add(&tot->others, c[DBACKUP_C_OTHERS]);
+        atomic_fetch_add(&t->w->units, 1);
+    }
+    return rc;
+}
+
 /* Units done whose results are published, not yet confirmed: acked
  * together after one dist_flush (one confirm round trip for many units). */
 #define HELD_MAX 8
@@ -385,9 +436,9 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
         return dist_reject(q, m, false, err);
     }
     int rc;
-    if (u.kind == DIST_UNIT_RANGE || u.pass == DIST_PASS_BACKUP) {
-        log_warn("haul worker: unit %016" PRIx64 ": %s units are not done by this worker: to the dead-letter queue",
-                 u.id, u.kind == DIST_UNIT_RANGE ? "RANGE" : "backup");
+    if (u.kind == DIST_UNIT_RANGE) {
+        log_warn("haul worker: unit %016" PRIx64 ": RANGE units are not done by this worker: to the dead-letter queue",
+                 u.id);
         rc = dist_reject(q, m, false, err);
         dist_unit_release(&u);
         return rc;
@@ -404,7 +455,8 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
             sleep_ms(100); /* back off: other nodes may take it */
         return rc;
     }
-    if (have == 0 || (int)u.pass != (int)t->e->spec.pass) {
+    enum dist_pass pass = t->e->b ? DIST_PASS_BACKUP : t->e->spec.pass;
+    if (have == 0 || u.pass != pass) {
         log_info("haul worker: unit %016" PRIx64 " of run %s: that run is over, dropped", u.id, u.job_id);
         rc = dist_ack(q, m, err);
         dist_unit_release(&u);
@@ -412,7 +464,14 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
     }
     uint32_t children = 0;
     haul_error werr = {0};
-    rc = unit_do(t, q, &u, &children, &werr);
+    uint64_t bcounters[DBACKUP_COUNTERS] = {0};
+    if (t->e->b) {
+        char name[DIST_NODE_MAX + 1];
+        snprintf(name, sizeof name, "%s/%u", t->w->name, t->idx);
+        rc = dbackup_unit_do(t->e->b, q, &u, name, &children, bcounters, &t->e->payload, &werr);
+    } else {
+        rc = unit_do(t, q, &u, &children, &werr);
+    }
     if (rc < 0 && (rc == -HAUL_EUSAGE || rc == -HAUL_EPROTO)) {
         /* Doing it again would fail alike: a failed unit, not a lost one. */
         log_warn("haul worker: unit %016" PRIx64 " (%s): %s", u.id, u.paths[0], werr.msg);
@@ -427,7 +486,9 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
         dist_unit_release(&u);
         return rc;
     }
-    if (rc == 0)
+    if (rc == 0 && t->e->b)
+        rc = backup_result_send(t, q, &u, children, bcounters, err);
+    else if (rc == 0)
         rc = result_send(t, q, &u, children, err);
     if (rc == 0)
         h->msgs[h->n++] = *m;

@@ -1,4 +1,4 @@
-/* job/worker: a worker of distributed clones (`haul worker`), and the
+/* job/worker: a worker of distributed clones and backups (`haul worker`), and the
  * control side (`haul ctl`).
  *
  * A worker serves one job name (queues haul.<job>.*) with N threads, each
@@ -31,6 +31,7 @@
 #include <stdbool.h>
 
 #include "dist/dist.h"
+#include "s3/s3.h"
 
 #define WORKER_THREADS_MAX 256
 
@@ -40,6 +41,7 @@ struct worker_opts {
     const char *name;         /* node name in status and logs; default host:pid */
     unsigned threads;         /* default 4 */
     const atomic_bool *cancel; /* set: stop like a STOP control */
+    struct s3_client *s3;      /* for backup jobs; NULL: this worker refuses them */
 };
 
 /* Runs until stopped (control STOP or cancel).  0 on a clean stop, < 0 when

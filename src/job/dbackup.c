@@ -1,0 +1,1003 @@
+/* job/dbackup: distributed backup; the coordinator, the worker's side and
+ * the payloads between them (see dbackup.h). */
+#include "job/dbackup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dist/tracker.h"
+#include "index/index.h"
+#include "job/dclone.h"
+#include "job/fsops.h"
+#include "meta/meta.h"
+#include "util/err.h"
+#include "util/kv.h"
+#include "util/log.h"
+#include "util/wire.h"
+#include "walk/filter.h"
+
+/* ---- job description ---- */
+
+static const char spec_head[] = "haul-dbackup 1\n";
+
+bool dbackup_spec_is(const void *buf, size_t len)
+{
+    return len >= sizeof spec_head - 1 && memcmp(buf, spec_head, sizeof spec_head - 1) == 0;
+}
+
+int dbackup_spec_encode(const struct dbackup_spec *s, struct strbuf *out, haul_error *err)
+{
+    strbuf_adds(out, spec_head);
+    kv_put_str(out, "run", s->run);
+    kv_put_str(out, "src", s->src);
+    kv_put_str(out, "endpoint", s->endpoint);
+    kv_put_str(out, "bucket", s->bucket);
+    kv_put_str(out, "prefix", s->prefix);
+    kv_put_num(out, "small_threshold", s->small_threshold);
+    kv_put_str(out, "storage_class_large", s->storage_class_large);
+    kv_put_num(out, "one_filesystem", s->one_filesystem);
+    kv_put_num(out, "part_size", s->part_size);
+    kv_put_num(out, "part_workers", s->part_workers);
+    kv_put_num(out, "mtime_newer", (uint64_t)s->mtime_newer);
+    kv_put_num(out, "mtime_older", (uint64_t)s->mtime_older);
+    for (size_t i = 0; i < s->nexcludes; i++)
+        kv_put_str(out, "exclude", s->excludes[i]);
+    for (size_t i = 0; i < s->nincludes; i++)
+        kv_put_str(out, "include", s->includes[i]);
+    return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
+}
+
+/* An empty value decodes as "" (kv_get_str of an empty range). */
+int dbackup_spec_decode(const void *buf, size_t len, struct dbackup_spec *out, haul_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!dbackup_spec_is(buf, len))
+        return err_set(err, HAUL_EPROTO, "job description: not a haul backup job (version 1)");
+    const char *p = (const char *)buf + sizeof spec_head - 1, *end = (const char *)buf + len;
+    unsigned seen = 0;
+    const char *k, *v, *ve;
+    size_t kn;
+    int more;
+    while ((more = kv_next(&p, end, &k, &kn, &v, &ve)) > 0) {
+        uint64_t x = 0;
+        bool ok = true;
+#define KEY(name) (kn == sizeof(name) - 1 && memcmp(k, name, kn) == 0)
+        if (KEY("run"))
+            ok = kv_get_str(v, ve, out->run, sizeof out->run) && strlen(out->run) == 16, seen |= 1;
+        else if (KEY("src"))
+            ok = kv_get_str(v, ve, out->src, sizeof out->src) && out->src[0] == '/', seen |= 2;
+        else if (KEY("endpoint"))
+            ok = kv_get_str(v, ve, out->endpoint, sizeof out->endpoint) && out->endpoint[0], seen |= 4;
+        else if (KEY("bucket"))
+            ok = kv_get_str(v, ve, out->bucket, sizeof out->bucket) && out->bucket[0], seen |= 8;
+        else if (KEY("prefix"))
+            ok = kv_get_str(v, ve, out->prefix, sizeof out->prefix);
+        else if (KEY("small_threshold"))
+            ok = kv_get_num(v, ve, &out->small_threshold) && out->small_threshold <= (64u << 20);
+        else if (KEY("storage_class_large"))
+            ok = kv_get_str(v, ve, out->storage_class_large, sizeof out->storage_class_large);
+        else if (KEY("one_filesystem"))
+            ok = kv_get_num(v, ve, &x) && x <= 1, out->one_filesystem = x;
+        else if (KEY("part_size"))
+            ok = kv_get_num(v, ve, &out->part_size);
+        else if (KEY("part_workers"))
+            ok = kv_get_num(v, ve, &x) && x <= 1024, out->part_workers = (uint32_t)x;
+        else if (KEY("mtime_newer"))
+            ok = kv_get_num(v, ve, &x) && x <= INT64_MAX, out->mtime_newer = (int64_t)x;
+        else if (KEY("mtime_older"))
+            ok = kv_get_num(v, ve, &x) && x <= INT64_MAX, out->mtime_older = (int64_t)x;
+        else if (KEY("exclude"))
+            ok = out->nexcludes < DBACKUP_FILTERS_MAX &&
+                 kv_get_str(v, ve, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
+        else if (KEY("include"))
+            ok = out->nincludes < DBACKUP_FILTERS_MAX &&
+                 kv_get_str(v, ve, out->includes[out->nincludes], sizeof out->includes[0]) && ++out->nincludes;
+        else
+            ok = true; /* a newer coordinator's option: not needed to do the work */
+#undef KEY
+        if (!ok)
+            return err_set(err, HAUL_EPROTO, "job description: bad value for '%.*s'", (int)kn, k);
+    }
+    if (more < 0)
+        return err_set(err, HAUL_EPROTO, "job description: malformed line");
+    if (seen != 15)
+        return err_set(err, HAUL_EPROTO, "job description: run, src, endpoint or bucket missing");
+    return 0;
+}
+
+/* ---- payloads ----
+ * listing (worker -> coordinator, a scan's child):
+ *   u8 1, str run, u32 n, n x {str path ("" = the root), u32 mode, u64 size,
+ *   u64 mtime_ns, u32 uid, u32 gid, u32 nlink, u64 ino, u64 dev}
+ *   dev is 0 for the root's filesystem (st_dev may differ between nodes
+ *   mounting the same filesystem, inode numbers do not).
+ * records (worker -> coordinator, an upload unit's result):
+ *   u8 2, str run, u32 n, n x {u8 ok, ok: str key, u64 size, u64 mtime_ns,
+ *   u32 mode, u32 uid, u32 gid, str etag, str storage_class;
+ *   not ok: str path, str message}
+ * upload (coordinator -> worker, a FILES unit's payload):
+ *   u8 3, then per path of the unit: str hard-link target ("" = none) */
+
+enum { PAYLOAD_LISTING = 1, PAYLOAD_RECORDS = 2, PAYLOAD_UPLOAD = 3 };
+
+struct listing_entry {
+    const unsigned char *path;
+    size_t path_len;
+    uint32_t mode, uid, gid, nlink;
+    uint64_t size, ino, dev;
+    int64_t mtime_ns;
+};
+
+static void listing_head(struct strbuf *sb, const char *run)
+{
+    strbuf_reset(sb);
+    wire_put_u8(sb, PAYLOAD_LISTING);
+    wire_put_str(sb, run, strlen(run));
+    wire_put_u32(sb, 0); /* the count, patched when sent */
+}
+
+static void listing_add(struct strbuf *sb, const char *path, const struct stat *st, dev_t root_dev)
+{
+    wire_put_str(sb, path, strlen(path));
+    wire_put_u32(sb, st->st_mode);
+    wire_put_u64(sb, S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0);
+    wire_put_u64(sb, (uint64_t)((int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec));
+    wire_put_u32(sb, st->st_uid);
+    wire_put_u32(sb, st->st_gid);
+    wire_put_u32(sb, (uint32_t)st->st_nlink);
+    wire_put_u64(sb, st->st_ino);
+    wire_put_u64(sb, st->st_dev == root_dev ? 0 : (uint64_t)st->st_dev);
+}
+
+static void listing_get(struct wire_reader *r, struct listing_entry *e)
+{
+    e->path_len = wire_get_str(r, &e->path);
+    e->mode = wire_get_u32(r);
+    e->size = wire_get_u64(r);
+    e->mtime_ns = (int64_t)wire_get_u64(r);
+    e->uid = wire_get_u32(r);
+    e->gid = wire_get_u32(r);
+    e->nlink = wire_get_u32(r);
+    e->ino = wire_get_u64(r);
+    e->dev = wire_get_u64(r);
+}
+
+/* Reads a payload's type and run; false when it is not of this run. */
+static bool payload_open(struct wire_reader *r, unsigned type, const char *run, uint32_t *n)
+{
+    unsigned t = wire_get_u8(r);
+    const unsigned char *rs;
+    size_t rn = wire_get_str(r, &rs);
+    *n = wire_get_u32(r);
+    return !r->why && t == type && rn == strlen(run) && memcmp(rs, run, rn) == 0;
+}
+
+static void stat_from_entry(const struct listing_entry *e, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_mode = e->mode;
+    st->st_size = (off_t)e->size;
+    st->st_mtim.tv_sec = e->mtime_ns / 1000000000LL;
+    st->st_mtim.tv_nsec = e->mtime_ns % 1000000000LL;
+    st->st_uid = e->uid;
+    st->st_gid = e->gid;
+    st->st_nlink = e->nlink;
+    st->st_ino = e->ino;
+    st->st_dev = e->dev;
+}
+
+/* ---- the worker's side ---- */
+
+struct dbackup_engine {
+    struct dbackup_spec spec;
+    struct s3_client *c;
+    struct walk_filter *filter;
+    struct backup_opts bo;
+    int root;
+    dev_t root_dev;
+    char *buf; /* a small file's body */
+    struct strbuf sb; /* messages being encoded */
+};
+
+static int filter_build(const struct dbackup_spec *s, struct walk_filter **out, haul_error *err)
+{
+    struct walk_filter *f = walk_filter_new();
+    if (!f)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->nexcludes; i++)
+        rc = walk_filter_exclude_add(f, s->excludes[i], err);
+    for (size_t i = 0; rc == 0 && i < s->nincludes; i++)
+        rc = walk_filter_include_add(f, s->includes[i], err);
+    if (s->mtime_newer)
+        walk_filter_mtime_newer_set(f, (time_t)s->mtime_newer);
+    if (s->mtime_older)
+        walk_filter_mtime_older_set(f, (time_t)s->mtime_older);
+    if (rc < 0) {
+        walk_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+struct dbackup_engine *dbackup_engine_new(const struct dbackup_spec *spec, struct s3_client *c,
+                                          const atomic_bool *cancel, haul_error *err)
+{
+    if (!c) {
+        err_set(err, HAUL_EUSAGE, "this worker has no S3 configuration (start it with the AWS settings of the job)");
+        return NULL;
+    }
+    if (strcmp(s3_client_config(c)->endpoint, spec->endpoint) != 0) {
+        err_set(err, HAUL_EUSAGE, "the job stores to %s, this worker is configured for %s", spec->endpoint,
+                s3_client_config(c)->endpoint);
+        return NULL;
+    }
+    struct dbackup_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        err_set(err, HAUL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    e->spec = *spec;
+    e->c = c;
+    e->root = -1;
+    e->sb = (struct strbuf)STRBUF_INIT;
+    struct stat st;
+    int rc = filter_build(spec, &e->filter, err);
+    if (rc == 0 && (e->root = open(spec->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        rc = err_errno(err, errno, "%s", spec->src);
+    if (rc == 0 && fstat(e->root, &st) < 0)
+        rc = err_errno(err, errno, "%s", spec->src);
+    if (rc == 0 && !(e->buf = malloc(spec->small_threshold ? spec->small_threshold : 1)))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc < 0) {
+        dbackup_engine_free(e);
+        return NULL;
+    }
+    e->root_dev = st.st_dev;
+    struct backup_opts *o = &e->bo;
+    o->bucket = e->spec.bucket;
+    o->prefix = e->spec.prefix;
+    o->small_threshold = spec->small_threshold;
+    o->storage_class_large = e->spec.storage_class_large[0] ? e->spec.storage_class_large : NULL;
+    o->xfer.part_size = spec->part_size;
+    o->xfer.workers = (int)spec->part_workers;
+    o->cancel = cancel;
+    return e;
+}
+
+void dbackup_engine_free(struct dbackup_engine *e)
+{
+    if (!e)
+        return;
+    if (e->root >= 0)
+        close(e->root);
+    walk_filter_free(e->filter);
+    free(e->buf);
+    strbuf_release(&e->sb);
+    free(e);
+}
+
+/* A scan in progress: its children (subdirectory units, listings). */
+struct scan {
+    struct dbackup_engine *e;
+    struct dist_queue *q;
+    const struct dist_unit *u;
+    const char *worker;
+    uint32_t children;
+    struct strbuf list;
+    uint32_t listed;
+    uint64_t *counters;
+};
+
+static int scan_publish_dir(struct scan *s, const char *path, haul_error *err)
+{
+    struct dist_unit child = {.id = dist_unit_child_id(s->u->id, s->children), .pass = DIST_PASS_BACKUP,
+                              .kind = DIST_UNIT_SCAN_DIR, .npaths = 1, .paths = &path};
+    memcpy(child.job_id, s->u->job_id, sizeof child.job_id);
+    strbuf_reset(&s->e->sb);
+    int rc = dist_unit_encode(&child, &s->e->sb, err);
+    if (rc == 0)
+        rc = dist_publish(s->q, s->e->sb.s, s->e->sb.len, err);
+    if (rc == 0)
+        s->children++;
+    return rc;
+}
+
+static int scan_flush(struct scan *s, haul_error *err)
+{
+    if (!s->listed)
+        return 0;
+    unsigned char *count = (unsigned char *)s->list.s + 1 + 2 + strlen(s->u->job_id);
+    for (int i = 0; i < 4; i++)
+        count[i] = (unsigned char)(s->listed >> (24 - 8 * i));
+    struct dist_result_unit ru = {.unit_id = dist_unit_child_id(s->u->id, s->children)};
+    struct dist_result r = {.nunits = 1, .units = &ru, .payload = s->list.s, .payload_len = s->list.len};
+    snprintf(r.worker, sizeof r.worker, "%s", s->worker);
+    strbuf_reset(&s->e->sb);
+    int rc = s->list.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_result_encode(&r, &s->e->sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(s->q, DIST_RESULTS, s->e->sb.s, s->e->sb.len, err);
+    if (rc == 0) {
+        s->children++;
+        s->listed = 0;
+        listing_head(&s->list, s->u->job_id);
+    }
+    return rc;
+}
+
+static int scan_list(struct scan *s, const char *path, const struct stat *st, haul_error *err)
+{
+    listing_add(&s->list, path, st, s->e->root_dev);
+    if (++s->listed < DBACKUP_LIST_MAX && s->list.len < DBACKUP_LIST_BYTES)
+        return 0;
+    return scan_flush(s, err);
+}
+
+static void scan_error(struct scan *s, const char *path, int errnum)
+{
+    log_error("haul worker: %s/%s: %s", s->e->spec.src, path, strerror(errnum));
+    s->counters[DBACKUP_C_ERRORS]++;
+}
+
+/* One entry of the directory being scanned. */
+static int scan_entry(struct scan *s, int dirfd, const char *name, const char *path, haul_error *err)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno != ENOENT) /* gone since readdir: nothing to store */
+            scan_error(s, path, errno);
+        return 0;
+    }
+    if (!walk_filter_match(s->e->filter, path, &st))
+        return 0;
+    const char *why;
+    if (dist_path_check(path, strlen(path), &why) < 0) {
+        log_error("haul worker: %s/%s: cannot be sent in a unit (%s): not stored", s->e->spec.src, path, why);
+        s->counters[DBACKUP_C_ERRORS]++;
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        log_info("%s: skipped (not a file, directory or symlink)", path);
+        s->counters[DBACKUP_C_OTHERS]++;
+        return 0;
+    }
+    int rc = scan_list(s, path, &st, err);
+    bool descend = S_ISDIR(st.st_mode) && !(s->e->spec.one_filesystem && st.st_dev != s->e->root_dev);
+    if (rc == 0 && descend)
+        rc = scan_publish_dir(s, path, err);
+    return rc;
+}
+
+static int scan_do(struct scan *s, haul_error *err)
+{
+    const char *dir = s->u->paths[0];
+    bool is_root = strcmp(dir, ".") == 0;
+    haul_error oerr = {0};
+    int fd = is_root ? dup(s->e->root) : fs_open_beneath(s->e->root, dir, O_RDONLY | O_DIRECTORY, &oerr);
+    if (fd < 0) {
+        if (errno != ENOENT) /* gone since its parent was read */
+            scan_error(s, dir, errno);
+        return 0;
+    }
+    int rc = 0;
+    struct stat st;
+    if (is_root && fstat(fd, &st) == 0)
+        rc = scan_list(s, "", &st, err);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        scan_error(s, dir, errno);
+        close(fd);
+        return rc;
+    }
+    char path[PATH_MAX + NAME_MAX + 2];
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno)
+                scan_error(s, dir, errno);
+            break;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (snprintf(path, sizeof path, "%s%s%s", is_root ? "" : dir, is_root ? "" : "/", de->d_name) >=
+            (int)sizeof path) {
+            scan_error(s, de->d_name, ENAMETOOLONG);
+            continue;
+        }
+        if (rc == 0)
+            rc = scan_entry(s, dirfd(d), de->d_name, path, err);
+        if (rc < 0)
+            break;
+    }
+    closedir(d);
+    return rc == 0 ? scan_flush(s, err) : rc;
+}
+
+/* The item for path, as it is now; 0 with *out NULL when it is gone. */
+static int item_make(struct dbackup_engine *e, const char *path, const char *link, struct backup_item **out,
+                     haul_error *err)
+{
+    *out = NULL;
+    const char *name;
+    int pfd = fs_parent_open(e->root, path, &name, err);
+    if (pfd < 0)
+        return errno == ENOENT ? 0 : -HAUL_EIO;
+    struct backup_item *it = calloc(1, sizeof *it);
+    int rc = it ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
+    if (it)
+        it->fd = -1;
+    if (rc == 0 && fstatat(pfd, name, &it->st, AT_SYMLINK_NOFOLLOW) < 0)
+        rc = errno == ENOENT ? 1 : err_errno(err, errno, "stat");
+    if (rc == 0 && S_ISREG(it->st.st_mode) && link[0]) {
+        it->kind = BACKUP_HARDLINK;
+        rc = meta_path_check(link, strlen(link)) ? err_set(err, HAUL_EPROTO, "bad hard-link target")
+             : (it->link = strdup(link)) ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
+    } else if (rc == 0 && S_ISREG(it->st.st_mode)) {
+        it->kind = BACKUP_FILE;
+        it->fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        if (it->fd < 0)
+            rc = errno == ENOENT ? 1 : err_errno(err, errno, "open");
+        else if (fstat(it->fd, &it->st) < 0)
+            rc = err_errno(err, errno, "stat");
+    } else if (rc == 0 && S_ISDIR(it->st.st_mode)) {
+        it->kind = BACKUP_DIR;
+    } else if (rc == 0 && S_ISLNK(it->st.st_mode)) {
+        it->kind = BACKUP_SYMLINK;
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(pfd, name, target, sizeof target - 1);
+        if (n < 0)
+            rc = errno == ENOENT ? 1 : err_errno(err, errno, "readlink");
+        else if (target[n] = '\0', !(it->link = strdup(target)))
+            rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    } else if (rc == 0) {
+        rc = 1; /* became something else: not stored, as a scan would skip it */
+    }
+    fs_parent_close(e->root, pfd);
+    char key[META_KEY_MAX + 1];
+    if (rc == 0)
+        rc = meta_key_from_path(e->spec.prefix, path, strlen(path), it->kind == BACKUP_DIR, key, NULL, err);
+    if (rc == 0 && (!(it->key = strdup(key)) || !(it->path = strdup(path))))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc != 0) {
+        backup_item_free(it);
+        return rc > 0 ? 0 : rc;
+    }
+    *out = it;
+    return 0;
+}
+
+static void record_ok(struct strbuf *sb, const struct index_entry *r)
+{
+    wire_put_u8(sb, 1);
+    wire_put_str(sb, r->key, strlen(r->key));
+    wire_put_u64(sb, r->size);
+    wire_put_u64(sb, (uint64_t)r->mtime_ns);
+    wire_put_u32(sb, r->mode);
+    wire_put_u32(sb, r->uid);
+    wire_put_u32(sb, r->gid);
+    wire_put_str(sb, r->etag, strlen(r->etag));
+    wire_put_str(sb, r->storage_class, strlen(r->storage_class));
+}
+
+static void record_failed(struct strbuf *sb, const char *path, const char *msg)
+{
+    wire_put_u8(sb, 0);
+    wire_put_str(sb, path, strlen(path));
+    wire_put_str(sb, msg, strnlen(msg, 1024));
+}
+
+/* Uploads the items of a FILES unit, one record each into payload. */
+static int upload_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u,
+                     uint64_t *counters, struct strbuf *payload, haul_error *err)
+{
+    struct wire_reader links = {u->payload, u->payload_len, NULL};
+    if (wire_get_u8(&links) != PAYLOAD_UPLOAD || links.why)
+        return err_set(err, HAUL_EPROTO, "upload unit without its payload");
+    wire_put_u8(payload, PAYLOAD_RECORDS);
+    wire_put_str(payload, u->job_id, strlen(u->job_id));
+    size_t count_at = payload->len;
+    wire_put_u32(payload, 0);
+    uint32_t n = 0;
+    for (size_t i = 0; i < u->npaths; i++) {
+        const unsigned char *lp;
+        size_t ln = wire_get_str(&links, &lp);
+        char link[4097];
+        if (links.why || ln >= sizeof link)
+            return err_set(err, HAUL_EPROTO, "upload unit: bad payload");
+        memcpy(link, lp, ln);
+        link[ln] = '\0';
+        haul_error ierr = {0};
+        struct backup_item *it = NULL;
+        struct index_entry rec;
+        uint64_t bytes = 0;
+        int rc = item_make(e, u->paths[i], link, &it, &ierr);
+        if (rc == 0 && it)
+            rc = backup_item_upload(e->c, &e->bo, it, e->buf, &rec, &bytes, &ierr);
+        if (rc == 0 && it) {
+            record_ok(payload, &rec);
+            counters[DBACKUP_C_UPLOADED]++;
+            counters[DBACKUP_C_BYTES] += bytes;
+            counters[DBACKUP_C_HARDLINKS] += it->kind == BACKUP_HARDLINK;
+            n++;
+        } else if (rc < 0) {
+            if (!strstr(ierr.msg, u->paths[i]))
+                err_prefix(&ierr, "%s: ", u->paths[i]);
+            log_error("haul worker: %s", ierr.msg);
+            record_failed(payload, u->paths[i], ierr.msg);
+            counters[DBACKUP_C_ERRORS]++;
+            n++;
+        }
+        backup_item_free(it);
+        if (e->bo.cancel && atomic_load(e->bo.cancel))
+            break;
+        if ((rc = dist_poll(q, err)) < 0) /* keeps the connection alive through big files */
+            return rc;
+    }
+    unsigned char *cp = (unsigned char *)payload->s + count_at;
+    for (int k = 0; k < 4; k++)
+        cp[k] = (unsigned char)(n >> (24 - 8 * k));
+    return payload->failed ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
+}
+
+int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, const char *worker,
+                    uint32_t *children, uint64_t counters[DBACKUP_COUNTERS], struct strbuf *payload,
+                    haul_error *err)
+{
+    *children = 0;
+    memset(counters, 0, DBACKUP_COUNTERS * sizeof *counters);
+    strbuf_reset(payload);
+    if (u->kind == DIST_UNIT_FILES)
+        return upload_do(e, q, u, counters, payload, err);
+    if (u->kind != DIST_UNIT_SCAN_DIR)
+        return err_set(err, HAUL_EPROTO, "RANGE units are not part of a backup");
+    struct scan s = {.e = e, .q = q, .u = u, .worker = worker, .list = STRBUF_INIT, .counters = counters};
+    listing_head(&s.list, u->job_id);
+    int rc = scan_do(&s, err);
+    strbuf_release(&s.list);
+    *children = s.children;
+    return rc;
+}
+
+/* ---- the coordinator ---- */
+
+struct coord {
+    struct s3_client *c;
+    const struct dbackup_opts *o;
+    const struct backup_opts *bo;
+    struct backup_stats *stats;
+    struct index *ix;
+    struct dist_queue *q;
+    struct dist_tracker *t;
+    const char *run;
+    struct strbuf sb;
+    /* the upload unit being filled */
+    const char *paths[DBACKUP_BATCH_PATHS];
+    char *owned[DBACKUP_BATCH_PATHS];
+    struct strbuf links;
+    size_t n;
+    uint64_t bytes;
+    uint64_t parent;   /* the listing the unit belongs to */
+    uint32_t published; /* its children so far */
+};
+
+static void report(struct coord *k, const char *what, const char *key)
+{
+    if (k->bo->line)
+        k->bo->line(what, key, k->bo->line_ctx);
+}
+
+static void entry_failed(struct coord *k, const char *msg)
+{
+    atomic_fetch_add(&k->stats->errors, 1);
+    log_error("%s", msg);
+    report(k, "error", msg);
+}
+
+static void counters_add(const uint64_t *c, size_t n, void *ctx)
+{
+    struct backup_stats *s = ctx;
+    atomic_uint_fast64_t *to[DBACKUP_COUNTERS] = {&s->uploaded, &s->bytes_uploaded, &s->hardlinks, &s->errors,
+                                                  &s->others};
+    for (size_t i = 0; i < n && i < DBACKUP_COUNTERS; i++)
+        atomic_fetch_add(to[i], c[i]);
+}
+
+static int batch_flush(struct coord *k, haul_error *err)
+{
+    if (!k->n)
+        return 0;
+    struct dist_unit u = {.id = dist_unit_child_id(k->parent, k->published), .pass = DIST_PASS_BACKUP,
+                          .kind = DIST_UNIT_FILES, .npaths = k->n, .paths = k->paths, .payload = k->links.s,
+                          .payload_len = k->links.len};
+    snprintf(u.job_id, sizeof u.job_id, "%s", k->run);
+    strbuf_reset(&k->sb);
+    int rc = k->links.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &k->sb, err);
+    if (rc == 0)
+        rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
+    if (rc == 0)
+        k->published++;
+    for (size_t i = 0; i < k->n; i++)
+        free(k->owned[i]);
+    k->n = 0;
+    k->bytes = 0;
+    strbuf_reset(&k->links);
+    wire_put_u8(&k->links, PAYLOAD_UPLOAD);
+    return rc;
+}
+
+static int batch_add(struct coord *k, const char *path, const char *link, uint64_t size, haul_error *err)
+{
+    bool large = size > k->bo->small_threshold;
+    if (k->n && (large || k->bytes + size > DBACKUP_BATCH_BYTES)) {
+        int rc = batch_flush(k, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (!(k->owned[k->n] = strdup(path)))
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    k->paths[k->n] = k->owned[k->n];
+    k->n++;
+    wire_put_str(&k->links, link, strlen(link));
+    k->bytes += size;
+    return large || k->n == DBACKUP_BATCH_PATHS ? batch_flush(k, err) : 0;
+}
+
+static void count_entry(struct coord *k, const struct stat *st)
+{
+    if (S_ISREG(st->st_mode)) {
+        atomic_fetch_add(&k->stats->files, 1);
+        atomic_fetch_add(&k->stats->bytes_seen, (uint64_t)st->st_size);
+    } else if (S_ISDIR(st->st_mode)) {
+        atomic_fetch_add(&k->stats->dirs, 1);
+    } else {
+        atomic_fetch_add(&k->stats->symlinks, 1);
+    }
+}
+
+/* The root's directory object: its stat came in the listing, no file is
+ * read, so the coordinator stores it. */
+static int root_store(struct coord *k, const char *key, const struct stat *st, haul_error *err)
+{
+    struct backup_item it = {.kind = BACKUP_DIR, .fd = -1, .st = *st, .key = (char *)key, .path = ""};
+    struct index_entry rec;
+    uint64_t bytes;
+    char buf[1];
+    struct backup_opts bo = *k->bo;
+    bo.small_threshold = 0;
+    int rc = backup_item_upload(k->c, &bo, &it, buf, &rec, &bytes, err);
+    if (rc == 0)
+        rc = index_put(k->ix, &rec, err);
+    if (rc == 0) {
+        atomic_fetch_add(&k->stats->uploaded, 1);
+        report(k, "upload", key);
+    }
+    return rc;
+}
+
+/* One listed entry, decided as backup_run decides.  < 0: the index failed. */
+static int decide(struct coord *k, const struct listing_entry *e, haul_error *err)
+{
+    char path[4097], key[META_KEY_MAX + 1];
+    if (e->path_len >= sizeof path) {
+        entry_failed(k, "a listed path is too long");
+        return 0;
+    }
+    memcpy(path, e->path, e->path_len);
+    path[e->path_len] = '\0';
+    struct stat st;
+    stat_from_entry(e, &st);
+    bool is_root = e->path_len == 0;
+    if (is_root && !k->bo->prefix[0])
+        return 0; /* no object can stand for the bucket's root */
+    count_entry(k, &st);
+    haul_error kerr = {0};
+    if (meta_key_from_path(k->bo->prefix, path, e->path_len, S_ISDIR(st.st_mode), key, NULL, &kerr) < 0) {
+        char msg[sizeof((haul_error *)0)->msg];
+        snprintf(msg, sizeof msg, "%s: %s", path, kerr.msg);
+        entry_failed(k, msg);
+        return 0;
+    }
+    struct index_entry old;
+    int indexed = index_get(k->ix, key, &old, err);
+    if (indexed < 0)
+        return indexed;
+    char first[META_PATH_MAX] = "";
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !is_root) {
+        int rc = index_link_first(k->ix, e->dev, e->ino, path, first, sizeof first, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            first[0] = '\0';
+    }
+    if (indexed && backup_same_as_indexed(&old, &st)) {
+        atomic_fetch_add(&k->stats->unchanged, 1);
+        return k->bo->dry_run ? 0 : index_touch(k->ix, key, err);
+    }
+    if (k->bo->dry_run) {
+        report(k, "upload (dry run)", key);
+        return 0;
+    }
+    if (is_root) {
+        haul_error rerr = {0};
+        if (root_store(k, key, &st, &rerr) < 0)
+            entry_failed(k, rerr.msg);
+        return 0;
+    }
+    return batch_add(k, path, first, first[0] ? 0 : (uint64_t)e->size, err);
+}
+
+/* A listing (id not seen before): decide every entry, publish the uploads.
+ * *children: upload units published. */
+static int listing_do(struct coord *k, uint64_t id, struct wire_reader *r, uint32_t n, uint32_t *children,
+                      haul_error *err)
+{
+    k->parent = id;
+    k->published = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        struct listing_entry e;
+        listing_get(r, &e);
+        if (r->why)
+            break;
+        rc = decide(k, &e, err);
+    }
+    if (rc == 0)
+        rc = batch_flush(k, err);
+    if (rc == 0 && (r->why || r->left))
+        log_warn("%s: a listing was cut short (%s): the entries before it were taken",
+                 dist_queue_url(k->q), r->why ? r->why : "trailing bytes");
+    *children = k->published;
+    return rc;
+}
+
+static int records_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_error *err)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned ok = wire_get_u8(r);
+        const unsigned char *a, *b;
+        if (!ok) {
+            size_t an = wire_get_str(r, &a), bn = wire_get_str(r, &b);
+            if (r->why)
+                break;
+            char msg[sizeof((haul_error *)0)->msg];
+            snprintf(msg, sizeof msg, "%.*s", (int)bn, (const char *)b);
+            (void)an;
+            report(k, "error", msg); /* counted by the worker's counters */
+            log_error("%s", msg);
+            continue;
+        }
+        struct index_entry rec = {0};
+        size_t kn = wire_get_str(r, &a);
+        rec.size = wire_get_u64(r);
+        rec.mtime_ns = (int64_t)wire_get_u64(r);
+        rec.mode = wire_get_u32(r);
+        rec.uid = wire_get_u32(r);
+        rec.gid = wire_get_u32(r);
+        const unsigned char *et, *sc;
+        size_t en = wire_get_str(r, &et), sn = wire_get_str(r, &sc);
+        if (r->why || kn >= sizeof rec.key || en >= sizeof rec.etag || sn >= sizeof rec.storage_class) {
+            wire_fail(r, "field too long");
+            break;
+        }
+        memcpy(rec.key, a, kn);
+        memcpy(rec.etag, et, en);
+        memcpy(rec.storage_class, sc, sn);
+        int rc = index_put(k->ix, &rec, err);
+        if (rc < 0)
+            return rc;
+        report(k, "upload", rec.key);
+    }
+    if (r->why)
+        log_warn("%s: dropping the rest of a malformed result: %s", dist_queue_url(k->q), r->why);
+    return 0;
+}
+
+/* One result: payload first (once per unit id), then the count. */
+static int result_take(struct coord *k, const struct dist_result *res, haul_error *err)
+{
+    if (res->nunits != 1) {
+        log_warn("%s: dropping a result of %zu units (backup results name one)", dist_queue_url(k->q),
+                 res->nunits);
+        return 0;
+    }
+    uint64_t id = res->units[0].unit_id;
+    uint32_t children = res->units[0].children;
+    if (dist_tracker_seen(k->t, id))
+        return 0; /* a redelivered unit's second result */
+    if (res->payload_len) {
+        struct wire_reader r = {res->payload, res->payload_len, NULL};
+        uint32_t n;
+        unsigned type = res->payload_len ? ((const unsigned char *)res->payload)[0] : 0;
+        if (!payload_open(&r, type, k->run, &n))
+            return 0; /* another run's, or not ours: nothing to count */
+        int rc = type == PAYLOAD_LISTING ? listing_do(k, id, &r, n, &children, err)
+                 : type == PAYLOAD_RECORDS ? records_do(k, &r, n, err)
+                                           : 0;
+        if (rc < 0)
+            return rc;
+    }
+    if (dist_tracker_done(k->t, id, children, res->counters, res->ncounters) < 0)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    return 0;
+}
+
+static uint64_t random64(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
+    }
+    return v;
+}
+
+static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_id, haul_error *err)
+{
+    int rc = dbackup_spec_encode(spec, &k->sb, err);
+    if (rc == 0)
+        rc = dist_job_put(k->q, k->sb.s, k->sb.len, err);
+    const char *root = ".";
+    struct dist_unit u = {.id = root_id, .pass = DIST_PASS_BACKUP, .kind = DIST_UNIT_SCAN_DIR, .npaths = 1,
+                          .paths = &root};
+    snprintf(u.job_id, sizeof u.job_id, "%s", spec->run);
+    strbuf_reset(&k->sb);
+    if (rc == 0)
+        rc = dist_unit_encode(&u, &k->sb, err);
+    if (rc == 0)
+        rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
+    if (rc == 0)
+        rc = dist_flush(k->q, 60000, err);
+    if (rc == 0 && dist_tracker_expect(k->t, root_id) < 0)
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    return rc;
+}
+
+static int results_loop(struct coord *k, haul_error *err)
+{
+    int rc = 0, idle = 0;
+    bool said_waiting = false;
+    while (rc == 0 && dist_tracker_outstanding(k->t) > 0) {
+        if (k->bo->cancel && atomic_load(k->bo->cancel))
+            return err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
+        struct dist_msg m;
+        int got = dist_next(k->q, &m, 1000, err);
+        if (got < 0)
+            return got;
+        if (got == 0) {
+            struct dist_depth d;
+            haul_error derr = {0};
+            if (++idle >= 3 && !said_waiting && dist_queue_depth(k->q, DIST_WORK, &d, &derr) == 0 &&
+                d.consumers == 0) {
+                said_waiting = true;
+                if (k->o->waiting)
+                    k->o->waiting(k->o->ctx);
+            }
+            continue;
+        }
+        idle = 0;
+        struct dist_result res;
+        haul_error rerr = {0};
+        if (dist_result_decode(m.body, m.len, &res, &rerr) < 0) {
+            log_warn("%s: dropping a malformed result: %s", dist_queue_url(k->q), rerr.msg);
+            rc = dist_reject(k->q, &m, false, err);
+            continue;
+        }
+        rc = result_take(k, &res, err);
+        dist_result_release(&res);
+        /* Upload units published for a listing are confirmed before the
+         * listing is acked: a coordinator killed in between redoes it. */
+        if (rc == 0)
+            rc = dist_flush(k->q, 120000, err);
+        if (rc == 0)
+            rc = dist_ack(k->q, &m, err);
+        else
+            dist_reject(k->q, &m, true, &(haul_error){0});
+    }
+    return rc;
+}
+
+static int spec_fill(struct s3_client *c, const struct dbackup_opts *o, struct dbackup_spec *s, haul_error *err)
+{
+    const struct backup_opts *bo = o->backup;
+    if (!realpath(bo->roots[0], s->src))
+        return err_errno(err, errno, "%s", bo->roots[0]);
+    snprintf(s->run, sizeof s->run, "%016" PRIx64, random64());
+    snprintf(s->endpoint, sizeof s->endpoint, "%s", s3_client_config(c)->endpoint);
+    snprintf(s->bucket, sizeof s->bucket, "%s", bo->bucket);
+    snprintf(s->prefix, sizeof s->prefix, "%s", bo->prefix);
+    s->small_threshold = bo->small_threshold;
+    snprintf(s->storage_class_large, sizeof s->storage_class_large, "%s",
+             bo->storage_class_large ? bo->storage_class_large : "");
+    s->one_filesystem = bo->one_filesystem;
+    s->part_size = bo->xfer.part_size;
+    s->part_workers = bo->xfer.workers > 0 ? (uint32_t)bo->xfer.workers : 0;
+    s->mtime_newer = o->mtime_newer;
+    s->mtime_older = o->mtime_older;
+    for (size_t i = 0; i < o->nexcludes; i++)
+        snprintf(s->excludes[s->nexcludes++], sizeof s->excludes[0], "%s", o->excludes[i]);
+    for (size_t i = 0; i < o->nincludes; i++)
+        snprintf(s->includes[s->nincludes++], sizeof s->includes[0], "%s", o->includes[i]);
+    return 0;
+}
+
+static int options_check(const struct dbackup_opts *o, haul_error *err)
+{
+    const struct backup_opts *bo = o->backup;
+    if (bo->n_roots != 1)
+        return err_set(err, HAUL_EUSAGE, "--broker backs up one DIR per run");
+    if (bo->check_sha256 || bo->rescan_remote)
+        return err_set(err, HAUL_EUSAGE, "--check-sha256 and --rescan-remote are not available with --broker");
+    if (o->nexcludes > DBACKUP_FILTERS_MAX || o->nincludes > DBACKUP_FILTERS_MAX)
+        return err_set(err, HAUL_EUSAGE, "at most %d --exclude and %d --include with --broker",
+                       DBACKUP_FILTERS_MAX, DBACKUP_FILTERS_MAX);
+    return 0;
+}
+
+int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup_stats *stats, haul_error *err)
+{
+    memset(stats, 0, sizeof *stats);
+    const struct backup_opts *bo = o->backup;
+    char prefix[DIST_PREFIX_MAX + 1], path[4096];
+    struct dbackup_spec *spec = calloc(1, sizeof *spec);
+    struct coord k = {.c = c, .o = o, .bo = bo, .stats = stats, .sb = STRBUF_INIT, .links = STRBUF_INIT};
+    wire_put_u8(&k.links, PAYLOAD_UPLOAD);
+    int rc = spec ? options_check(o, err) : err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = dclone_prefix(o->job, prefix, sizeof prefix, err);
+    if (rc == 0)
+        rc = spec_fill(c, o, spec, err);
+    if (rc == 0)
+        rc = index_path_for(bo->state_dir, s3_client_config(c)->endpoint, bo->bucket, bo->prefix, path,
+                            sizeof path, err);
+    if (rc == 0 && !(k.ix = index_open(path, err)))
+        rc = -HAUL_EIO;
+    if (rc == 0)
+        rc = index_run_begin(k.ix, err);
+    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 256};
+    if (rc == 0 && !(k.q = dist_queue_open(o->broker_url, &qo, err)))
+        rc = -HAUL_ENET;
+    if (rc == 0 && !(k.t = dist_tracker_new(counters_add, stats)))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    uint64_t root_id = random64();
+    if (rc == 0) {
+        k.run = spec->run;
+        rc = seed(&k, spec, root_id, err);
+    }
+    if (rc == 0) {
+        log_info("dbackup: run %s, root unit %016" PRIx64 ", %s -> s3://%s/%s", spec->run, root_id, spec->src,
+                 spec->bucket, spec->prefix);
+        rc = results_loop(&k, err);
+        log_info("dbackup: %" PRIu64 " units done", dist_tracker_done_count(k.t));
+    }
+    if (rc == 0 && bo->delete_missing && !bo->dry_run)
+        rc = backup_delete_gone(c, bo, k.ix, stats, err);
+    if (k.ix) {
+        int crc = index_close(k.ix, err);
+        rc = rc ? rc : crc;
+    }
+    for (size_t i = 0; i < k.n; i++)
+        free(k.owned[i]);
+    dist_tracker_free(k.t);
+    dist_queue_free(k.q);
+    strbuf_release(&k.sb);
+    strbuf_release(&k.links);
+    free(spec);
+    uint64_t failed = atomic_load(&stats->errors);
+    if (rc == 0 && failed)
+        rc = err_set(err, HAUL_EIO, "%llu entr%s could not be backed up (see the messages above)",
+                     (unsigned long long)failed, failed == 1 ? "y" : "ies");
+    return rc;
+}
