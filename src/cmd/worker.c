@@ -14,7 +14,7 @@ static const struct command_help help = {
     .details =
         "Run one on each node that mounts SRC (and a clone's DST) at the same paths as the\n"
         "coordinator.  Backup units upload with this node's own AWS configuration (environment,\n"
-        "~/.aws, --endpoint ...; no credentials travel through the broker); a worker whose\n"
+        "~/.aws, --endpoint-url ...; no credentials travel through the broker); a worker whose\n"
         "endpoint differs from the coordinator's refuses the job, as does one without S3 settings.\n"
         "A worker serves one job name (--job, default \"haul\": queues haul.JOB.*) and learns SRC,\n"
         "DST and the options from the broker when the coordinator starts a pass.  Each thread takes\n"

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Distributed backup (haul backup --broker, haul worker) against a real
+# RabbitMQ broker (scripts/broker; started here if it is not running, and
+# then stopped) and the real local S3 server: two workers give the same
+# objects as a local backup (keys, bodies, metadata, read back by aws cli
+# too) and a restore identical to SRC; the index is the local run's, so
+# either kind of run follows the other with nothing to upload; changes and
+# --delete; a worker killed by SIGKILL mid-run and a coordinator killed and
+# started again lose nothing; a worker configured for another endpoint
+# refuses the job and leaves it to the others; what --broker does not do
+# yet is refused with a usage error.
+#
+# Test knob: HAUL_TEST_UNIT_DELAY_MS=N makes workers sleep N ms before each
+# unit (src/job/worker.h), so a run can be killed in its middle.
+. "$(dirname "$0")/lib.sh"
+TREECMP="$ROOT/tests/integration/treecmp.py"
+PROBE=${DIST_PROBE:-$(dirname "$HAUL")/tests/dist_probe}
+[ -x "$PROBE" ] || { echo "Bail out! $PROBE not built (make all)"; exit 1; }
+
+broker_started=0
+if ! "$ROOT/scripts/broker" status >/dev/null 2>&1; then
+    "$ROOT/scripts/broker" start >"$SCRATCH/broker.out" 2>&1 ||
+        { cat "$SCRATCH/broker.out"; echo "Bail out! could not start the broker"; exit 1; }
+    broker_started=1
+fi
+eval "$("$ROOT/scripts/broker" env)"
+case "$HAUL_BROKER" in amqp://*@127.0.0.1:*) ;; *) echo "Bail out! broker $HAUL_BROKER is not loopback"; exit 1 ;; esac
+JOB="t-dbackup-$$"
+B=(--broker "$HAUL_BROKER" --job "$JOB")
+ST=(--state-dir "$SCRATCH/state")
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+WORKERS=()
+# start_worker NAME [ENV=VALUE...] [-- HAUL-OPTIONS...]: a worker in the background
+start_worker() {
+    local name=$1 envs=() extra=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+    [ "${1:-}" = -- ] && { shift; extra=("$@"); }
+    env "${envs[@]}" "$HAUL" worker "${B[@]}" --threads 2 --name "$name" -v "${extra[@]}" \
+        >"$SCRATCH/$name.log" 2>&1 &
+    WORKERS+=($!)
+    eval "PID_$name=$!"
+}
+_dbackup_cleanup() {
+    local p
+    for p in "${WORKERS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    "$PROBE" --prefix "haul.$JOB" delete >/dev/null 2>&1 || true
+    [ "$broker_started" = 1 ] && "$ROOT/scripts/broker" stop >/dev/null 2>&1
+    _cleanup
+}
+trap _dbackup_cleanup EXIT
+wait_workers() {
+    local want=$1 i got
+    for i in $(seq 40); do
+        got=$("$HAUL" ctl "${B[@]}" status --wait-ms 500 2>/dev/null | grep -c '^worker ')
+        [ "$got" -ge "$want" ] && return 0
+    done
+    echo "#   only $got workers answered (wanted $want)"
+    return 1
+}
+# keys PREFIX: the bucket's keys under PREFIX/, without it, sorted
+keys() {
+    awscli s3api list-objects-v2 --bucket "$BUCKET" --prefix "$1/" --query 'Contents[].Key' --output text |
+        tr '\t' '\n' | sed "s#^$1/##" | LC_ALL=C sort
+}
+# meta KEY: the object's size, x-amz-meta-* and storage class as aws cli reads them
+meta() {
+    awscli s3api head-object --bucket "$BUCKET" --key "$1" |
+        python3 -c "import json,sys; d=json.load(sys.stdin); print(d['ContentLength'], sorted(d.get('Metadata',{}).items()), d.get('StorageClass','STANDARD'))"
+}
+
+S=$SCRATCH/src
+mkdir -p "$S/a/b/c" "$S/empty" "$S/with space/ünï"
+mkfile "$S/a/f1" 5000
+mkfile "$S/a/b/mid" 300000
+mkfile "$S/a/b/c/large" 12000000
+: > "$S/a/zero"
+ln "$S/a/f1" "$S/a/hardlink"
+ln -s ../f1 "$S/a/b/rel-link"
+ln -s /nonexistent/target "$S/dangling"
+mkfifo "$S/fifo"
+mkfile "$S/with space/ünï/file name" 100
+for d in 1 2 3; do
+    mkdir -p "$S/d$d"
+    for i in $(seq 1 60); do mkfile "$S/d$d/f-$i" $((i * 37)); done
+done
+chmod 0640 "$S/a/b/mid"; chown 1234:5678 "$S/a/b/mid"
+touch -d '2010-01-01 00:00:00.5' "$S/a/b" "$S/empty"
+touch -h -d '2001-02-03 04:05:06.123456789' "$S/a/b/rel-link"
+OPTS=(--small-file-threshold 256K --part-size 5M --json)
+
+run backup --check-sha256 "${B[@]}" "$S" "s3://$BUCKET/x"
+is "$RC" 2 "--check-sha256 with --broker: usage error (not available yet)"
+like "$ERR" "not available with --broker" "... saying so"
+run backup "${B[@]}" "$S" "$S" "s3://$BUCKET/x"
+is "$RC" 2 "two DIRs with --broker: usage error"
+HAUL_BROKER= run backup --job x "$S" "s3://$BUCKET/x"
+is "$RC" 2 "--job without a broker: usage error"
+run backup --help
+like "$OUT" "--broker" "backup --help lists --broker"
+
+"$HAUL" mb "s3://$BUCKET" >/dev/null
+run backup "${OPTS[@]}" --state-dir "$SCRATCH/state-local" "$S" "s3://$BUCKET/local"
+is "$RC" 0 "local backup exits 0"
+LOCAL_OUT=$OUT
+
+start_worker w1
+start_worker w2
+wait_workers 2; ok $? "2 workers answer ctl status"
+run backup "${B[@]}" "${ST[@]}" "${OPTS[@]}" "$S" "s3://$BUCKET/dist"
+is "$RC" 0 "distributed backup exits 0"
+for f in files dirs symlinks skipped_special uploaded bytes_uploaded hardlinks errors; do
+    is "$(field "$OUT" $f)" "$(field "$LOCAL_OUT" $f)" "$f: the same as the local backup"
+done
+is "$(keys dist)" "$(keys local)" "the same keys as the local backup (aws cli lists them)"
+for k in a/f1 a/hardlink a/b/mid a/b/c/large a/b/rel-link "with space/ünï/file name" a/b/ d2/f-7; do
+    is "$(meta "dist/$k")" "$(meta "local/$k")" "$k: size, metadata and class equal (aws cli head-object)"
+done
+awscli s3 cp "s3://$BUCKET/dist/a/b/c/large" "$SCRATCH/large.aws" >/dev/null 2>&1
+ok "$(cmp -s "$SCRATCH/large.aws" "$S/a/b/c/large"; echo $?)" "aws cli downloads the multipart object intact"
+ok "$([ "$(grep -c ': run ' "$SCRATCH/w1.log")" -ge 1 ] && [ "$(grep -c ': run ' "$SCRATCH/w2.log")" -ge 1 ]; echo $?)" \
+    "both workers took part"
+run restore "s3://$BUCKET/dist" --into "$SCRATCH/restored"
+is "$RC" 0 "restore of the distributed backup exits 0"
+# SRC without its fifo (backup stores files, directories and symlinks only).
+expect() { rm -rf "$SCRATCH/expect"; rsync -aH --no-specials "$S/" "$SCRATCH/expect/" 2>/dev/null; }
+expect
+CMP=$(python3 "$TREECMP" "$SCRATCH/expect" "$SCRATCH/restored" 2>&1); CRC=$?
+is "$CRC" 0 "restored tree identical to SRC ($CMP)"
+is "$(stat -c %h "$SCRATCH/restored/a/f1")" 2 "the hard link is restored as a hard link"
+
+run backup "${B[@]}" "${ST[@]}" "${OPTS[@]}" "$S" "s3://$BUCKET/dist"
+is "$RC" 0 "a second distributed run exits 0"
+is "$(field "$OUT" uploaded)" 0 "... uploads nothing"
+run backup "${ST[@]}" "${OPTS[@]}" "$S" "s3://$BUCKET/dist"
+is "$RC" 0 "a local run on the same index exits 0"
+is "$(field "$OUT" uploaded)" 0 "... uploads nothing either (one index for both kinds of run)"
+
+# Changes and --delete through the workers.
+mkfile "$S/a/new" 1000
+mkfile "$S/d1/f-3" 999
+rm "$S/a/zero" "$S/d2/f-9"
+run backup "${B[@]}" "${ST[@]}" "${OPTS[@]}" --delete "$S" "s3://$BUCKET/dist"
+is "$RC" 0 "distributed backup with changes and --delete exits 0"
+is "$(field "$OUT" uploaded)" 4 "uploads the 2 changed files and the 2 directories whose entries changed"
+is "$(field "$OUT" deleted)" 2 "deletes the 2 objects of removed files"
+rm -rf "$SCRATCH/restored"
+"$HAUL" restore "s3://$BUCKET/dist" --into "$SCRATCH/restored" >/dev/null 2>&1
+expect
+CMP=$(python3 "$TREECMP" "$SCRATCH/expect" "$SCRATCH/restored" 2>&1); CRC=$?
+is "$CRC" 0 "restored tree identical to the changed SRC ($CMP)"
+
+run ctl "${B[@]}" stop
+is "$RC" 0 "ctl stop"
+for n in w1 w2; do eval "p=\$PID_$n"; wait "$p"; is "$?" 0 "worker $n exited 0"; done
+WORKERS=()
+
+# A worker killed by SIGKILL mid-run, then a coordinator killed mid-run:
+# nothing lost, nothing partial.
+K=$SCRATCH/ksrc
+for d in $(seq 1 10); do
+    mkdir -p "$K/d$d"
+    for f in $(seq 1 30); do mkfile "$K/d$d/f$f" $((f * 500)); done
+done
+start_worker k1 HAUL_TEST_UNIT_DELAY_MS=200
+start_worker k2 HAUL_TEST_UNIT_DELAY_MS=200
+wait_workers 2; ok $? "workers k1 and k2 answer"
+"$HAUL" backup "${B[@]}" "${ST[@]}" --json "$K" "s3://$BUCKET/kill" >"$SCRATCH/k.out" 2>"$SCRATCH/k.err" &
+coord=$!
+for i in $(seq 300); do
+    [ "$(grep -c 'haul worker: thread .*: run ' "$SCRATCH/k1.log")" -ge 1 ] && break
+    sleep 0.05
+done
+sleep 0.5  # k1 holds units (each waits 200 ms): a kill now takes some with it
+kill -9 "$PID_k1"; wait "$PID_k1" 2>/dev/null
+ok "$(kill -0 "$coord" 2>/dev/null; echo $?)" "worker k1 killed by SIGKILL while the run goes on"
+wait "$coord"; rc=$?
+is "$rc" 0 "the coordinator still completes (exit 0)"
+is "$(field "$(cat "$SCRATCH/k.out")" uploaded)" 311 "every object uploaded (300 files, 11 directories)"
+"$HAUL" restore "s3://$BUCKET/kill" --into "$SCRATCH/krestored" >/dev/null 2>&1
+CMP=$(python3 "$TREECMP" "$K" "$SCRATCH/krestored" 2>&1); CRC=$?
+is "$CRC" 0 "restore identical to SRC after the worker's death ($CMP)"
+
+rm -rf "$SCRATCH/state2"
+"$HAUL" backup "${B[@]}" --state-dir "$SCRATCH/state2" --json -v "$K" "s3://$BUCKET/kill2" >"$SCRATCH/k2c.out" 2>&1 &
+coord=$!
+for i in $(seq 300); do
+    [ "$("$HAUL" ls -r "s3://$BUCKET/kill2/" 2>/dev/null | wc -l)" -ge 20 ] && break
+    sleep 0.1
+done
+kill -9 "$coord"; wait "$coord" 2>/dev/null; rc=$?
+is "$rc" 137 "the coordinator was killed by SIGKILL mid-run" || cat "$SCRATCH/k2c.out" | sed 's/^/# /' | tail -20
+run backup "${B[@]}" --state-dir "$SCRATCH/state2" --json "$K" "s3://$BUCKET/kill2"
+is "$RC" 0 "the same command run again completes"
+is "$(field "$OUT" errors)" 0 "... without errors"
+"$HAUL" restore "s3://$BUCKET/kill2" --into "$SCRATCH/krestored2" >/dev/null 2>&1
+CMP=$(python3 "$TREECMP" "$K" "$SCRATCH/krestored2" 2>&1); CRC=$?
+is "$CRC" 0 "restore identical to SRC after the coordinator's restart ($CMP)"
+run backup "${B[@]}" --state-dir "$SCRATCH/state2" --json "$K" "s3://$BUCKET/kill2"
+is "$(field "$OUT" uploaded)" 0 "a third run uploads nothing: every object was recorded"
+run ctl "${B[@]}" stop
+for n in k2; do eval "p=\$PID_$n"; wait "$p"; is "$?" 0 "worker $n exited 0"; done
+WORKERS=()
+
+# A worker configured for another endpoint refuses the job (it would
+# store elsewhere) and leaves its units to a worker that can do them.
+start_worker wrong -- --endpoint-url http://127.0.0.1:9
+wait_workers 1; ok $? "the misconfigured worker answers"
+"$HAUL" backup "${B[@]}" --state-dir "$SCRATCH/state3" --json "$K/d1" "s3://$BUCKET/ep" >"$SCRATCH/ep.out" 2>&1 &
+coord=$!
+for i in $(seq 200); do grep -q "is configured for" "$SCRATCH/wrong.log" && break; sleep 0.05; done
+like "$(cat "$SCRATCH/wrong.log")" "the job stores to http://127.0.0.1:[0-9]+, this worker is configured for http://127.0.0.1:9" \
+    "it says why it refuses the job"
+start_worker right
+wait "$coord"; rc=$?
+is "$rc" 0 "the job completes through the other worker"
+is "$(field "$(cat "$SCRATCH/ep.out" | grep '^{')" uploaded)" 31 "with every object (30 files and the directory)"
+run ctl "${B[@]}" stop
+for n in wrong right; do eval "p=\$PID_$n"; wait "$p"; is "$?" 0 "worker $n exited 0"; done
+WORKERS=()
+
+done_testing
