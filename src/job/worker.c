@@ -49,6 +49,8 @@ struct worker {
     char prefix[DIST_PREFIX_MAX + 1];
     char name[DIST_NODE_MAX + 1];
     unsigned delay_ms;               /* HAUL_TEST_UNIT_DELAY_MS */
+    unsigned path_delay_ms;          /* HAUL_TEST_PATH_DELAY_MS */
+    int heartbeat_s;                 /* of the work connections; HAUL_TEST_HEARTBEAT_S, else 60 */
     atomic_bool stop;
     struct wthread *threads[WORKER_THREADS_MAX]; /* [0, nthreads) run; only the control thread touches it */
     unsigned nthreads;
@@ -255,6 +257,7 @@ struct path_job {
     struct clone *c;
     enum clone_pass pass;
     const char *path;
+    unsigned delay_ms; /* HAUL_TEST_PATH_DELAY_MS: sleep before the copy */
     int rc;
     haul_error err;
     pthread_mutex_t lock; /* guards done */
@@ -265,6 +268,8 @@ struct path_job {
 static void *path_job_main(void *arg)
 {
     struct path_job *j = arg;
+    if (j->delay_ms)
+        sleep_ms(j->delay_ms);
     j->rc = clone_path_do(j->c, j->pass, j->path, &j->err);
     pthread_mutex_lock(&j->lock);
     j->done = true;
@@ -275,10 +280,14 @@ static void *path_job_main(void *arg)
 
 #define KEEPALIVE_POLL_S 5
 
-static int path_do_keepalive(struct clone *c, enum clone_pass pass, const char *path, struct dist_queue *q,
-                             haul_error *err)
+static int path_do_keepalive(const struct worker *w, struct clone *c, enum clone_pass pass, const char *path,
+                             struct dist_queue *q, haul_error *err)
 {
-    struct path_job j = {.c = c, .pass = pass, .path = path};
+    struct path_job j = {.c = c, .pass = pass, .path = path, .delay_ms = w->path_delay_ms};
+    /* Every 5 s, or half the heartbeat if shorter: one goes out only when we poll. */
+    long poll_ms = w->heartbeat_s * 500L;
+    if (poll_ms > KEEPALIVE_POLL_S * 1000L)
+        poll_ms = KEEPALIVE_POLL_S * 1000L;
     pthread_mutex_init(&j.lock, NULL);
     pthread_cond_init(&j.finished, NULL);
     pthread_t th;
@@ -294,7 +303,12 @@ static int path_do_keepalive(struct clone *c, enum clone_pass pass, const char *
     while (!j.done) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += KEEPALIVE_POLL_S;
+        until.tv_sec += poll_ms / 1000;
+        until.tv_nsec += poll_ms % 1000 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         pthread_cond_timedwait(&j.finished, &j.lock, &until);
         if (!j.done && poll_rc == 0) {
             pthread_mutex_unlock(&j.lock);
@@ -335,7 +349,7 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
     }
     /* A unit of one path may be a large file (they travel alone). */
     if (u->npaths == 1)
-        return path_do_keepalive(e->c, pass, u->paths[0], q, err);
+        return path_do_keepalive(t->w, e->c, pass, u->paths[0], q, err);
     for (size_t i = 0; i < u->npaths; i++) {
         int rc = clone_path_do(e->c, pass, u->paths[i], err);
         if (rc < 0)
@@ -507,7 +521,7 @@ static void *thread_main(void *arg)
         haul_error err = {0};
         if (!q) {
             struct dist_queue_opts qo = {.prefix = t->w->prefix, .consume = DIST_CONSUME(DIST_WORK),
-                                         .prefetch = HELD_MAX, .heartbeat_s = 60};
+                                         .prefetch = HELD_MAX, .heartbeat_s = t->w->heartbeat_s};
             if (!(q = dist_queue_open(t->w->o->broker_url, &qo, &err))) {
                 log_error("haul worker: thread %u: %s (retrying)", t->idx, err.msg);
                 for (int i = 0; i < 20 && !stopping(t); i++)
@@ -657,6 +671,10 @@ int worker_run(const struct worker_opts *o, haul_error *err)
     }
     const char *delay = getenv("HAUL_TEST_UNIT_DELAY_MS");
     w->delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
+    const char *path_delay = getenv("HAUL_TEST_PATH_DELAY_MS");
+    w->path_delay_ms = path_delay ? (unsigned)strtoul(path_delay, NULL, 10) : 0;
+    const char *heartbeat = getenv("HAUL_TEST_HEARTBEAT_S");
+    w->heartbeat_s = heartbeat && atoi(heartbeat) > 0 ? atoi(heartbeat) : 60;
     struct dist_queue_opts qo = {.prefix = w->prefix, .consume = DIST_CONSUME(DIST_CONTROL)};
     struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
     if (!q) {

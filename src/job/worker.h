@@ -21,8 +21,14 @@
  * "<name>/<threads>", no units, and the worker's totals since it started
  * as counters (a snapshot, not a delta).
  *
- * Test knob: HAUL_TEST_UNIT_DELAY_MS=N makes every thread sleep N ms before
- * each unit (integration tests kill a worker in the middle of a run). */
+ * Test knobs: HAUL_TEST_UNIT_DELAY_MS=N makes every thread sleep N ms before
+ * each unit (integration tests kill a worker in the middle of a run);
+ * HAUL_TEST_HEARTBEAT_S=N sets the AMQP heartbeat of the threads' work
+ * connections (default 60) and HAUL_TEST_PATH_DELAY_MS=N makes a unit of one
+ * path sleep N ms before its copy, on the copying thread, while the unit's
+ * thread keeps polling the broker (every 5 s, or half the heartbeat if
+ * shorter): together they prove a unit longer than the heartbeat timeout
+ * keeps its connection. */
 #ifndef JOB_WORKER_H
 #define JOB_WORKER_H
 

@@ -6,12 +6,14 @@
 # owners, mtimes of directories, hard links, symlinks, xattrs, sparse
 # files), a worker killed by SIGKILL mid-run loses nothing, a coordinator
 # killed by SIGKILL and started again finishes the job, malformed units go
-# to the dead-letter queue while the worker goes on, and ctl status / grow /
-# stop.
+# to the dead-letter queue while the worker goes on, ctl status / grow /
+# stop, and a unit longer than the heartbeat timeout keeps its connection.
 #
-# Test knob: workers started with HAUL_TEST_UNIT_DELAY_MS=N sleep N ms
-# before each unit (src/job/worker.h), so that a run lasts long enough to
-# be killed in the middle, deterministically, whatever the machine's speed.
+# Test knobs (src/job/worker.h): workers started with
+# HAUL_TEST_UNIT_DELAY_MS=N sleep N ms before each unit, so that a run lasts
+# long enough to be killed in the middle, deterministically, whatever the
+# machine's speed; HAUL_TEST_HEARTBEAT_S=N and HAUL_TEST_PATH_DELAY_MS=N give
+# the work connections a short heartbeat and make a one-path unit last.
 . "$(dirname "$0")/lib.sh"
 TREECMP="$ROOT/tests/integration/treecmp.py"
 PROBE=${DIST_PROBE:-$(dirname "$HAUL")/tests/dist_probe}
@@ -255,6 +257,32 @@ like "$(cat "$SCRATCH"/k2.log "$SCRATCH"/k3.log)" "that run is over, dropped|run
 run ctl "${B[@]}" stop
 wait "$PID_k2"; is "$?" 0 "worker k2 exited 0"
 wait "$PID_k3"; is "$?" 0 "worker k3 exited 0"
+WORKERS=()
+
+# A unit longer than the heartbeat timeout keeps its broker connection: a
+# worker whose work connections have a 2 s heartbeat (RabbitMQ drops one
+# silent for about two) spends 9 s on a unit of one file
+# (HAUL_TEST_PATH_DELAY_MS, on the copying thread) while the unit's thread
+# polls the broker (path_do_keepalive).  A dropped connection would show as
+# "reconnecting" in the log and the unit done again, forever (hence timeout).
+L=$SCRATCH/lsrc
+mkdir -p "$L"; mkfile "$L/big" 3000000
+start_worker ka HAUL_TEST_HEARTBEAT_S=2 HAUL_TEST_PATH_DELAY_MS=9000
+wait_workers 1; ok $? "worker ka (heartbeat 2 s, 9 s per one-path unit) answers"
+t0=$(date +%s)
+OUT=$(timeout 90 "$HAUL" clone "${B[@]}" --parallel-threshold 1M --json -v "$L" "$SCRATCH/ldst" 2>"$SCRATCH/l.err"); RC=$?
+secs=$(( $(date +%s) - t0 ))
+is "$RC" 0 "a clone whose one unit outlasts the heartbeat timeout exits 0 ($secs s)"
+ok "$([ "$secs" -ge 9 ]; echo $?)" "... it took the 9 s delay (${secs} s)"
+cmp -s "$L/big" "$SCRATCH/ldst/big"; ok $? "... the file's bytes are equal"
+is "$(field "$OUT" files)" 1 "... one file in the summary"
+is "$(field "$OUT" copied)" 1 "... copied once"
+ok "$(! grep -q 'reconnecting' "$SCRATCH/ka.log"; echo $?)" "... the worker never reconnected"
+like "$(cat "$SCRATCH/l.err")" "copy pass: 2 units done" "... the copy pass was 2 units (the root and the file)"
+like "$("$HAUL" ctl "${B[@]}" status 2>&1)" "worker ka threads 2 units 3 files 1 copied 1 " \
+    "... the worker did those and the dirtimes root, the file once"
+run ctl "${B[@]}" stop
+wait "$PID_ka"; is "$?" 0 "worker ka exited 0"
 WORKERS=()
 
 # A node that cannot open SRC (here: a worker in its own mount namespace
