@@ -542,7 +542,7 @@ static int upload_do(struct dbackup_engine *e, struct dist_queue *q, const struc
         backup_item_free(it);
         if (e->bo.cancel && atomic_load(e->bo.cancel))
             break;
-        if ((rc = dist_poll(q, err)) < 0) /* keeps the connection alive through big files */
+        if (q && (rc = dist_poll(q, err)) < 0) /* keeps the connection alive through big files */
             return rc;
     }
     unsigned char *cp = (unsigned char *)payload->s + count_at;
@@ -560,7 +560,7 @@ int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct
     strbuf_reset(payload);
     if (u->kind == DIST_UNIT_FILES)
         return upload_do(e, q, u, counters, payload, err);
-    if (u->kind != DIST_UNIT_SCAN_DIR)
+    if (u->kind != DIST_UNIT_SCAN_DIR || !q)
         return err_set(err, HAUL_EPROTO, "RANGE units are not part of a backup");
     struct scan s = {.e = e, .q = q, .u = u, .worker = worker, .list = STRBUF_INIT, .counters = counters};
     listing_head(&s.list, u->job_id);

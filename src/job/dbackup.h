@@ -122,7 +122,9 @@ void dbackup_engine_free(struct dbackup_engine *e);
 /* Does unit u (SCAN_DIR or FILES of pass BACKUP): publishes a scan's
  * children and listings on q; fills *children, the unit's counters
  * (DBACKUP_COUNTERS) and payload (an upload unit's records) for its
- * result.  worker names the results it publishes itself.  Errors of single
+ * result.  worker names the results it publishes itself.  q may be NULL
+ * for a FILES unit (then the connection is not polled between items: the
+ * caller keeps it alive from another thread).  Errors of single
  * entries are counted and reported, not returned; < 0 only when the queue
  * failed (the unit must be redone). */
 int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, const char *worker,

@@ -253,10 +253,11 @@ static int on_child(bool dir, const char *path, const struct stat *st, void *ctx
  * broker connection alive: a large file can take longer than the heartbeat
  * timeout, and a connection the broker closed would hand the unit to
  * another worker over and over. */
+typedef int (*path_fn)(void *arg, haul_error *err);
+
 struct path_job {
-    struct clone *c;
-    enum clone_pass pass;
-    const char *path;
+    path_fn fn;        /* the work: copy or upload one path */
+    void *arg;
     unsigned delay_ms; /* HAUL_TEST_PATH_DELAY_MS: sleep before the copy */
     int rc;
     haul_error err;
@@ -270,7 +271,7 @@ static void *path_job_main(void *arg)
     struct path_job *j = arg;
     if (j->delay_ms)
         sleep_ms(j->delay_ms);
-    j->rc = clone_path_do(j->c, j->pass, j->path, &j->err);
+    j->rc = j->fn(j->arg, &j->err);
     pthread_mutex_lock(&j->lock);
     j->done = true;
     pthread_cond_signal(&j->finished);
@@ -280,10 +281,9 @@ static void *path_job_main(void *arg)
 
 #define KEEPALIVE_POLL_S 5
 
-static int path_do_keepalive(const struct worker *w, struct clone *c, enum clone_pass pass, const char *path,
-                             struct dist_queue *q, haul_error *err)
+static int path_do_keepalive(const struct worker *w, path_fn fn, void *arg, struct dist_queue *q, haul_error *err)
 {
-    struct path_job j = {.c = c, .pass = pass, .path = path, .delay_ms = w->path_delay_ms};
+    struct path_job j = {.fn = fn, .arg = arg, .delay_ms = w->path_delay_ms};
     /* Every 5 s, or half the heartbeat if shorter: one goes out only when we poll. */
     long poll_ms = w->heartbeat_s * 500L;
     if (poll_ms > KEEPALIVE_POLL_S * 1000L)
@@ -295,7 +295,7 @@ static int path_do_keepalive(const struct worker *w, struct clone *c, enum clone
     if (rc != 0) {
         pthread_cond_destroy(&j.finished);
         pthread_mutex_destroy(&j.lock);
-        return clone_path_do(c, pass, path, err); /* no thread: do it here */
+        return fn(arg, err); /* no thread: do it here */
     }
     haul_error poll_err = {0};
     int poll_rc = 0;
@@ -327,6 +327,36 @@ static int path_do_keepalive(const struct worker *w, struct clone *c, enum clone
     return 0;
 }
 
+struct clone_path_arg {
+    struct clone *c;
+    enum clone_pass pass;
+    const char *path;
+};
+
+static int clone_path_fn(void *arg, haul_error *err)
+{
+    const struct clone_path_arg *a = arg;
+    return clone_path_do(a->c, a->pass, a->path, err);
+}
+
+/* A backup unit of one path (a large file) without the queue: the unit's
+ * thread keeps the connection alive meanwhile. */
+struct backup_unit_arg {
+    struct dbackup_engine *b;
+    struct dist_queue *q; /* NULL when run by path_do_keepalive */
+    const struct dist_unit *u;
+    const char *name;
+    uint32_t *children;
+    uint64_t *counters;
+    struct strbuf *payload;
+};
+
+static int backup_unit_fn(void *arg, haul_error *err)
+{
+    const struct backup_unit_arg *a = arg;
+    return dbackup_unit_do(a->b, a->q, a->u, a->name, a->children, a->counters, a->payload, err);
+}
+
 /* Does unit u; its result goes out after.  children: units it published. */
 static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t *children,
                    haul_error *err)
@@ -349,7 +379,7 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
     }
     /* A unit of one path may be a large file (they travel alone). */
     if (u->npaths == 1)
-        return path_do_keepalive(t->w, e->c, pass, u->paths[0], q, err);
+        return path_do_keepalive(t->w, clone_path_fn, &(struct clone_path_arg){e->c, pass, u->paths[0]}, q, err);
     for (size_t i = 0; i < u->npaths; i++) {
         int rc = clone_path_do(e->c, pass, u->paths[i], err);
         if (rc < 0)
@@ -482,14 +512,23 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
     if (t->e->b) {
         char name[DIST_NODE_MAX + 1];
         snprintf(name, sizeof name, "%s/%u", t->w->name, t->idx);
-        rc = dbackup_unit_do(t->e->b, q, &u, name, &children, bcounters, &t->e->payload, &werr);
+        struct backup_unit_arg a = {t->e->b, q, &u, name, &children, bcounters, &t->e->payload};
+        if (u.kind == DIST_UNIT_FILES && u.npaths == 1) {
+            a.q = NULL;
+            rc = path_do_keepalive(t->w, backup_unit_fn, &a, q, &werr);
+        } else {
+            rc = backup_unit_fn(&a, &werr);
+        }
     } else {
         rc = unit_do(t, q, &u, &children, &werr);
     }
     if (rc < 0 && (rc == -HAUL_EUSAGE || rc == -HAUL_EPROTO)) {
         /* Doing it again would fail alike: a failed unit, not a lost one. */
         log_warn("haul worker: unit %016" PRIx64 " (%s): %s", u.id, u.paths[0], werr.msg);
-        atomic_fetch_add(&t->e->stats.failed, 1);
+        if (t->e->b)
+            bcounters[DBACKUP_C_ERRORS]++;
+        else
+            atomic_fetch_add(&t->e->stats.failed, 1);
         rc = 0;
     } else if (rc < 0) {
         *err = werr;

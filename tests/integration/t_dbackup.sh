@@ -125,7 +125,7 @@ ok "$([ "$(grep -c ': run ' "$SCRATCH/w1.log")" -ge 1 ] && [ "$(grep -c ': run '
 run restore "s3://$BUCKET/dist" --into "$SCRATCH/restored"
 is "$RC" 0 "restore of the distributed backup exits 0"
 # SRC without its fifo (backup stores files, directories and symlinks only).
-expect() { rm -rf "$SCRATCH/expect"; rsync -aH --no-specials "$S/" "$SCRATCH/expect/" 2>/dev/null; }
+expect() { rm -rf "$SCRATCH/expect"; rsync -aH --no-specials "$S/" "$SCRATCH/expect/" >/dev/null 2>&1; }
 expect
 CMP=$(python3 "$TREECMP" "$SCRATCH/expect" "$SCRATCH/restored" 2>&1); CRC=$?
 is "$CRC" 0 "restored tree identical to SRC ($CMP)"
