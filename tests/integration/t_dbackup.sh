@@ -138,10 +138,15 @@ run backup "${ST[@]}" "${OPTS[@]}" "$S" "s3://$BUCKET/dist"
 is "$RC" 0 "a local run on the same index exits 0"
 is "$(field "$OUT" uploaded)" 0 "... uploads nothing either (one index for both kinds of run)"
 
-# Changes and --delete through the workers.
+# Changes; --dry-run says what would go and stores nothing; then --delete.
 mkfile "$S/a/new" 1000
 mkfile "$S/d1/f-3" 999
 rm "$S/a/zero" "$S/d2/f-9"
+run backup "${B[@]}" "${ST[@]}" --dry-run "$S" "s3://$BUCKET/dist"
+is "$RC" 0 "distributed --dry-run exits 0"
+like "$OUT" "upload \(dry run\): dist/a/new" "... names a new file"
+like "$OUT" "upload \(dry run\): dist/d1/f-3" "... and a changed one"
+is "$(awscli s3api head-object --bucket "$BUCKET" --key dist/a/new >/dev/null 2>&1; echo $?)" 255 "... and stores nothing"
 run backup "${B[@]}" "${ST[@]}" "${OPTS[@]}" --delete "$S" "s3://$BUCKET/dist"
 is "$RC" 0 "distributed backup with changes and --delete exits 0"
 is "$(field "$OUT" uploaded)" 4 "uploads the 2 changed files and the 2 directories whose entries changed"
