@@ -442,7 +442,7 @@ static int item_make(struct dbackup_engine *e, const char *path, const char *lin
         rc = errno == ENOENT ? 1 : err_errno(err, errno, "stat");
     if (rc == 0 && S_ISREG(it->st.st_mode) && link[0]) {
         it->kind = BACKUP_HARDLINK;
-        rc = meta_path_check(link, strlen(link)) ? err_set(err, HAUL_EPROTO, "bad hard-link target")
+        rc = meta_path_check(link, strlen(link)) ? err_set(err, HAUL_EPROTO, "hard-link target '%.200s' is not a path inside the tree", link)
              : (it->link = strdup(link)) ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
     } else if (rc == 0 && S_ISREG(it->st.st_mode)) {
         it->kind = BACKUP_FILE;
