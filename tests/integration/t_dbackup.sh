@@ -14,52 +14,12 @@
 # unit (src/job/worker.h), so a run can be killed in its middle.
 . "$(dirname "$0")/lib.sh"
 TREECMP="$ROOT/tests/integration/treecmp.py"
-PROBE=${DIST_PROBE:-$(dirname "$HAUL")/tests/dist_probe}
-[ -x "$PROBE" ] || { echo "Bail out! $PROBE not built (make all)"; exit 1; }
-
-broker_started=0
-if ! "$ROOT/scripts/broker" status >/dev/null 2>&1; then
-    "$ROOT/scripts/broker" start >"$SCRATCH/broker.out" 2>&1 ||
-        { cat "$SCRATCH/broker.out"; echo "Bail out! could not start the broker"; exit 1; }
-    broker_started=1
-fi
-eval "$("$ROOT/scripts/broker" env)"
-case "$HAUL_BROKER" in amqp://*@127.0.0.1:*) ;; *) echo "Bail out! broker $HAUL_BROKER is not loopback"; exit 1 ;; esac
+. "$(dirname "$0")/brokerlib.sh"
 JOB="t-dbackup-$$"
+QUEUES="haul.$JOB"
 B=(--broker "$HAUL_BROKER" --job "$JOB")
 ST=(--state-dir "$SCRATCH/state")
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-
-WORKERS=()
-# start_worker NAME [ENV=VALUE...] [-- HAUL-OPTIONS...]: a worker in the background
-start_worker() {
-    local name=$1 envs=() extra=()
-    shift
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
-    [ "${1:-}" = -- ] && { shift; extra=("$@"); }
-    env "${envs[@]}" "$HAUL" worker "${B[@]}" --threads 2 --name "$name" -v "${extra[@]}" \
-        >"$SCRATCH/$name.log" 2>&1 &
-    WORKERS+=($!)
-    eval "PID_$name=$!"
-}
-_dbackup_cleanup() {
-    local p
-    for p in "${WORKERS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    "$PROBE" --prefix "haul.$JOB" delete >/dev/null 2>&1 || true
-    [ "$broker_started" = 1 ] && "$ROOT/scripts/broker" stop >/dev/null 2>&1
-    _cleanup
-}
-trap _dbackup_cleanup EXIT
-wait_workers() {
-    local want=$1 i got
-    for i in $(seq 40); do
-        got=$("$HAUL" ctl "${B[@]}" status --wait-ms 500 2>/dev/null | grep -c '^worker ')
-        [ "$got" -ge "$want" ] && return 0
-    done
-    echo "#   only $got workers answered (wanted $want)"
-    return 1
-}
 # keys PREFIX: the bucket's keys under PREFIX/, without it, sorted
 keys() {
     awscli s3api list-objects-v2 --bucket "$BUCKET" --prefix "$1/" --query 'Contents[].Key' --output text |

@@ -10,26 +10,10 @@
 # build*/tests/dist_probe (tests/dist/dist_probe.c).
 . "$(dirname "$0")/lib.sh"
 
-PROBE=${DIST_PROBE:-$(dirname "$HAUL")/tests/dist_probe}
-[ -x "$PROBE" ] || { echo "Bail out! $PROBE not built (make all)"; exit 1; }
-
-broker_started=0
-if ! "$ROOT/scripts/broker" status >/dev/null 2>&1; then
-    "$ROOT/scripts/broker" start >"$SCRATCH/broker.out" 2>&1 ||
-        { cat "$SCRATCH/broker.out"; echo "Bail out! could not start the broker"; exit 1; }
-    broker_started=1
-fi
-eval "$("$ROOT/scripts/broker" env)"
-case "$HAUL_BROKER" in amqp://*@127.0.0.1:*) ;; *) echo "Bail out! broker $HAUL_BROKER is not loopback"; exit 1 ;; esac
+. "$(dirname "$0")/brokerlib.sh"
 PREFIX="haul.t-dist-$$"
+QUEUES=$PREFIX
 probe() { "$PROBE" --prefix "$PREFIX" "$@"; }
-
-_dist_cleanup() {
-    probe delete >/dev/null 2>&1 || true
-    [ "$broker_started" = 1 ] && "$ROOT/scripts/broker" stop >/dev/null 2>&1
-    _cleanup
-}
-trap _dist_cleanup EXIT
 
 # Polls until `probe depth KIND` prints "ready=WANT" (at most 10 s).
 wait_ready() {
