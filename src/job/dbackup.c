@@ -314,13 +314,23 @@ static int scan_publish_dir(struct scan *s, const char *path, haul_error *err)
     return rc;
 }
 
+/* Writes the entry count into the listing's header. */
+static void scan_count_patch(struct scan *s)
+{
+    if (s->list.failed)
+        return;
+    unsigned char *count = (unsigned char *)s->list.s + 1 + 2 + strlen(s->u->job_id);
+    for (int i = 0; i < 4; i++)
+        count[i] = (unsigned char)(s->listed >> (24 - 8 * i));
+}
+
+/* A full listing of a big directory: a result of its own, naming a child
+ * id of the scan. */
 static int scan_flush(struct scan *s, haul_error *err)
 {
     if (!s->listed)
         return 0;
-    unsigned char *count = (unsigned char *)s->list.s + 1 + 2 + strlen(s->u->job_id);
-    for (int i = 0; i < 4; i++)
-        count[i] = (unsigned char)(s->listed >> (24 - 8 * i));
+    scan_count_patch(s);
     struct dist_result_unit ru = {.unit_id = dist_unit_child_id(s->u->id, s->children)};
     struct dist_result r = {.nunits = 1, .units = &ru, .payload = s->list.s, .payload_len = s->list.len};
     snprintf(r.worker, sizeof r.worker, "%s", s->worker);
@@ -422,7 +432,7 @@ static int scan_do(struct scan *s, haul_error *err)
             break;
     }
     closedir(d);
-    return rc == 0 ? scan_flush(s, err) : rc;
+    return rc; /* the last listing goes in the scan's own result */
 }
 
 /* The item for path, as it is now; 0 with *out NULL when it is gone. */
@@ -565,6 +575,12 @@ int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct
     struct scan s = {.e = e, .q = q, .u = u, .worker = worker, .list = STRBUF_INIT, .counters = counters};
     listing_head(&s.list, u->job_id);
     int rc = scan_do(&s, err);
+    if (rc == 0 && s.listed) { /* the last (often only) listing: in the scan's own result */
+        scan_count_patch(&s);
+        strbuf_add(payload, s.list.s, s.list.len);
+        if (s.list.failed)
+            rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    }
     strbuf_release(&s.list);
     *children = s.children;
     return rc;
@@ -588,8 +604,8 @@ struct coord {
     struct strbuf links;
     size_t n;
     uint64_t bytes;
-    uint64_t parent;   /* the listing the unit belongs to */
-    uint32_t published; /* its children so far */
+    uint64_t base;      /* upload unit ids: dist_unit_child_id(base, i) */
+    uint64_t published; /* upload units so far */
 };
 
 static void report(struct coord *k, const char *what, const char *key)
@@ -618,7 +634,7 @@ static int batch_flush(struct coord *k, haul_error *err)
 {
     if (!k->n)
         return 0;
-    struct dist_unit u = {.id = dist_unit_child_id(k->parent, k->published), .pass = DIST_PASS_BACKUP,
+    struct dist_unit u = {.id = dist_unit_child_id(k->base, k->published), .pass = DIST_PASS_BACKUP,
                           .kind = DIST_UNIT_FILES, .npaths = k->n, .paths = k->paths, .payload = k->links.s,
                           .payload_len = k->links.len};
     snprintf(u.job_id, sizeof u.job_id, "%s", k->run);
@@ -626,6 +642,8 @@ static int batch_flush(struct coord *k, haul_error *err)
     int rc = k->links.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &k->sb, err);
     if (rc == 0)
         rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
+    if (rc == 0 && dist_tracker_expect(k->t, u.id) < 0)
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
     if (rc == 0)
         k->published++;
     for (size_t i = 0; i < k->n; i++)
@@ -699,9 +717,9 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
     struct stat st;
     stat_from_entry(e, &st);
     bool is_root = e->path_len == 0;
+    count_entry(k, &st);
     if (is_root && !k->bo->prefix[0])
         return 0; /* no object can stand for the bucket's root */
-    count_entry(k, &st);
     haul_error kerr = {0};
     if (meta_key_from_path(k->bo->prefix, path, e->path_len, S_ISDIR(st.st_mode), key, NULL, &kerr) < 0) {
         char msg[sizeof((haul_error *)0)->msg];
@@ -738,13 +756,11 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
     return batch_add(k, path, first, first[0] ? 0 : (uint64_t)e->size, err);
 }
 
-/* A listing (id not seen before): decide every entry, publish the uploads.
- * *children: upload units published. */
-static int listing_do(struct coord *k, uint64_t id, struct wire_reader *r, uint32_t n, uint32_t *children,
-                      haul_error *err)
+/* A listing (its unit id not seen before): decide every entry; what must be
+ * stored joins the upload batch (published when full, or when no result
+ * is waiting: see results_loop). */
+static int listing_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_error *err)
 {
-    k->parent = id;
-    k->published = 0;
     int rc = 0;
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         struct listing_entry e;
@@ -753,12 +769,9 @@ static int listing_do(struct coord *k, uint64_t id, struct wire_reader *r, uint3
             break;
         rc = decide(k, &e, err);
     }
-    if (rc == 0)
-        rc = batch_flush(k, err);
     if (rc == 0 && (r->why || r->left))
         log_warn("%s: a listing was cut short (%s): the entries before it were taken",
                  dist_queue_url(k->q), r->why ? r->why : "trailing bytes");
-    *children = k->published;
     return rc;
 }
 
@@ -822,7 +835,7 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
         unsigned type = res->payload_len ? ((const unsigned char *)res->payload)[0] : 0;
         if (!payload_open(&r, type, k->run, &n))
             return 0; /* another run's, or not ours: nothing to count */
-        int rc = type == PAYLOAD_LISTING ? listing_do(k, id, &r, n, &children, err)
+        int rc = type == PAYLOAD_LISTING ? listing_do(k, &r, n, err)
                  : type == PAYLOAD_RECORDS ? records_do(k, &r, n, err)
                                            : 0;
         if (rc < 0)
@@ -865,15 +878,26 @@ static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_
     return rc;
 }
 
+/* Upload units collect items across listings (few files per directory
+ * would otherwise mean one small unit per directory); the batch goes out
+ * when full, or as soon as no result is waiting, so no item waits while
+ * the workers are idle.  A listing may thus be acked before its items
+ * are published: a coordinator killed in between loses them, and the run
+ * started again redoes everything from the root. */
 static int results_loop(struct coord *k, haul_error *err)
 {
     int rc = 0, idle = 0;
     bool said_waiting = false;
-    while (rc == 0 && dist_tracker_outstanding(k->t) > 0) {
+    while (rc == 0 && (dist_tracker_outstanding(k->t) > 0 || k->n)) {
         if (k->bo->cancel && atomic_load(k->bo->cancel))
             return err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
         struct dist_msg m;
-        int got = dist_next(k->q, &m, 1000, err);
+        int got = dist_next(k->q, &m, k->n ? 0 : 1000, err);
+        if (got == 0 && k->n) {
+            if ((rc = batch_flush(k, err)) == 0)
+                rc = dist_flush(k->q, 120000, err);
+            continue;
+        }
         if (got < 0)
             return got;
         if (got == 0) {
@@ -897,10 +921,6 @@ static int results_loop(struct coord *k, haul_error *err)
         }
         rc = result_take(k, &res, err);
         dist_result_release(&res);
-        /* Upload units published for a listing are confirmed before the
-         * listing is acked: a coordinator killed in between redoes it. */
-        if (rc == 0)
-            rc = dist_flush(k->q, 120000, err);
         if (rc == 0)
             rc = dist_ack(k->q, &m, err);
         else
@@ -972,6 +992,7 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     if (rc == 0 && !(k.t = dist_tracker_new(counters_add, stats)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
     uint64_t root_id = random64();
+    k.base = random64();
     if (rc == 0) {
         k.run = spec->run;
         rc = seed(&k, spec, root_id, err);

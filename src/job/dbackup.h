@@ -16,19 +16,22 @@
  *   1. The coordinator puts the job description (struct dbackup_spec) in
  *      <prefix>.job and publishes SCAN_DIR "." (pass BACKUP).
  *   2. A worker scanning directory D publishes a SCAN_DIR per subdirectory
- *      (not crossing filesystems with one_filesystem) and, as results,
- *      listings: the stat of D's entries, up to DBACKUP_LIST_MAX per
- *      message, each result naming one child id of the scan unit; then the
- *      scan's own result (children = subdirectories + listings).  The scan
- *      of "." lists the root itself too, as path "".
- *   3. For each listing the coordinator, once per id (a redone scan sends
- *      the same ids, dropped as duplicates), decides every entry against
- *      the index as backup_run does (unchanged: stamped; hard links: the
- *      first path of the inode in this run), and publishes FILES units of
- *      what must be stored, each a child of the listing: up to
- *      DBACKUP_BATCH_PATHS small items or DBACKUP_BATCH_BYTES, a large file
- *      alone; the unit's payload names the hard-link target of each path.
- *      The root's directory object is stored by the coordinator itself.
+ *      (not crossing filesystems with one_filesystem) and sends the stat
+ *      of D's entries, a listing, in the scan's own result (children = the
+ *      subdirectories); a directory of more than DBACKUP_LIST_MAX entries
+ *      sends its first full listings as results of their own, each naming
+ *      one more child id of the scan.  The scan of "." lists the root
+ *      itself too, as path "".
+ *   3. For each listing the coordinator, once per unit id (a redone scan
+ *      sends the same ids, dropped as duplicates), decides every entry
+ *      against the index as backup_run does (unchanged: stamped; hard
+ *      links: the first path of the inode in this run) and adds what must
+ *      be stored to an upload batch, across listings: a FILES unit of up
+ *      to DBACKUP_BATCH_PATHS small items or DBACKUP_BATCH_BYTES (a large
+ *      file alone), published when full or when no result is waiting, with
+ *      an id of the coordinator's own that it expects; the unit's payload
+ *      names the hard-link target of each path.  The root's directory
+ *      object is stored by the coordinator itself.
  *   4. A worker uploads each item of a FILES unit as it is now (stat again,
  *      open without following symlinks; a file gone since is skipped) and
  *      returns one record per item: the index entry of what it stored, or

@@ -46,6 +46,8 @@ for d in 1 2 3; do
     mkdir -p "$S/d$d"
     for i in $(seq 1 60); do mkfile "$S/d$d/f-$i" $((i * 37)); done
 done
+mkdir "$S/wide"  # more entries than one listing message holds (1,024)
+(cd "$S/wide" && for i in $(seq 1 1100); do printf "$i" > "w$i"; done)
 chmod 0640 "$S/a/b/mid"; chown 1234:5678 "$S/a/b/mid"
 touch -d '2010-01-01 00:00:00.5' "$S/a/b" "$S/empty"
 touch -h -d '2001-02-03 04:05:06.123456789' "$S/a/b/rel-link"

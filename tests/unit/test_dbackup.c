@@ -196,8 +196,8 @@ static void test_upload_hostile(void **state)
     dbackup_engine_free(e);
 }
 
-/* A scan of the root publishes "sub" as a scan unit and one listing (root,
- * f, sub) as a result naming a child id of the scan. */
+/* A scan of the root publishes "sub" as a scan unit and returns the
+ * listing (root, f, sub) in its own result's payload. */
 static void test_scan_publishes(void **state)
 {
     struct fixture *f = *state;
@@ -215,36 +215,23 @@ static void test_scan_publishes(void **state)
     uint64_t c[DBACKUP_COUNTERS];
     struct strbuf payload = STRBUF_INIT;
     assert_int_equal(dbackup_unit_do(e, q, &u, "w/0", &children, c, &payload, &err), 0);
-    assert_int_equal(children, 2);
-    int units = 0, listings = 0;
+    assert_int_equal(children, 1);
     struct dist_msg m;
-    while (dist_next(q, &m, 0, &err) == 1) {
-        if (m.kind == DIST_WORK) {
-            struct dist_unit d;
-            assert_int_equal(dist_unit_decode(m.body, m.len, &d, &err), 0);
-            assert_string_equal(d.paths[0], "sub");
-            assert_int_equal(d.kind, DIST_UNIT_SCAN_DIR);
-            dist_unit_release(&d);
-            units++;
-        } else {
-            struct dist_result r;
-            assert_int_equal(dist_result_decode(m.body, m.len, &r, &err), 0);
-            assert_int_equal(r.nunits, 1);
-            bool child = r.units[0].unit_id == dist_unit_child_id(42, 0) ||
-                         r.units[0].unit_id == dist_unit_child_id(42, 1);
-            assert_true(child);
-            struct wire_reader rd = {r.payload, r.payload_len, NULL};
-            const unsigned char *s;
-            assert_int_equal(wire_get_u8(&rd), 1);
-            wire_get_str(&rd, &s);
-            assert_int_equal(wire_get_u32(&rd), 3); /* "", "f", "sub" in some order */
-            dist_result_release(&r);
-            listings++;
-        }
-        dist_ack(q, &m, &err);
-    }
-    assert_int_equal(units, 1);
-    assert_int_equal(listings, 1);
+    assert_int_equal(dist_next(q, &m, 0, &err), 1);
+    assert_int_equal(m.kind, DIST_WORK);
+    struct dist_unit d;
+    assert_int_equal(dist_unit_decode(m.body, m.len, &d, &err), 0);
+    assert_string_equal(d.paths[0], "sub");
+    assert_int_equal(d.kind, DIST_UNIT_SCAN_DIR);
+    assert_int_equal(d.id, dist_unit_child_id(42, 0));
+    dist_unit_release(&d);
+    dist_ack(q, &m, &err);
+    assert_int_equal(dist_next(q, &m, 0, &err), 0); /* no listing of its own */
+    struct wire_reader rd = {(const unsigned char *)payload.s, payload.len, NULL};
+    const unsigned char *s;
+    assert_int_equal(wire_get_u8(&rd), 1);
+    assert_int_equal(wire_get_str(&rd, &s), 16);
+    assert_int_equal(wire_get_u32(&rd), 3); /* "", "f", "sub" in some order */
     strbuf_release(&payload);
     dist_queue_free(q);
     dbackup_engine_free(e);
