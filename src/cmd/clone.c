@@ -14,7 +14,7 @@
 struct clone_cli {
     const char *pass, *graphite, *graphite_prefix, *broker, *job;
     int threads, range_threads, report_interval, skip_atime_older, skip_mtime_newer, mdt_count;
-    uint64_t parallel_threshold, chunk;
+    uint64_t parallel_threshold, chunk, range_size;
     bool checksum, xattrs, fsync, dry_run, one_fs, stripes;
     struct opt_list exclude;
 };
@@ -156,7 +156,7 @@ static const struct command_help help = {
 
 int cmd_clone(int argc, char **argv)
 {
-    struct clone_cli cli = {.pass = "copy", .report_interval = 30};
+    struct clone_cli cli = {.pass = "copy", .report_interval = 30, .range_size = 1ull << 30};
     struct global_opts g = {0};
     const struct opt opts[] = {
         {"pass", 0, OPT_STRING, &cli.pass, "PASSES", "copy, delete, dirtimes or all, comma-separated (default copy)"},
@@ -164,6 +164,7 @@ int cmd_clone(int argc, char **argv)
         {"range-threads", 0, OPT_INT, &cli.range_threads, "N", "threads copying ranges of large files (default: --threads)"},
         {"parallel-threshold", 0, OPT_SIZE, &cli.parallel_threshold, "BYTES", "files at least this big are copied in parallel ranges (default 256M)"},
         {"chunk-size", 0, OPT_SIZE, &cli.chunk, "BYTES", "size of those ranges (default 64M)"},
+        {"range-size", 0, OPT_SIZE, &cli.range_size, "BYTES", "with --broker: larger files are copied in units of this many bytes spread over the workers (default 1G; 0 = off)"},
         {"checksum", 'c', OPT_FLAG, &cli.checksum, NULL, "compare the bytes of files whose size and mtime match"},
         {"xattrs", 'X', OPT_FLAG, &cli.xattrs, NULL, "copy extended attributes and ACLs"},
         {"fsync", 0, OPT_FLAG, &cli.fsync, NULL, "flush every file to disk before it gets its name"},
@@ -203,6 +204,8 @@ int cmd_clone(int argc, char **argv)
         return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
     if (cli.chunk && cli.chunk < 1024 * 1024)
         return usage_error("clone", "--chunk-size must be at least 1M");
+    if (cli.range_size && cli.range_size < 1024 * 1024)
+        return usage_error("clone", "--range-size must be 0 (off) or at least 1M");
 
     haul_error err = {0};
     struct walk_filter *filter = walk_filter_new();
@@ -248,6 +251,7 @@ int cmd_clone(int argc, char **argv)
     int rc;
     if (cli.broker) {
         struct dclone_opts d = {.broker_url = cli.broker, .job = cli.job ? cli.job : "haul", .clone = &o,
+                                .range_size = cli.range_size,
                                 .excludes = cli.exclude.items, .nexcludes = (size_t)cli.exclude.n,
                                 .waiting = on_waiting, .ctx = &g};
         rc = dclone_run(&d, &stats, &err);

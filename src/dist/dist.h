@@ -227,6 +227,7 @@ enum dist_unit_kind {
     DIST_UNIT_FILES = 2,    /* paths[0..npaths): small files, batched so that the
                                broker carries one message per many files */
     DIST_UNIT_RANGE = 3,    /* paths[0]: one large file; [offset, offset+length) */
+    DIST_UNIT_FINISH = 4,   /* paths[0]: a large file whose ranges are all done: put it in place */
 };
 
 /* A work unit.  Paths are relative to the job's source root: bytes in any
@@ -239,7 +240,7 @@ struct dist_unit {
     enum dist_pass pass;
     enum dist_unit_kind kind;
     uint64_t offset, length; /* RANGE only; length > 0 */
-    size_t npaths;           /* SCAN_DIR, RANGE: 1; FILES: 1..DIST_UNIT_MAX_PATHS */
+    size_t npaths;           /* SCAN_DIR, RANGE, FINISH: 1; FILES: 1..DIST_UNIT_MAX_PATHS */
     const char **paths;      /* NUL-terminated; the caller's when encoding */
     const void *payload;     /* optional job-defined bytes (trailer: u32 length,
                                 bytes); NULL/0 = none; decode copies it into mem */

@@ -138,7 +138,7 @@ static const char *unit_shape_why(unsigned pass, unsigned kind, uint64_t offset,
 {
     if (pass < DIST_PASS_COPY || pass > DIST_PASS_BACKUP)
         return "unknown pass";
-    if (kind < DIST_UNIT_SCAN_DIR || kind > DIST_UNIT_RANGE)
+    if (kind < DIST_UNIT_SCAN_DIR || kind > DIST_UNIT_FINISH)
         return "unknown unit kind";
     if (kind == DIST_UNIT_FILES ? npaths == 0 || npaths > DIST_UNIT_MAX_PATHS : npaths != 1)
         return "path count out of range for the unit kind";

@@ -362,6 +362,10 @@ static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *e
         rc = fs_meta_apply_at(pfd, name, e->st, &c->meta, err);
         if (rc == 0)
             atomic_fetch_add(&c->s->meta_updated, 1);
+    } else if (c->o->split && c->o->range_split && e->st->st_nlink == 1 &&
+               (uint64_t)e->st->st_size >= c->o->range_split) {
+        c->o->split(e->path, e->st, c->o->split_ctx); /* copied in ranges, elsewhere */
+        report(c, "split", e->path, NULL);
     } else {
         rc = file_copy(c, e, pfd, name, have ? &d : NULL, false, err);
         if (rc == 0)
@@ -1171,5 +1175,119 @@ int clone_path_do(struct clone *c, enum clone_pass pass, const char *path, haul_
         return 0; /* gone since its directory was read: the delete pass's business */
     copy_entry(&e, c);
     fs_parent_close(c->src_root, e.dirfd);
+    return 0;
+}
+
+/* ---- a large file in ranges, over several processes ---- */
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_size == b->st_size && time_equal(a->st_mtim, b->st_mtim) && a->st_ino == b->st_ino;
+}
+
+/* SRC's file at path, checked against expect (NULL: not checked). */
+static int range_src(struct clone *c, const char *path, const struct stat *expect, struct stat *st, haul_error *err)
+{
+    int fd = fs_open_beneath(c->src_root, path, O_RDONLY, err);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        err_set(err, HAUL_EIO, "not a regular file any more");
+    } else if (expect && !same_file(st, expect)) {
+        err_set(err, HAUL_EIO, "changed while being copied (the next pass copies it again)");
+    } else {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+int clone_range_begin(struct clone *c, const char *path, const char *tmp, uint64_t size, haul_error *err)
+{
+    haul_error e2 = {0};
+    const char *name;
+    int pfd = fs_parent_open(c->dst_root, path, &name, &e2);
+    int fd = pfd < 0 ? -1 : openat(pfd, tmp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (pfd >= 0 && fd < 0)
+        err_errno(&e2, errno, "destination: create %s", tmp);
+    if (fd >= 0 && ftruncate(fd, (off_t)size) < 0)
+        err_errno(&e2, errno, "destination: size %s", tmp);
+    if (e2.code)
+        entry_failed(c, path, &e2);
+    if (fd >= 0)
+        close(fd);
+    if (pfd >= 0)
+        fs_parent_close(c->dst_root, pfd);
+    (void)err;
+    return e2.code ? 1 : 0;
+}
+
+int clone_range_copy(struct clone *c, const char *path, const char *tmp, uint64_t off, uint64_t len,
+                     haul_error *err)
+{
+    haul_error e2 = {0};
+    struct stat st;
+    const char *name;
+    int sfd = range_src(c, path, NULL, &st, &e2);
+    int pfd = sfd < 0 ? -1 : fs_parent_open(c->dst_root, path, &name, &e2);
+    int tfd = pfd < 0 ? -1 : openat(pfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd >= 0 && tfd < 0)
+        err_errno(&e2, errno, "destination: open %s", tmp);
+    if (tfd >= 0 && xfer_range_copy(sfd, tfd, off, len, &e2) == 0 && c->o->fsync && fdatasync(tfd) < 0)
+        err_errno(&e2, errno, "destination: fsync");
+    if (e2.code)
+        entry_failed(c, path, &e2);
+    if (tfd >= 0)
+        close(tfd);
+    if (pfd >= 0)
+        fs_parent_close(c->dst_root, pfd);
+    if (sfd >= 0)
+        close(sfd);
+    if (c->o->cancel && atomic_load(c->o->cancel))
+        return err_set(err, HAUL_ECANCELED, "canceled");
+    return 0;
+}
+
+int clone_range_finish(struct clone *c, const char *path, const char *tmp, const struct stat *expect,
+                       haul_error *err)
+{
+    (void)err;
+    haul_error e2 = {0};
+    struct stat st, d;
+    const char *name;
+    int pfd = fs_parent_open(c->dst_root, path, &name, &e2);
+    int tfd = pfd < 0 ? -1 : openat(pfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd >= 0 && tfd < 0 && errno == ENOENT && fstatat(pfd, name, &d, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(d.st_mode) && d.st_size == expect->st_size && time_equal(d.st_mtim, expect->st_mtim)) {
+        fs_parent_close(c->dst_root, pfd); /* a redelivered finish: done before */
+        return 0;
+    }
+    if (pfd >= 0 && tfd < 0)
+        err_errno(&e2, errno, "destination: open %s", tmp);
+    int sfd = tfd < 0 ? -1 : range_src(c, path, expect, &st, &e2);
+    if (sfd >= 0 && c->o->fsync && fsync(tfd) < 0)
+        err_errno(&e2, errno, "destination: fsync");
+    if (sfd >= 0 && !e2.code && fs_meta_apply(tfd, sfd, &st, &c->meta, &e2) < 0)
+        err_prefix(&e2, "destination: ");
+    if (sfd >= 0 && !e2.code && fstatat(pfd, name, &d, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(d.st_mode) &&
+        fs_remove(pfd, name, &e2) < 0)
+        err_prefix(&e2, "destination: ");
+    if (sfd >= 0 && !e2.code && renameat(pfd, tmp, pfd, name) < 0)
+        err_errno(&e2, errno, "destination: rename into place");
+    if (e2.code) {
+        entry_failed(c, path, &e2);
+        if (tfd >= 0)
+            unlinkat(pfd, tmp, 0); /* the next pass copies it again */
+    } else {
+        atomic_fetch_add(&c->s->copied, 1);
+        atomic_fetch_add(&c->s->bytes_copied, (uint64_t)st.st_size);
+        report(c, "copy", path, NULL);
+    }
+    if (sfd >= 0)
+        close(sfd);
+    if (tfd >= 0)
+        close(tfd);
+    if (pfd >= 0)
+        fs_parent_close(c->dst_root, pfd);
     return 0;
 }

@@ -85,6 +85,13 @@ struct clone_opts {
     bool dst_exists;             /* never create DST (a worker fails when it is missing) */
     const char *link_registry;   /* a directory below DST (".haul-links"): hard links go
                                     through it instead of the process-local link map */
+    /* Distributed copies of large files (job/dclone): a regular file with one
+     * link that must be copied and has at least range_split bytes is not
+     * copied here; split(path, st, split_ctx) is called instead, and the
+     * caller has its ranges copied elsewhere (clone_range_*).  0: off. */
+    uint64_t range_split;
+    void (*split)(const char *path, const struct stat *st, void *ctx);
+    void *split_ctx;
 };
 
 /* Runs the passes.  Returns 0 when every entry was handled, -HAUL_EIO (err
@@ -147,5 +154,20 @@ int clone_dir_scan(struct clone *c, enum clone_pass pass, const char *path, clon
  * without following symlinks, then compared and copied as clone_run does.
  * An entry gone from SRC is skipped (the delete pass's business). */
 int clone_path_do(struct clone *c, enum clone_pass pass, const char *path, haul_error *err);
+
+/* A large file copied in ranges by several processes (opts->split): tmp is
+ * a name in the DST directory of path, the same for every range.  begin
+ * creates it with its full size (an existing one is kept: a redone begin
+ * loses no range); copy puts SRC's bytes [off, off+len) in it; finish
+ * checks that SRC still has expect's size, mtime and inode, applies its
+ * metadata and renames tmp over path (a finish done before: tmp gone, the
+ * copy in place: nothing to do).  Failures are counted and reported like
+ * clone_path_do's (tmp removed when SRC changed); the return value is < 0
+ * only for a cancel. */
+int clone_range_begin(struct clone *c, const char *path, const char *tmp, uint64_t size, haul_error *err);
+int clone_range_copy(struct clone *c, const char *path, const char *tmp, uint64_t off, uint64_t len,
+                     haul_error *err);
+int clone_range_finish(struct clone *c, const char *path, const char *tmp, const struct stat *expect,
+                       haul_error *err);
 
 #endif

@@ -38,6 +38,7 @@ int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_err
     kv_put_num(out, "skip_mtime_newer_secs", s->skip_mtime_newer_secs);
     kv_put_num(out, "parallel_threshold", s->parallel_threshold);
     kv_put_num(out, "chunk", s->chunk);
+    kv_put_num(out, "range_size", s->range_size);
     for (size_t i = 0; i < s->nexcludes; i++)
         kv_put_str(out, "exclude", s->excludes[i]);
     return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
@@ -85,6 +86,8 @@ int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, hau
             ok = kv_get_num(v, nl, &out->parallel_threshold);
         else if (KEY("chunk"))
             ok = kv_get_num(v, nl, &out->chunk);
+        else if (KEY("range_size"))
+            ok = kv_get_num(v, nl, &out->range_size) && (out->range_size == 0 || out->range_size >= (1u << 20));
         else if (KEY("exclude"))
             ok = out->nexcludes < DCLONE_EXCLUDES_MAX &&
                  kv_get_str(v, nl, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
@@ -99,6 +102,50 @@ int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, hau
     if (seen != 15)
         return err_set(err, HAUL_EPROTO, "job description: run, pass, src or dst missing");
     return 0;
+}
+
+/* ---- tickets of large files copied in ranges ---- */
+
+void dclone_ticket_put(struct strbuf *sb, const struct dclone_ticket *t)
+{
+    wire_put_u64(sb, t->parent);
+    wire_put_u32(sb, t->first);
+    wire_put_u32(sb, t->count);
+    wire_put_u64(sb, t->size);
+    wire_put_u64(sb, t->ino);
+    wire_put_u64(sb, (uint64_t)t->mtime_ns);
+}
+
+bool dclone_ticket_get(struct wire_reader *r, struct dclone_ticket *t)
+{
+    t->parent = wire_get_u64(r);
+    t->first = wire_get_u32(r);
+    t->count = wire_get_u32(r);
+    t->size = wire_get_u64(r);
+    t->ino = wire_get_u64(r);
+    t->mtime_ns = (int64_t)wire_get_u64(r);
+    if (!r->why && (t->count == 0 || t->first > UINT32_MAX - t->count))
+        wire_fail(r, "bad range ticket");
+    return !r->why;
+}
+
+void dclone_ticket_tmp(const struct dclone_ticket *t, char *out, size_t cap)
+{
+    snprintf(out, cap, ".haul-range.%016" PRIx64 ".%u", t->parent, t->first);
+}
+
+uint64_t dclone_ticket_finish_id(const struct dclone_ticket *t)
+{
+    return dist_unit_child_id(dist_unit_child_id(t->parent, t->first) ^ 0x66696e697368ULL, t->count);
+}
+
+void dclone_ticket_stat(const struct dclone_ticket *t, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_size = (off_t)t->size;
+    st->st_ino = (ino_t)t->ino;
+    st->st_mtim.tv_sec = t->mtime_ns / 1000000000LL;
+    st->st_mtim.tv_nsec = t->mtime_ns % 1000000000LL;
 }
 
 /* ---- counters ---- */
@@ -162,6 +209,118 @@ static uint64_t random64(void)
     return v;
 }
 
+/* ---- the coordinator's side of large files in ranges ---- */
+
+/* A ticket whose ranges are being copied: finished (FINISH published) once
+ * its own result and all its ranges' results came, in whatever order. */
+struct range_group {
+    struct dclone_ticket t;
+    char *path; /* NULL until the ticket's own result came */
+    uint32_t done;
+    struct range_group *next;
+};
+
+struct ranges {
+    struct range_group *head; /* in flight: few (large files being copied) */
+    struct dist_queue *q;
+    struct dist_tracker *tracker;
+    const char *run;
+    unsigned published; /* FINISH units not yet flushed */
+    uint64_t files, ranges; /* finished so far, for the log */
+};
+
+static struct range_group *group_get(struct ranges *g, const struct dclone_ticket *t)
+{
+    for (struct range_group *x = g->head; x; x = x->next)
+        if (x->t.parent == t->parent && x->t.first == t->first)
+            return x;
+    struct range_group *x = calloc(1, sizeof *x);
+    if (x) {
+        x->t = *t;
+        x->next = g->head;
+        g->head = x;
+    }
+    return x;
+}
+
+static void group_drop(struct ranges *g, struct range_group *x)
+{
+    for (struct range_group **pp = &g->head; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
+    free(x->path);
+    free(x);
+}
+
+static int group_maybe_finish(struct ranges *g, struct range_group *x, haul_error *err)
+{
+    if (!x->path || x->done < x->t.count)
+        return 0;
+    struct strbuf ticket = STRBUF_INIT, sb = STRBUF_INIT;
+    dclone_ticket_put(&ticket, &x->t);
+    const char *path = x->path;
+    struct dist_unit u = {.id = dclone_ticket_finish_id(&x->t), .pass = DIST_PASS_COPY, .kind = DIST_UNIT_FINISH,
+                          .npaths = 1, .paths = &path, .payload = ticket.s, .payload_len = ticket.len};
+    snprintf(u.job_id, sizeof u.job_id, "%s", g->run);
+    int rc = ticket.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &sb, err);
+    if (rc == 0)
+        rc = dist_publish(g->q, sb.s, sb.len, err);
+    if (rc == 0 && dist_tracker_expect(g->tracker, u.id) < 0)
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0) {
+        g->published++;
+        g->files++;
+        g->ranges += x->t.count;
+    }
+    strbuf_release(&ticket);
+    strbuf_release(&sb);
+    group_drop(g, x);
+    return rc;
+}
+
+/* The payload of a result seen for the first time: tickets of files split
+ * into ranges, or one range done. */
+static int ranges_take(struct ranges *g, const void *payload, size_t len, haul_error *err)
+{
+    struct wire_reader r = {payload, len, NULL};
+    unsigned type = wire_get_u8(&r);
+    uint32_t n = type == DCLONE_PAYLOAD_SPLITS ? wire_get_u32(&r) : 1;
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0 && !r.why; i++) {
+        struct dclone_ticket t;
+        const unsigned char *p = NULL;
+        size_t pn = 0;
+        if (!dclone_ticket_get(&r, &t))
+            break;
+        const char *why = NULL;
+        if (type == DCLONE_PAYLOAD_SPLITS && (pn = wire_get_str(&r, &p), !r.why) &&
+            dist_path_check((const char *)p, pn, &why) < 0)
+            wire_fail(&r, why);
+        if (r.why || (type != DCLONE_PAYLOAD_SPLITS && type != DCLONE_PAYLOAD_RANGE_DONE))
+            break;
+        struct range_group *x = group_get(g, &t);
+        if (!x)
+            return err_set(err, HAUL_ENOMEM, "out of memory");
+        if (type == DCLONE_PAYLOAD_RANGE_DONE)
+            x->done++;
+        else if (!x->path && !(x->path = strndup((const char *)p, pn)))
+            return err_set(err, HAUL_ENOMEM, "out of memory");
+        rc = group_maybe_finish(g, x, err);
+    }
+    if (r.why || (type != DCLONE_PAYLOAD_SPLITS && type != DCLONE_PAYLOAD_RANGE_DONE))
+        log_warn("%s: a result's payload was not understood (%s): ignored", dist_queue_url(g->q),
+                 r.why ? r.why : "unknown type");
+    return rc;
+}
+
+static void ranges_release(struct ranges *g)
+{
+    while (g->head)
+        group_drop(g, g->head);
+}
+
 static void counters_add(const uint64_t *counters, size_t n, void *ctx)
 {
     dclone_counters_add(ctx, counters, n);
@@ -199,6 +358,7 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
 
     struct dist_tracker *t = dist_tracker_new(counters_add, stats);
     rc = !t || dist_tracker_expect(t, base) < 0 ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
+    struct ranges g = {.q = q, .tracker = t, .run = spec->run};
     int idle = 0;
     bool said_waiting = false;
     while (rc == 0 && dist_tracker_outstanding(t) > 0) {
@@ -230,16 +390,27 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
             rc = dist_reject(q, &m, false, err);
             continue;
         }
+        /* A payload belongs to the result's one unit: taken once per unit id. */
+        if (r.payload_len && r.nunits == 1 && !dist_tracker_seen(t, r.units[0].unit_id))
+            rc = ranges_take(&g, r.payload, r.payload_len, err);
         /* Counters go with the first unit (workers send one unit per result). */
         for (size_t i = 0; i < r.nunits && rc == 0; i++)
             if (dist_tracker_done(t, r.units[i].unit_id, r.units[i].children, r.counters,
                                   i == 0 ? r.ncounters : 0) < 0)
                 rc = err_set(err, HAUL_ENOMEM, "out of memory");
         dist_result_release(&r);
+        if (rc == 0 && g.published) { /* FINISH units out for good before the result goes */
+            rc = dist_flush(q, 120000, err);
+            g.published = 0;
+        }
         if (rc == 0)
             rc = dist_ack(q, &m, err);
     }
     log_info("dclone: %s pass: %" PRIu64 " units done", pass_name(pass), t ? dist_tracker_done_count(t) : 0);
+    if (g.files)
+        log_info("dclone: %s pass: %" PRIu64 " large files copied in %" PRIu64 " RANGE units", pass_name(pass),
+                 g.files, g.ranges);
+    ranges_release(&g);
     dist_tracker_free(t);
     return rc;
 }
@@ -281,6 +452,7 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
         spec->skip_mtime_newer_secs = co->skip_mtime_newer_secs;
         spec->parallel_threshold = co->parallel_threshold ? co->parallel_threshold : 256ull << 20;
         spec->chunk = co->chunk;
+        spec->range_size = o->range_size;
         for (size_t i = 0; i < o->nexcludes; i++)
             snprintf(spec->excludes[spec->nexcludes++], sizeof spec->excludes[0], "%s", o->excludes[i]);
     }

@@ -25,12 +25,27 @@
  * children of every unit reported done) against those done; duplicates
  * from redeliveries are ignored, counters included.
  *
+ * Large files in ranges (range_size, copy pass): a worker meeting a file
+ * larger than range_size that must be copied (one link; hard-linked files
+ * go through the registry whole) creates its temporary file in the DST
+ * directory (named from a ticket, dclone_ticket_tmp) and publishes one
+ * RANGE unit per range_size bytes as children of its FILES unit; its
+ * result's payload lists the tickets (DCLONE_PAYLOAD_SPLITS).  Each RANGE
+ * unit copies its bytes into that file and its result names the ticket
+ * (DCLONE_PAYLOAD_RANGE_DONE).  When the coordinator has seen every range
+ * of a ticket (and the ticket itself: results may come in any order) it
+ * publishes a FINISH unit (an id of its own, dclone_ticket_finish_id) that
+ * checks SRC did not change, applies the metadata and renames the file
+ * into place.  Redone units are harmless: a range writes the same bytes at
+ * the same offsets, a finish finds the file in place.  A coordinator
+ * killed meanwhile leaves the temporary file (".haul-range.*") for the
+ * next delete pass to remove; the new run copies the file again.
+ *
  * The delete pass has SCAN_DIR units only: a worker reading a DST
  * directory removes what SRC lacks right there (like the local walker
  * does), and the dirtimes pass sets each directory's metadata in its scan.
- * Large files are not split into RANGE units yet: a file at or above
- * parallel_threshold is a FILES unit of its own, copied in ranges by the
- * worker's local copy pool.
+ * A file at or above parallel_threshold (and not above range_size) is a
+ * FILES unit of its own, copied in ranges by the worker's local copy pool.
  *
  * Restart: a coordinator started again with the same --job simply runs the
  * pass again with a new run id: rescans are idempotent, done files are
@@ -43,10 +58,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "dist/dist.h"
 #include "job/clone.h"
 #include "util/strbuf.h"
+#include "util/wire.h"
 
 #define DCLONE_REGISTRY ".haul-links" /* below DST during a copy pass (clone.h) */
 #define DCLONE_BATCH_PATHS 64
@@ -63,9 +80,30 @@ struct dclone_spec {
     int64_t now;           /* reference time of the age filters (absolute) */
     uint32_t skip_atime_older_days, skip_mtime_newer_secs;
     uint64_t parallel_threshold, chunk;
+    uint64_t range_size;   /* files larger than this are copied in RANGE units of it; 0: off */
     size_t nexcludes;
     char excludes[DCLONE_EXCLUDES_MAX][256];
 };
+
+/* What travels with the units of a large file copied in ranges. */
+struct dclone_ticket {
+    uint64_t parent;        /* the FILES unit that split the file */
+    uint32_t first, count;  /* its RANGE units: children first .. first+count-1 */
+    uint64_t size, ino;     /* SRC's file when it was split */
+    int64_t mtime_ns;
+};
+#define DCLONE_PAYLOAD_SPLITS 1     /* FILES result: u32 n, n x (ticket, str path) */
+#define DCLONE_PAYLOAD_RANGE_DONE 2 /* RANGE result: the ticket */
+
+void dclone_ticket_put(struct strbuf *sb, const struct dclone_ticket *t);
+/* false (r marked bad) for a count of 0 or a range past 2^32 units */
+bool dclone_ticket_get(struct wire_reader *r, struct dclone_ticket *t);
+/* The temporary name in the file's DST directory: ".haul-range.<parent>.<first>". */
+void dclone_ticket_tmp(const struct dclone_ticket *t, char *out, size_t cap);
+/* The FINISH unit's id (never a child index of the parent). */
+uint64_t dclone_ticket_finish_id(const struct dclone_ticket *t);
+/* The size, mtime and inode a finish checks. */
+void dclone_ticket_stat(const struct dclone_ticket *t, struct stat *st);
 
 int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err);
 /* Strict: HAUL_EPROTO and why for anything unexpected. */
@@ -82,6 +120,7 @@ struct dclone_opts {
     const char *broker_url; /* amqp://... */
     const char *job;        /* job name: queues haul.<job>.* */
     const struct clone_opts *clone; /* src, dst, passes, options; line for messages */
+    uint64_t range_size;    /* files larger than this go in RANGE units (0: off) */
     const char *const *excludes; /* the patterns of clone->filter, for the workers */
     size_t nexcludes;
     void (*waiting)(unsigned pass, void *ctx); /* no worker attached (may be NULL) */

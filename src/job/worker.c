@@ -16,9 +16,16 @@
 #include "job/dclone.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/wire.h"
 #include "walk/filter.h"
 
 struct worker;
+
+/* A large file met by clone_path_do that goes in RANGE units. */
+struct split {
+    char *path;
+    struct stat st;
+};
 
 /* A thread's engine for the run it last saw: a clone's, or a backup's
  * (b != NULL, described by bspec). */
@@ -26,7 +33,9 @@ struct engine {
     struct dclone_spec spec;
     struct dbackup_spec bspec;
     struct dbackup_engine *b;
-    struct strbuf payload;     /* a backup unit's result payload */
+    struct strbuf payload;     /* the result payload of the unit being done */
+    struct split *splits;      /* large files the unit being done left to RANGE units */
+    size_t nsplits, splits_cap;
     struct walk_filter *filter;
     struct clone_opts o;
     struct clone_stats stats;  /* this thread's counters in this run */
@@ -79,8 +88,37 @@ static void on_line(const char *what, const char *path, const char *msg, void *c
         log_debug("haul worker: %s %s", what, path);
 }
 
+static void splits_clear(struct engine *e)
+{
+    for (size_t i = 0; i < e->nsplits; i++)
+        free(e->splits[i].path);
+    e->nsplits = 0;
+}
+
+/* clone's split hook: called on the thread doing the unit's paths (the
+ * unit's, or its keepalive helper while the unit's thread only waits). */
+static void on_split(const char *path, const struct stat *st, void *ctx)
+{
+    struct engine *e = ctx;
+    if (e->nsplits == e->splits_cap) {
+        size_t cap = e->splits_cap ? e->splits_cap * 2 : 8;
+        struct split *n = realloc(e->splits, cap * sizeof *n);
+        if (!n)
+            return; /* not split, not copied: the next pass copies it */
+        e->splits = n;
+        e->splits_cap = cap;
+    }
+    char *p = strdup(path);
+    if (p)
+        e->splits[e->nsplits++] = (struct split){p, *st};
+}
+
 static void engine_drop(struct engine *e)
 {
+    splits_clear(e);
+    free(e->splits);
+    e->splits = NULL;
+    e->splits_cap = 0;
     clone_free(e->c);
     walk_filter_free(e->filter);
     dbackup_engine_free(e->b);
@@ -124,6 +162,11 @@ static int engine_open(struct wthread *t, struct engine *e, haul_error *err)
     o->line = on_line;
     o->dst_exists = true;
     o->link_registry = DCLONE_REGISTRY;
+    if (e->spec.range_size) {
+        o->range_split = e->spec.range_size + 1; /* larger than range_size */
+        o->split = on_split;
+        o->split_ctx = e;
+    }
     if (!(e->c = clone_new(o, &e->stats, err)))
         return err->code ? -err->code : -HAUL_EIO;
     e->ready = true;
@@ -357,6 +400,97 @@ static int backup_unit_fn(void *arg, haul_error *err)
     return dbackup_unit_do(a->b, a->q, a->u, a->name, a->children, a->counters, a->payload, err);
 }
 
+/* One RANGE unit of a large file. */
+struct range_arg {
+    struct clone *c;
+    const struct dist_unit *u;
+    const char *tmp;
+};
+
+static int range_copy_fn(void *arg, haul_error *err)
+{
+    const struct range_arg *a = arg;
+    return clone_range_copy(a->c, a->u->paths[0], a->tmp, a->u->offset, a->u->length, err);
+}
+
+/* The large files the unit's paths left to ranges: their temporary files,
+ * RANGE units (children of u from *children on) and tickets in the
+ * result's payload. */
+static int splits_publish(struct engine *e, struct dist_queue *q, const struct dist_unit *u, uint32_t *children,
+                          haul_error *err)
+{
+    int rc = 0;
+    uint32_t n = 0;
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_reset(&e->payload);
+    wire_put_u8(&e->payload, DCLONE_PAYLOAD_SPLITS);
+    wire_put_u32(&e->payload, 0); /* n, patched below */
+    for (size_t i = 0; i < e->nsplits && rc == 0; i++) {
+        const struct split *sp = &e->splits[i];
+        uint64_t size = (uint64_t)sp->st.st_size, range = e->spec.range_size;
+        struct dclone_ticket tk = {.parent = u->id, .first = *children, .count = (uint32_t)((size + range - 1) / range),
+                                   .size = size, .ino = sp->st.st_ino,
+                                   .mtime_ns = (int64_t)sp->st.st_mtim.tv_sec * 1000000000LL + sp->st.st_mtim.tv_nsec};
+        char tmp[64];
+        dclone_ticket_tmp(&tk, tmp, sizeof tmp);
+        if (clone_range_begin(e->c, sp->path, tmp, size, err) != 0)
+            continue; /* counted as failed */
+        struct strbuf tsb = STRBUF_INIT;
+        dclone_ticket_put(&tsb, &tk);
+        for (uint32_t k = 0; k < tk.count && rc == 0; k++) {
+            const char *path = sp->path;
+            uint64_t off = (uint64_t)k * range;
+            struct dist_unit r = {.id = dist_unit_child_id(u->id, tk.first + k), .pass = DIST_PASS_COPY,
+                                  .kind = DIST_UNIT_RANGE, .offset = off, .length = size - off < range ? size - off : range,
+                                  .npaths = 1, .paths = &path, .payload = tsb.s, .payload_len = tsb.len};
+            memcpy(r.job_id, u->job_id, sizeof r.job_id);
+            strbuf_reset(&sb);
+            rc = dist_unit_encode(&r, &sb, err);
+            if (rc == 0)
+                rc = dist_publish(q, sb.s, sb.len, err);
+        }
+        strbuf_release(&tsb);
+        if (rc == 0) {
+            *children += tk.count;
+            dclone_ticket_put(&e->payload, &tk);
+            wire_put_str(&e->payload, sp->path, strlen(sp->path));
+            n++;
+        }
+    }
+    strbuf_release(&sb);
+    splits_clear(e);
+    if (n == 0)
+        strbuf_reset(&e->payload);
+    else
+        for (int k = 0; k < 4; k++)
+            ((unsigned char *)e->payload.s)[1 + k] = (unsigned char)(n >> (24 - 8 * k));
+    return rc;
+}
+
+/* RANGE and FINISH units: the ticket is their payload. */
+static int range_unit_do(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, haul_error *err)
+{
+    struct engine *e = t->e;
+    struct wire_reader r = {u->payload, u->payload_len, NULL};
+    struct dclone_ticket tk;
+    if (!dclone_ticket_get(&r, &tk) || r.left)
+        return err_set(err, HAUL_EPROTO, "%s unit without a valid ticket",
+                       u->kind == DIST_UNIT_RANGE ? "RANGE" : "FINISH");
+    char tmp[64];
+    dclone_ticket_tmp(&tk, tmp, sizeof tmp);
+    if (u->kind == DIST_UNIT_FINISH) {
+        struct stat st;
+        dclone_ticket_stat(&tk, &st);
+        return clone_range_finish(e->c, u->paths[0], tmp, &st, err);
+    }
+    int rc = path_do_keepalive(t->w, range_copy_fn, &(struct range_arg){e->c, u, tmp}, q, err);
+    if (rc == 0) {
+        wire_put_u8(&e->payload, DCLONE_PAYLOAD_RANGE_DONE);
+        dclone_ticket_put(&e->payload, &tk);
+    }
+    return rc;
+}
+
 /* Does unit u; its result goes out after.  children: units it published. */
 static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t *children,
                    haul_error *err)
@@ -365,6 +499,7 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
     enum clone_pass pass = u->pass == DIST_PASS_COPY ? CLONE_PASS_COPY
                            : u->pass == DIST_PASS_DELETE ? CLONE_PASS_DELETE : CLONE_PASS_DIRTIMES;
     *children = 0;
+    strbuf_reset(&e->payload);
     if (u->kind == DIST_UNIT_SCAN_DIR) {
         struct batch b = {.q = q, .parent = u, .threshold = e->spec.parallel_threshold, .sb = STRBUF_INIT};
         int rc = clone_dir_scan(e->c, pass, u->paths[0], on_child, &b, err);
@@ -377,18 +512,21 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
         *children = b.published;
         return rc;
     }
-    /* A unit of one path may be a large file (they travel alone). */
-    if (u->npaths == 1)
-        return path_do_keepalive(t->w, clone_path_fn, &(struct clone_path_arg){e->c, pass, u->paths[0]}, q, err);
-    for (size_t i = 0; i < u->npaths; i++) {
-        int rc = clone_path_do(e->c, pass, u->paths[i], err);
-        if (rc < 0)
-            return rc;
+    if (u->kind == DIST_UNIT_RANGE || u->kind == DIST_UNIT_FINISH)
+        return range_unit_do(t, q, u, err);
+    int rc = 0;
+    if (u->npaths == 1) /* a unit of one path may be a large file (they travel alone) */
+        rc = path_do_keepalive(t->w, clone_path_fn, &(struct clone_path_arg){e->c, pass, u->paths[0]}, q, err);
+    for (size_t i = 0; u->npaths > 1 && i < u->npaths && rc == 0; i++) {
+        rc = clone_path_do(e->c, pass, u->paths[i], err);
         /* Keeps the connection alive through a batch of big files. */
-        if ((rc = dist_poll(q, err)) < 0)
-            return rc;
+        if (rc == 0)
+            rc = dist_poll(q, err);
     }
-    return 0;
+    if (rc == 0 && e->nsplits)
+        rc = splits_publish(e, q, u, children, err);
+    splits_clear(e);
+    return rc;
 }
 
 static int result_send(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
@@ -401,7 +539,8 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
         delta[i] = now[i] - e->reported[i];
     struct dist_result_unit ru = {.unit_id = u->id, .children = children};
     struct dist_result r = {.files = delta[0], .bytes = delta[6], .skipped = delta[10] + delta[11],
-                            .failed = delta[14], .nunits = 1, .units = &ru, .ncounters = DCLONE_COUNTERS};
+                            .failed = delta[14], .nunits = 1, .units = &ru, .ncounters = DCLONE_COUNTERS,
+                            .payload = e->payload.s, .payload_len = e->payload.len};
     memcpy(r.counters, delta, sizeof delta);
     snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
     struct strbuf sb = STRBUF_INIT;
@@ -480,13 +619,6 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
         return dist_reject(q, m, false, err);
     }
     int rc;
-    if (u.kind == DIST_UNIT_RANGE) {
-        log_warn("haul worker: unit %016" PRIx64 ": RANGE units are not done by this worker: to the dead-letter queue",
-                 u.id);
-        rc = dist_reject(q, m, false, err);
-        dist_unit_release(&u);
-        return rc;
-    }
     if (t->w->delay_ms)
         sleep_ms(t->w->delay_ms);
     haul_error jerr = {0};

@@ -242,6 +242,17 @@ static int copy_parallel(int src, int dst, uint64_t size, bool sparse, const str
     return rc;
 }
 
+int xfer_range_copy(int src, int dst, uint64_t off, uint64_t len, haul_error *err)
+{
+    struct stat st;
+    if (fstat(src, &st) < 0)
+        return err_errno(err, errno, "read: stat");
+    if ((uint64_t)st.st_size < off + len)
+        return err_set(err, HAUL_EIO, "shrank while being copied (%llu bytes, the range ends at %llu)",
+                       (unsigned long long)st.st_size, (unsigned long long)(off + len));
+    return copy_range(src, dst, off, off + len, looks_sparse(src, (uint64_t)st.st_size), err);
+}
+
 int xfer_file_copy(int src, int dst, uint64_t size, const struct xfer_copy_opts *o, haul_error *err)
 {
     if (ftruncate(dst, (off_t)size) < 0)

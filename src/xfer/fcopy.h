@@ -38,4 +38,9 @@ struct xfer_copy_opts {
  * the caller prefixes the path. */
 int xfer_file_copy(int src, int dst, uint64_t size, const struct xfer_copy_opts *opts, haul_error *err);
 
+/* Copies bytes [off, off+len) of src into dst at the same offsets (dst
+ * already has its full size: a sparse src's holes are skipped and stay
+ * holes).  For ranges of one file copied by different processes. */
+int xfer_range_copy(int src, int dst, uint64_t off, uint64_t len, haul_error *err);
+
 #endif

@@ -66,8 +66,12 @@ start_worker w1
 start_worker w2
 start_worker w3
 wait_workers 3; ok $? "3 workers answer ctl status"
-run clone "${B[@]}" --pass all --xattrs --parallel-threshold 8M --chunk-size 2M --json "$S" "$SCRATCH/dist"
+# --range-size 4M: the 20 MB file and the 200 MB sparse one travel as RANGE
+# units (5 and 50) copied by whichever workers take them, then a FINISH.
+run clone "${B[@]}" -v --pass all --xattrs --parallel-threshold 8M --chunk-size 2M --range-size 4M --json "$S" "$SCRATCH/dist"
 is "$RC" 0 "distributed clone --pass all exits 0"
+like "$ERR" "copy pass: 2 large files copied in 55 RANGE units" "the two large files went in ranges"
+is "$(find "$SCRATCH/dist" -name '.haul-range.*' | wc -l)" 0 "no range temporary file left"
 is "$(field "$OUT" failed)" 0 "no failures reported"
 for f in files dirs symlinks others copied hardlinks; do
     is "$(field "$OUT" $f)" "$(field "$LOCAL_OUT" $f)" "$f: the same count as the local clone"
@@ -179,10 +183,11 @@ for d in $(seq 1 12); do
     for f in $(seq 1 20); do mkfile "$K/d$d/sub/g$f" 70000; done
     ln "$K/d$d/f1" "$K/d$d/sub/link-to-f1"
 done
+mkfile "$K/d1/large" 12000000 # 12 RANGE units with --range-size 1M
 start_worker k1 HAUL_TEST_UNIT_DELAY_MS=150
 start_worker k2 HAUL_TEST_UNIT_DELAY_MS=150
 wait_workers 2; ok $? "workers k1 and k2 answer"
-"$HAUL" clone "${B[@]}" --pass all --json "$K" "$SCRATCH/kdst" >"$SCRATCH/k.out" 2>"$SCRATCH/k.err" &
+"$HAUL" clone "${B[@]}" --pass all --range-size 1M --json "$K" "$SCRATCH/kdst" >"$SCRATCH/k.out" 2>"$SCRATCH/k.err" &
 coord=$!
 for i in $(seq 300); do
     [ "$(find "$SCRATCH/kdst" -type f 2>/dev/null | wc -l)" -ge 40 ] && break
@@ -199,7 +204,7 @@ is "$(find "$SCRATCH/kdst" -name '.haul-tmp*' | wc -l)" 0 "no temporary names le
 # A coordinator killed by SIGKILL and started again with the same job finishes it.
 start_worker k3 HAUL_TEST_UNIT_DELAY_MS=150
 rm -rf "$SCRATCH/kdst"
-"$HAUL" clone "${B[@]}" --pass all --json "$K" "$SCRATCH/kdst" >/dev/null 2>&1 &
+"$HAUL" clone "${B[@]}" --pass all --range-size 1M --json "$K" "$SCRATCH/kdst" >/dev/null 2>&1 &
 coord=$!
 for i in $(seq 300); do
     [ "$(find "$SCRATCH/kdst" -type f 2>/dev/null | wc -l)" -ge 40 ] && break
@@ -207,7 +212,7 @@ for i in $(seq 300); do
 done
 kill -9 "$coord"; wait "$coord" 2>/dev/null; rc=$?
 is "$rc" 137 "the coordinator was killed by SIGKILL mid-run"
-run clone "${B[@]}" --pass all --json "$K" "$SCRATCH/kdst"
+run clone "${B[@]}" --pass all --range-size 1M --json "$K" "$SCRATCH/kdst"
 is "$RC" 0 "the same command run again completes"
 is "$(field "$OUT" failed)" 0 "... without failures"
 CMP=$(python3 "$TREECMP" "$K" "$SCRATCH/kdst"); CRC=$?

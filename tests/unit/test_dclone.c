@@ -75,9 +75,51 @@ static void test_spec_malformed(void **state)
     assert_int_equal(dclone_spec_decode(good, strlen(good), &d, &err), 0);
 }
 
+/* Range tickets: round trip; a count of 0 or ranges past 2^32 refused; the
+ * temporary name and the FINISH id are fixed by the ticket alone. */
+static void test_ticket(void **state)
+{
+    (void)state;
+    struct dclone_ticket t = {.parent = 0x1122334455667788ULL, .first = 3, .count = 50, .size = 200000000,
+                              .ino = 4242, .mtime_ns = 1700000000123456789LL}, d;
+    struct strbuf sb = STRBUF_INIT;
+    dclone_ticket_put(&sb, &t);
+    struct wire_reader r = {(const unsigned char *)sb.s, sb.len, NULL};
+    assert_true(dclone_ticket_get(&r, &d));
+    assert_int_equal(r.left, 0);
+    assert_memory_equal(&t, &d, sizeof t);
+    char a[64], b[64];
+    dclone_ticket_tmp(&t, a, sizeof a);
+    assert_string_equal(a, ".haul-range.1122334455667788.3");
+    dclone_ticket_tmp(&d, b, sizeof b);
+    assert_string_equal(a, b);
+    assert_true(dclone_ticket_finish_id(&t) == dclone_ticket_finish_id(&d));
+    for (uint32_t i = 0; i < 60; i++) /* never one of the parent's child ids */
+        assert_true(dclone_ticket_finish_id(&t) != dist_unit_child_id(t.parent, i));
+    struct stat st;
+    dclone_ticket_stat(&t, &st);
+    assert_int_equal(st.st_size, 200000000);
+    assert_int_equal(st.st_mtim.tv_nsec, 123456789);
+    t.count = 0;
+    strbuf_reset(&sb);
+    dclone_ticket_put(&sb, &t);
+    r = (struct wire_reader){(const unsigned char *)sb.s, sb.len, NULL};
+    assert_false(dclone_ticket_get(&r, &d));
+    t.count = 2;
+    t.first = UINT32_MAX;
+    strbuf_reset(&sb);
+    dclone_ticket_put(&sb, &t);
+    r = (struct wire_reader){(const unsigned char *)sb.s, sb.len - 1, NULL};
+    assert_false(dclone_ticket_get(&r, &d)); /* truncated */
+    r = (struct wire_reader){(const unsigned char *)sb.s, sb.len, NULL};
+    assert_false(dclone_ticket_get(&r, &d)); /* past 2^32 */
+    strbuf_release(&sb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ticket),
         cmocka_unit_test(test_spec_round_trip),
         cmocka_unit_test(test_spec_malformed),
     };
