@@ -108,9 +108,11 @@ static void on_split(const char *path, const struct stat *st, void *ctx)
         e->splits = n;
         e->splits_cap = cap;
     }
-    char *p = strdup(path);
-    if (p)
-        e->splits[e->nsplits++] = (struct split){p, *st};
+    struct split *sp = &e->splits[e->nsplits];
+    if ((sp->path = strdup(path)) != NULL) {
+        sp->st = *st;
+        e->nsplits++;
+    }
 }
 
 static void engine_drop(struct engine *e)
