@@ -33,28 +33,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 rm -rf "$WORK"; mkdir -p "$WORK"
 say "generating the tree ($FILES files)"
 python3 bench/gen-tree.py "$WORK/src" --files "$FILES" --large 0 > "$WORK/tree.json"
-beam_cpu() { # broker user+sys seconds
-    local pid; pid=$(cat /tmp/haul-broker/pids/beam.pid 2>/dev/null) || { echo 0; return; }
-    awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$pid/stat"
-}
-now() { date +%s.%N; }
-WORKER_PIDS=()
-workers_start() {
-    local i
-    for i in $(seq 1 "$1"); do
-        "$HAUL" worker --broker "$HAUL_BROKER" --job "$JOB" --threads "$THREADS" --name "b$i" 2>"$WORK/worker-$i.log" &
-        WORKER_PIDS+=($!)
-    done
-    for i in $(seq 100); do
-        [ "$("$HAUL" ctl --broker "$HAUL_BROKER" --job "$JOB" status --wait-ms 300 | grep -c '^worker ')" -ge "$1" ] && return 0
-    done
-    echo "dclone.sh: workers did not start" >&2; exit 1
-}
-workers_stop() {
-    "$HAUL" ctl --broker "$HAUL_BROKER" --job "$JOB" stop >/dev/null
-    wait "${WORKER_PIDS[@]}"
-    WORKER_PIDS=()
-}
+. "$ROOT/bench/distlib.sh"
 ROWS=$WORK/rows
 : > "$ROWS"
 # run NAME DST COMMAND...: one timed run, a table row
