@@ -92,7 +92,7 @@ static void summary(const struct backup_stats *s, const struct global_opts *g, d
 
 struct backup_cli {
     const char *bucketname, *storage_class_large, *state_dir, *newer, *older, *broker, *job;
-    uint64_t small_threshold;
+    uint64_t small_threshold, range_size;
     int small_workers, walk_threads;
     bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
     struct opt_list exclude, include;
@@ -183,7 +183,7 @@ int cmd_backup(int argc, char **argv)
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
-    struct backup_cli cli = {.small_threshold = 128 * 1024};
+    struct backup_cli cli = {.small_threshold = 128 * 1024, .range_size = 1ull << 30};
     bool delete_excluded = false;
     const struct opt opts[] = {
         XFER_CLI_OPTS(cli.x),
@@ -208,6 +208,7 @@ int cmd_backup(int argc, char **argv)
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
         {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},
+        {"range-size", 0, OPT_SIZE, &cli.range_size, "BYTES", "with --broker: larger files are uploaded as parts spread over the workers, this many bytes per unit (default 1G; 0 = off)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[64];
     int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 64, &n_pos);
@@ -219,6 +220,8 @@ int cmd_backup(int argc, char **argv)
         cli.broker = dist_broker_url_from_env();
     if (cli.job && !cli.broker)
         return usage_error("backup", "--job needs --broker (or HAUL_BROKER)");
+    if (cli.range_size && cli.range_size < 5 * 1024 * 1024)
+        return usage_error("backup", "--range-size must be 0 (off) or at least 5M (one part)");
     struct s3_url url = {0};
     if ((rc = destination(&cli, pos, &n_pos, &url)) != 0)
         return rc;
@@ -269,7 +272,8 @@ int cmd_backup(int argc, char **argv)
                 .broker_url = cli.broker, .job = cli.job ? cli.job : "haul", .backup = &o,
                 .excludes = (const char *const *)cli.exclude.items, .nexcludes = (size_t)cli.exclude.n,
                 .includes = (const char *const *)cli.include.items, .nincludes = (size_t)cli.include.n,
-                .mtime_newer = newer, .mtime_older = older, .waiting = on_waiting, .ctx = &g,
+                .mtime_newer = newer, .mtime_older = older, .range_size = cli.range_size,
+                .waiting = on_waiting, .ctx = &g,
             };
             rc = dbackup_run(c, &d, &stats, &err);
         } else {

@@ -25,6 +25,7 @@
 #include "util/log.h"
 #include "util/wire.h"
 #include "walk/filter.h"
+#include "xfer/xfer.h"
 
 /* ---- job description ---- */
 
@@ -118,7 +119,7 @@ int dbackup_spec_decode(const void *buf, size_t len, struct dbackup_spec *out, h
 /* ---- payloads ----
  * listing (worker -> coordinator, a scan's child):
  *   u8 1, str run, u32 n, n x {str path ("" = the root), u32 mode, u64 size,
- *   u64 mtime_ns, u32 uid, u32 gid, u32 nlink, u64 ino, u64 dev}
+ *   u64 mtime_ns, u32 uid, u32 gid, u32 nlink, u64 ino, u64 dev, u64 blocks}
  *   dev is 0 for the root's filesystem (st_dev may differ between nodes
  *   mounting the same filesystem, inode numbers do not).
  * records (worker -> coordinator, an upload unit's result):
@@ -128,13 +129,72 @@ int dbackup_spec_decode(const void *buf, size_t len, struct dbackup_spec *out, h
  * upload (coordinator -> worker, a FILES unit's payload):
  *   u8 3, then per path of the unit: str hard-link target ("" = none) */
 
-enum { PAYLOAD_LISTING = 1, PAYLOAD_RECORDS = 2, PAYLOAD_UPLOAD = 3 };
+enum { PAYLOAD_LISTING = 1, PAYLOAD_RECORDS = 2, PAYLOAD_UPLOAD = 3, PAYLOAD_PARTS = 4, PAYLOAD_PARTS_DONE = 5 };
+
+/* A RANGE unit's payload (coordinator -> worker), after the type byte:
+ *   u64 spread id, str upload id, str key, u64 part size, u32 first part
+ *   number, u64 size, u64 mtime_ns, u64 ino (the file as listed)
+ * and its result's (worker -> coordinator), after the type byte:
+ *   str run, u32 1, u64 spread id, u8 ok, ok: u32 first part, u32 n, n x
+ *   str etag; not ok: str message */
+struct parts_ticket {
+    uint64_t spread;
+    char upload_id[256];
+    char key[META_KEY_MAX + 1];
+    uint64_t part_size, size, ino;
+    uint32_t first;
+    int64_t mtime_ns;
+};
+
+static void parts_ticket_put(struct strbuf *sb, const struct parts_ticket *t)
+{
+    wire_put_u8(sb, PAYLOAD_PARTS);
+    wire_put_u64(sb, t->spread);
+    wire_put_str(sb, t->upload_id, strlen(t->upload_id));
+    wire_put_str(sb, t->key, strlen(t->key));
+    wire_put_u64(sb, t->part_size);
+    wire_put_u32(sb, t->first);
+    wire_put_u64(sb, t->size);
+    wire_put_u64(sb, (uint64_t)t->mtime_ns);
+    wire_put_u64(sb, t->ino);
+}
+
+static bool wire_get_cstr(struct wire_reader *r, char *out, size_t cap)
+{
+    const unsigned char *p;
+    size_t n = wire_get_str(r, &p);
+    if (r->why || n >= cap || memchr(p, 0, n)) {
+        wire_fail(r, "bad string");
+        return false;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+static bool parts_ticket_get(struct wire_reader *r, struct parts_ticket *t)
+{
+    if (wire_get_u8(r) != PAYLOAD_PARTS)
+        wire_fail(r, "not a parts ticket");
+    t->spread = wire_get_u64(r);
+    wire_get_cstr(r, t->upload_id, sizeof t->upload_id);
+    wire_get_cstr(r, t->key, sizeof t->key);
+    t->part_size = wire_get_u64(r);
+    t->first = wire_get_u32(r);
+    t->size = wire_get_u64(r);
+    t->mtime_ns = (int64_t)wire_get_u64(r);
+    t->ino = wire_get_u64(r);
+    if (!r->why && (t->part_size < (5u << 20) || t->part_size > (5ull << 30) || t->first < 1 || t->first > 10000 ||
+                    !t->upload_id[0] || !t->key[0]))
+        wire_fail(r, "bad parts ticket");
+    return !r->why && !r->left;
+}
 
 struct listing_entry {
     const unsigned char *path;
     size_t path_len;
     uint32_t mode, uid, gid, nlink;
-    uint64_t size, ino, dev;
+    uint64_t size, ino, dev, blocks;
     int64_t mtime_ns;
 };
 
@@ -157,6 +217,7 @@ static void listing_add(struct strbuf *sb, const char *path, const struct stat *
     wire_put_u32(sb, (uint32_t)st->st_nlink);
     wire_put_u64(sb, st->st_ino);
     wire_put_u64(sb, st->st_dev == root_dev ? 0 : (uint64_t)st->st_dev);
+    wire_put_u64(sb, (uint64_t)st->st_blocks);
 }
 
 static void listing_get(struct wire_reader *r, struct listing_entry *e)
@@ -170,6 +231,7 @@ static void listing_get(struct wire_reader *r, struct listing_entry *e)
     e->nlink = wire_get_u32(r);
     e->ino = wire_get_u64(r);
     e->dev = wire_get_u64(r);
+    e->blocks = wire_get_u64(r);
 }
 
 /* Reads a payload's type and run; false when it is not of this run. */
@@ -194,6 +256,7 @@ static void stat_from_entry(const struct listing_entry *e, struct stat *st)
     st->st_nlink = e->nlink;
     st->st_ino = e->ino;
     st->st_dev = e->dev;
+    st->st_blocks = (blkcnt_t)e->blocks; /* the object's metadata says whether it is sparse */
 }
 
 /* ---- the worker's side ---- */
@@ -561,6 +624,98 @@ static int upload_do(struct dbackup_engine *e, struct dist_queue *q, const struc
     return payload->failed ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
 }
 
+static bool same_as_ticket(const struct stat *st, const struct parts_ticket *t)
+{
+    return (uint64_t)st->st_size == t->size && (uint64_t)st->st_ino == t->ino &&
+           (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec == t->mtime_ns;
+}
+
+static int pread_full(int fd, char *buf, size_t len, uint64_t off, haul_error *err)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_errno(err, errno, "read");
+        if (n == 0)
+            return err_set(err, HAUL_EIO, "shrank while being read");
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Uploads the parts of a RANGE unit; their ETags, or why not, in payload. */
+static int parts_upload(struct dbackup_engine *e, const struct dist_unit *u, const struct parts_ticket *t,
+                        uint64_t *counters, struct strbuf *etags, uint32_t *n, haul_error *err)
+{
+    int fd = fs_open_beneath(e->root, u->paths[0], O_RDONLY, err);
+    if (fd < 0)
+        return -HAUL_EIO;
+    struct stat st;
+    char *buf = NULL;
+    int rc = 0;
+    if (fstat(fd, &st) < 0 || !same_as_ticket(&st, t))
+        rc = err_set(err, HAUL_EIO, "changed since it was listed; the next run takes it");
+    else if (!(buf = malloc(t->part_size)))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    for (uint64_t off = u->offset; rc == 0 && off < u->offset + u->length; off += t->part_size) {
+        size_t len = (size_t)(t->size - off < t->part_size ? t->size - off : t->part_size);
+        char etag[128];
+        rc = pread_full(fd, buf, len, off, err);
+        if (rc == 0)
+            rc = s3_mpu_part_put(e->c, e->spec.bucket, t->key, t->upload_id, (int)(t->first + *n), buf, len, NULL,
+                                 etag, sizeof etag, err);
+        if (rc == 0) {
+            wire_put_str(etags, etag, strlen(etag));
+            counters[DBACKUP_C_BYTES] += len;
+            (*n)++;
+        }
+        if (rc == 0 && e->bo.cancel && atomic_load(e->bo.cancel))
+            rc = err_set(err, HAUL_ECANCELED, "canceled");
+    }
+    if (rc == 0 && (fstat(fd, &st) < 0 || !same_as_ticket(&st, t)))
+        rc = err_set(err, HAUL_EIO, "changed while being read; the next run takes it");
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+static int parts_do(struct dbackup_engine *e, const struct dist_unit *u, uint64_t *counters, struct strbuf *payload,
+                    haul_error *err)
+{
+    struct wire_reader r = {u->payload, u->payload_len, NULL};
+    struct parts_ticket t;
+    size_t plen = strlen(e->spec.prefix);
+    if (!parts_ticket_get(&r, &t) || u->offset % t.part_size || u->offset / t.part_size + 1 != t.first ||
+        u->offset + u->length > t.size || strncmp(t.key, e->spec.prefix, plen) != 0)
+        return err_set(err, HAUL_EPROTO, "RANGE unit without a valid parts ticket");
+    wire_put_u8(payload, PAYLOAD_PARTS_DONE);
+    wire_put_str(payload, u->job_id, strlen(u->job_id));
+    wire_put_u32(payload, 1);
+    wire_put_u64(payload, t.spread);
+    struct strbuf etags = STRBUF_INIT;
+    uint32_t n = 0;
+    haul_error perr = {0};
+    int rc = parts_upload(e, u, &t, counters, &etags, &n, &perr);
+    if (rc == 0) {
+        wire_put_u8(payload, 1);
+        wire_put_u32(payload, t.first);
+        wire_put_u32(payload, n);
+        strbuf_add(payload, etags.s, etags.len);
+    } else if (rc == -HAUL_ECANCELED) {
+        strbuf_release(&etags);
+        return err_set(err, HAUL_ECANCELED, "canceled");
+    } else {
+        err_prefix(&perr, "%s: ", u->paths[0]);
+        log_error("haul worker: %s", perr.msg);
+        wire_put_u8(payload, 0);
+        wire_put_str(payload, perr.msg, strnlen(perr.msg, 1024));
+    }
+    strbuf_release(&etags);
+    return payload->failed ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
+}
+
 int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, const char *worker,
                     uint32_t *children, uint64_t counters[DBACKUP_COUNTERS], struct strbuf *payload,
                     haul_error *err)
@@ -570,8 +725,10 @@ int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct
     strbuf_reset(payload);
     if (u->kind == DIST_UNIT_FILES)
         return upload_do(e, q, u, counters, payload, err);
+    if (u->kind == DIST_UNIT_RANGE)
+        return parts_do(e, u, counters, payload, err);
     if (u->kind != DIST_UNIT_SCAN_DIR || !q)
-        return err_set(err, HAUL_EPROTO, "RANGE units are not part of a backup");
+        return err_set(err, HAUL_EPROTO, "FINISH units are not part of a backup");
     struct scan s = {.e = e, .q = q, .u = u, .worker = worker, .list = STRBUF_INIT, .counters = counters};
     listing_head(&s.list, u->job_id);
     int rc = scan_do(&s, err);
@@ -604,9 +761,32 @@ struct coord {
     struct strbuf links;
     size_t n;
     uint64_t bytes;
+    struct spread *spreads; /* large files being uploaded in RANGE units */
+    uint64_t spread_files, spread_units; /* for the log */
     uint64_t base;      /* upload unit ids: dist_unit_child_id(base, i) */
     uint64_t published; /* upload units so far */
 };
+
+/* A large file uploaded as parts by RANGE units on many workers. */
+struct spread {
+    uint64_t id;
+    char *path;
+    char key[META_KEY_MAX + 1];
+    char upload_id[256];
+    struct stat st;
+    uint32_t nparts, units_left;
+    char (*etags)[128]; /* per part, "" until reported */
+    char *error;        /* the first range's failure */
+    struct spread *next;
+};
+
+static void spread_free(struct spread *sp)
+{
+    free(sp->path);
+    free(sp->etags);
+    free(sp->error);
+    free(sp);
+}
 
 static void report(struct coord *k, const char *what, const char *key)
 {
@@ -704,6 +884,159 @@ static int root_store(struct coord *k, const char *key, const struct stat *st, h
     return rc;
 }
 
+/* Creates the multipart upload of a large file and publishes its RANGE
+ * units.  Failures to create it are the entry's (counted, reported). */
+static int spread_start(struct coord *k, const char *path, const char *key, const struct stat *st, haul_error *err)
+{
+    uint64_t size = (uint64_t)st->st_size, part = 0;
+    haul_error serr = {0};
+    if (xfer_part_size_plan(size, k->bo->xfer.part_size ? k->bo->xfer.part_size : 8u << 20, &part, &serr) < 0) {
+        err_prefix(&serr, "%s: ", path);
+        entry_failed(k, serr.msg);
+        return 0;
+    }
+    uint64_t per_unit = k->o->range_size / part ? k->o->range_size / part : 1;
+    struct spread *sp = calloc(1, sizeof *sp);
+    if (!sp || !(sp->path = strdup(path)))
+        return free(sp), err_set(err, HAUL_ENOMEM, "out of memory");
+    sp->nparts = (uint32_t)((size + part - 1) / part);
+    sp->units_left = (uint32_t)((sp->nparts + per_unit - 1) / per_unit);
+    sp->st = *st;
+    snprintf(sp->key, sizeof sp->key, "%s", key);
+    if (!(sp->etags = calloc(sp->nparts, sizeof *sp->etags))) {
+        spread_free(sp);
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    }
+    /* The object's metadata as a local backup writes it, the part size too. */
+    struct meta_encoded m;
+    struct s3_meta items[META_ITEMS_MAX + 1];
+    char part_str[24];
+    int rc = meta_stat_encode(st, NULL, &m, &serr);
+    if (rc == 0) {
+        memcpy(items, m.items, m.n * sizeof *items);
+        snprintf(part_str, sizeof part_str, "%llu", (unsigned long long)part);
+        items[m.n] = (struct s3_meta){(char *)XFER_META_PART_SIZE, part_str};
+        struct s3_put_opts put = {.meta = items, .n_meta = m.n + 1, .storage_class = k->bo->storage_class_large};
+        rc = s3_mpu_create(k->c, k->bo->bucket, key, &put, sp->upload_id, sizeof sp->upload_id, &serr);
+    }
+    if (rc < 0) {
+        err_prefix(&serr, "%s: ", path);
+        entry_failed(k, serr.msg);
+        spread_free(sp);
+        return 0;
+    }
+    sp->id = dist_unit_child_id(k->base ^ 0x7370726561640000ULL, k->published);
+    sp->next = k->spreads;
+    k->spreads = sp;
+    k->spread_files++;
+    k->spread_units += sp->units_left;
+    struct parts_ticket t = {.spread = sp->id, .part_size = part, .size = size, .ino = (uint64_t)st->st_ino,
+                             .mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec};
+    snprintf(t.upload_id, sizeof t.upload_id, "%s", sp->upload_id);
+    snprintf(t.key, sizeof t.key, "%s", key);
+    struct strbuf pl = STRBUF_INIT;
+    for (uint32_t j = 0; rc == 0 && j < sp->units_left; j++) {
+        uint64_t off = (uint64_t)j * per_unit * part, len = per_unit * part < size - off ? per_unit * part : size - off;
+        t.first = (uint32_t)(off / part) + 1;
+        strbuf_reset(&pl);
+        parts_ticket_put(&pl, &t);
+        const char *p = path;
+        struct dist_unit u = {.id = dist_unit_child_id(k->base, k->published), .pass = DIST_PASS_BACKUP,
+                              .kind = DIST_UNIT_RANGE, .offset = off, .length = len, .npaths = 1, .paths = &p,
+                              .payload = pl.s, .payload_len = pl.len};
+        snprintf(u.job_id, sizeof u.job_id, "%s", k->run);
+        strbuf_reset(&k->sb);
+        rc = pl.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &k->sb, err);
+        if (rc == 0)
+            rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
+        if (rc == 0 && dist_tracker_expect(k->t, u.id) < 0)
+            rc = err_set(err, HAUL_ENOMEM, "out of memory");
+        if (rc == 0)
+            k->published++;
+    }
+    strbuf_release(&pl);
+    return rc;
+}
+
+/* All ranges of sp reported: complete the upload and record the object, or
+ * abort it. */
+static int spread_finish(struct coord *k, struct spread *sp, haul_error *err)
+{
+    for (struct spread **pp = &k->spreads; *pp; pp = &(*pp)->next)
+        if (*pp == sp) {
+            *pp = sp->next;
+            break;
+        }
+    haul_error serr = {0};
+    struct s3_completed_part *parts = sp->error ? NULL : calloc(sp->nparts, sizeof *parts);
+    for (uint32_t i = 0; parts && i < sp->nparts; i++) {
+        parts[i].part_number = (int)i + 1;
+        parts[i].etag = sp->etags[i];
+        if (!sp->etags[i][0] && !sp->error)
+            sp->error = strdup("a part was never reported");
+    }
+    int rc = 0;
+    struct s3_object_info info = {0};
+    if (!sp->error && !parts)
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    else if (!sp->error && s3_mpu_complete(k->c, k->bo->bucket, sp->key, sp->upload_id, parts, sp->nparts, &info,
+                                           NULL, &serr) < 0)
+        sp->error = strdup(serr.msg);
+    if (rc == 0 && sp->error) {
+        haul_error aerr = {0};
+        s3_mpu_abort(k->c, k->bo->bucket, sp->key, sp->upload_id, &aerr);
+        char msg[sizeof serr.msg];
+        snprintf(msg, sizeof msg, "%s", sp->error ? sp->error : "out of memory");
+        entry_failed(k, msg);
+    } else if (rc == 0) {
+        struct index_entry rec = {.size = (uint64_t)sp->st.st_size, .mode = sp->st.st_mode, .uid = sp->st.st_uid,
+                                  .gid = sp->st.st_gid,
+                                  .mtime_ns = (int64_t)sp->st.st_mtim.tv_sec * 1000000000LL + sp->st.st_mtim.tv_nsec};
+        snprintf(rec.key, sizeof rec.key, "%s", sp->key);
+        snprintf(rec.etag, sizeof rec.etag, "%s", info.etag);
+        snprintf(rec.storage_class, sizeof rec.storage_class, "%s",
+                 k->bo->storage_class_large ? k->bo->storage_class_large : "STANDARD");
+        rc = index_put(k->ix, &rec, err);
+        if (rc == 0) {
+            atomic_fetch_add(&k->stats->uploaded, 1);
+            report(k, "upload", sp->key);
+        }
+    }
+    s3_object_info_release(&info);
+    free(parts);
+    spread_free(sp);
+    return rc;
+}
+
+/* A RANGE unit's result: its parts' ETags, or its failure. */
+static int parts_done(struct coord *k, struct wire_reader *r, haul_error *err)
+{
+    uint64_t id = wire_get_u64(r);
+    struct spread *sp = k->spreads;
+    while (sp && sp->id != id)
+        sp = sp->next;
+    unsigned ok = wire_get_u8(r);
+    if (r->why || !sp) {
+        log_warn("%s: a RANGE result for no upload in progress: ignored", dist_queue_url(k->q));
+        return 0;
+    }
+    if (ok) {
+        uint32_t first = wire_get_u32(r), n = wire_get_u32(r);
+        if (!r->why && (first < 1 || first > sp->nparts || n > sp->nparts - first + 1))
+            wire_fail(r, "part numbers out of range");
+        for (uint32_t i = 0; i < n && !r->why; i++)
+            wire_get_cstr(r, sp->etags[first - 1 + i], sizeof sp->etags[0]);
+    } else {
+        char msg[1025] = "";
+        wire_get_cstr(r, msg, sizeof msg);
+        if (!sp->error)
+            sp->error = strdup(msg[0] ? msg : "a range failed");
+    }
+    if (r->why && !sp->error)
+        sp->error = strdup("a malformed RANGE result");
+    return --sp->units_left == 0 ? spread_finish(k, sp, err) : 0;
+}
+
 /* One listed entry, decided as backup_run decides.  < 0: the index failed. */
 static int decide(struct coord *k, const struct listing_entry *e, haul_error *err)
 {
@@ -753,6 +1086,9 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
             entry_failed(k, rerr.msg);
         return 0;
     }
+    if (!first[0] && S_ISREG(st.st_mode) && k->o->range_size && e->size > k->o->range_size &&
+        e->size > k->bo->small_threshold)
+        return spread_start(k, path, key, &st, err);
     return batch_add(k, path, first, first[0] ? 0 : (uint64_t)e->size, err);
 }
 
@@ -835,9 +1171,10 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
         unsigned type = res->payload_len ? ((const unsigned char *)res->payload)[0] : 0;
         if (!payload_open(&r, type, k->run, &n))
             return 0; /* another run's, or not ours: nothing to count */
-        int rc = type == PAYLOAD_LISTING ? listing_do(k, &r, n, err)
-                 : type == PAYLOAD_RECORDS ? records_do(k, &r, n, err)
-                                           : 0;
+        int rc = type == PAYLOAD_LISTING      ? listing_do(k, &r, n, err)
+                 : type == PAYLOAD_RECORDS    ? records_do(k, &r, n, err)
+                 : type == PAYLOAD_PARTS_DONE ? parts_done(k, &r, err)
+                                              : 0;
         if (rc < 0)
             return rc;
     }
@@ -1002,6 +1339,9 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
                  spec->bucket, spec->prefix);
         rc = results_loop(&k, err);
         log_info("dbackup: %" PRIu64 " units done", dist_tracker_done_count(k.t));
+        if (k.spread_files)
+            log_info("dbackup: %" PRIu64 " large files uploaded in %" PRIu64 " RANGE units", k.spread_files,
+                     k.spread_units);
     }
     if (rc == 0 && bo->delete_missing && !bo->dry_run)
         rc = backup_delete_gone(c, bo, k.ix, stats, err);
@@ -1011,6 +1351,13 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     }
     for (size_t i = 0; i < k.n; i++)
         free(k.owned[i]);
+    while (k.spreads) { /* interrupted: uploads nobody will complete */
+        struct spread *sp = k.spreads;
+        k.spreads = sp->next;
+        haul_error aerr = {0};
+        s3_mpu_abort(c, bo->bucket, sp->key, sp->upload_id, &aerr);
+        spread_free(sp);
+    }
     dist_tracker_free(k.t);
     dist_queue_free(k.q);
     strbuf_release(&k.sb);

@@ -41,9 +41,20 @@
  * Redelivered upload units store the same object again (whole-object PUT
  * or a multipart upload completed once): idempotent.
  *
+ * Large files spread over the workers (range_size, `--range-size`): a file
+ * larger than range_size that must be stored becomes a multipart upload
+ * the coordinator creates (with the file's metadata as listed), then RANGE
+ * units of range_size bytes (whole parts), each uploading its parts from
+ * whichever worker takes it and returning their ETags; when all are in
+ * the coordinator completes the upload (or aborts it when a range failed
+ * or the file changed: every range checks size, mtime and inode) and
+ * records the object.  A redone range uploads the same parts again (same
+ * bytes, same ETags).  A coordinator killed meanwhile leaves an unfinished
+ * upload on the server (`haul rb --force`, or a lifecycle rule, removes
+ * it); the new run starts the file again.
+ *
  * Not yet: --check-sha256, --rescan-remote and several roots with
- * --broker; large files are one unit each (their parts are sent in
- * parallel by one worker, not spread over nodes). */
+ * --broker. */
 #ifndef JOB_DBACKUP_H
 #define JOB_DBACKUP_H
 
@@ -104,6 +115,7 @@ struct dbackup_opts {
     const char *const *includes;
     size_t nincludes;
     int64_t mtime_newer, mtime_older;
+    uint64_t range_size;             /* spread larger files over the workers (0: off) */
     void (*waiting)(void *ctx);      /* no worker attached yet (may be NULL) */
     void *ctx;
 };

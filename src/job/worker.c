@@ -647,7 +647,7 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
         char name[DIST_NODE_MAX + 1];
         snprintf(name, sizeof name, "%s/%u", t->w->name, t->idx);
         struct backup_unit_arg a = {t->e->b, q, &u, name, &children, bcounters, &t->e->payload};
-        if (u.kind == DIST_UNIT_FILES && u.npaths == 1) {
+        if ((u.kind == DIST_UNIT_FILES && u.npaths == 1) || u.kind == DIST_UNIT_RANGE) {
             a.q = NULL;
             rc = path_do_keepalive(t->w, backup_unit_fn, &a, q, &werr);
         } else {

@@ -19,7 +19,8 @@ JOB="t-dbackup-$$"
 QUEUES="haul.$JOB"
 B=(--broker "$HAUL_BROKER" --job "$JOB")
 ST=(--state-dir "$SCRATCH/state")
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+# field JSON-OUTPUT NAME: a field of the summary (the last line starting with '{')
+field() { python3 -c "import json,sys; print(json.loads([l for l in sys.argv[1].splitlines() if l.startswith('{')][-1])[sys.argv[2]])" "$1" "$2"; }
 # keys PREFIX: the bucket's keys under PREFIX/, without it, sorted
 keys() {
     awscli s3api list-objects-v2 --bucket "$BUCKET" --prefix "$1/" --query 'Contents[].Key' --output text |
@@ -71,8 +72,11 @@ LOCAL_OUT=$OUT
 start_worker w1
 start_worker w2
 wait_workers 2; ok $? "2 workers answer ctl status"
-run backup "${B[@]}" "${ST[@]}" "${OPTS[@]}" "$S" "s3://$BUCKET/dist"
+# --range-size 5M: the 12 MB file is a multipart upload the coordinator
+# creates and completes, its 3 parts uploaded by RANGE units on the workers.
+run backup -v "${B[@]}" "${ST[@]}" "${OPTS[@]}" --range-size 5M "$S" "s3://$BUCKET/dist"
 is "$RC" 0 "distributed backup exits 0"
+like "$ERR" "dbackup: 1 large files uploaded in 3 RANGE units" "the large file went as 3 RANGE units"
 for f in files dirs symlinks skipped_special uploaded bytes_uploaded hardlinks errors; do
     is "$(field "$OUT" $f)" "$(field "$LOCAL_OUT" $f)" "$f: the same as the local backup"
 done
@@ -122,6 +126,36 @@ is "$CRC" 0 "restored tree identical to the changed SRC ($CMP)"
 run ctl "${B[@]}" stop
 is "$RC" 0 "ctl stop"
 for n in w1 w2; do eval "p=\$PID_$n"; wait "$p"; is "$?" 0 "worker $n exited 0"; done
+WORKERS=()
+
+# A large file that changes while its RANGE units wait: every range checks
+# size, mtime and inode, the coordinator aborts the multipart upload, counts
+# the error and exits 1; no object, no unfinished upload is left.
+G=$SCRATCH/gsrc
+mkdir -p "$G"
+mkfile "$G/big" 11000000
+start_worker slow HAUL_TEST_UNIT_DELAY_MS=1500
+"$HAUL" backup "${B[@]}" --state-dir "$SCRATCH/state-g" --range-size 5M --part-size 5M "$G" "s3://$BUCKET/g" \
+    >"$SCRATCH/g.out" 2>"$SCRATCH/g.err" &
+coord=$!
+for i in $(seq 200); do
+    awscli s3api list-multipart-uploads --bucket "$BUCKET" --prefix g/big --query 'Uploads[].Key' --output text 2>/dev/null |
+        grep -q 'g/big' && break
+    sleep 0.1
+done
+touch -d '2020-01-01' "$G/big"
+wait "$coord"; rc=$?
+is "$rc" 1 "a file changed under its RANGE units: exit 1"
+like "$(cat "$SCRATCH/g.err")" "big: changed since it was listed" "... naming the file and why"
+is "$(awscli s3api head-object --bucket "$BUCKET" --key g/big >/dev/null 2>&1; echo $?)" 255 "... no object stored"
+is "$(awscli s3api list-multipart-uploads --bucket "$BUCKET" --prefix g/ --query 'Uploads[].Key' --output text)" "None" \
+    "... and no unfinished upload left"
+run backup "${B[@]}" --state-dir "$SCRATCH/state-g" --range-size 5M --part-size 5M --json "$G" "s3://$BUCKET/g"
+is "$RC" 0 "the next run stores it"
+"$HAUL" get -q "s3://$BUCKET/g/big" "$SCRATCH/big.back"
+ok "$(cmp -s "$SCRATCH/big.back" "$G/big"; echo $?)" "... intact"
+run ctl "${B[@]}" stop
+wait "$PID_slow"; is "$?" 0 "worker slow exited 0"
 WORKERS=()
 
 # A worker killed by SIGKILL mid-run, then a coordinator killed mid-run:
