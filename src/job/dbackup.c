@@ -764,6 +764,7 @@ struct coord {
     struct spread *spreads; /* large files being uploaded in RANGE units */
     uint64_t spread_files, spread_units; /* for the log */
     uint64_t base;      /* upload unit ids: dist_unit_child_id(base, i) */
+    unsigned unflushed; /* units published since the last dist_flush */
     uint64_t published; /* upload units so far */
 };
 
@@ -824,8 +825,10 @@ static int batch_flush(struct coord *k, haul_error *err)
         rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
     if (rc == 0 && dist_tracker_expect(k->t, u.id) < 0)
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
-    if (rc == 0)
+    if (rc == 0) {
         k->published++;
+        k->unflushed++;
+    }
     for (size_t i = 0; i < k->n; i++)
         free(k->owned[i]);
     k->n = 0;
@@ -951,8 +954,10 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
             rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
         if (rc == 0 && dist_tracker_expect(k->t, u.id) < 0)
             rc = err_set(err, HAUL_ENOMEM, "out of memory");
-        if (rc == 0)
+        if (rc == 0) {
             k->published++;
+            k->unflushed++;
+        }
     }
     strbuf_release(&pl);
     return rc;
@@ -1231,8 +1236,10 @@ static int results_loop(struct coord *k, haul_error *err)
         struct dist_msg m;
         int got = dist_next(k->q, &m, k->n ? 0 : 1000, err);
         if (got == 0 && k->n) {
-            if ((rc = batch_flush(k, err)) == 0)
+            rc = batch_flush(k, err);
+            if (rc == 0)
                 rc = dist_flush(k->q, 120000, err);
+            k->unflushed = 0;
             continue;
         }
         if (got < 0)
@@ -1258,6 +1265,12 @@ static int results_loop(struct coord *k, haul_error *err)
         }
         rc = result_take(k, &res, err);
         dist_result_release(&res);
+        /* Units published for it are confirmed (a refused one is an error,
+         * never a unit waited for forever) before the result is acked. */
+        if (rc == 0 && k->unflushed) {
+            rc = dist_flush(k->q, 120000, err);
+            k->unflushed = 0;
+        }
         if (rc == 0)
             rc = dist_ack(k->q, &m, err);
         else
