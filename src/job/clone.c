@@ -37,6 +37,7 @@ struct clone {
     pthread_key_t parent_key;    /* each walker thread's struct parent_cache */
     bool key_made;
     dev_t src_dev;               /* SRC root's device (one_filesystem, registry keys) */
+    dev_t dst_dev;               /* DST root's device (one_filesystem in the delete pass) */
     int reg_fd;                  /* DST/<link_registry> when hard links go through it, else -1 */
 };
 
@@ -675,6 +676,10 @@ static enum walk_action delete_entry(const struct walk_entry *e, void *ctx)
         return WALK_PRUNE;
     }
     bool dir = e->type == WALK_DIR;
+    if (dir && c->o->one_filesystem && e->st->st_dev != c->dst_dev) {
+        log_info("%s: on another filesystem than DST: left alone (-x)", e->path);
+        return WALK_PRUNE;
+    }
     if (keep && (!dir || S_ISDIR(s.st_mode)))
         return WALK_CONTINUE; /* a type change is the copy pass's job */
     char shown[PATH_MAX];
@@ -856,6 +861,8 @@ struct clone *clone_new(const struct clone_opts *o, struct clone_stats *stats, h
     struct stat st;
     if (rc == 0 && fstat(c->src_root, &st) == 0)
         c->src_dev = st.st_dev;
+    if (rc == 0 && c->dst_root >= 0 && fstat(c->dst_root, &st) == 0)
+        c->dst_dev = st.st_dev;
     if (rc == 0 && (o->passes & CLONE_PASS_COPY)) {
         unsigned range_threads = o->range_threads ? o->range_threads : (o->threads ? o->threads : 8);
         if ((!o->link_registry && !(c->links = linkmap_new(err))) ||
@@ -1055,6 +1062,12 @@ static int delete_child(struct clone *c, const char *path, const char *name, int
     if (!keep && errno != ENOENT && errno != ENOTDIR) {
         err_errno(&e2, errno, "source: stat (not deleted)");
         entry_failed(c, path, &e2);
+        return 0;
+    }
+    /* -x: a filesystem mounted below DST is not DST's to clean, nor to
+     * remove (as in the local delete walk). */
+    if (dir && c->o->one_filesystem && st->st_dev != c->dst_dev) {
+        log_info("%s: on another filesystem than DST: left alone (-x)", path);
         return 0;
     }
     if (keep && (!dir || S_ISDIR(s.st_mode)))

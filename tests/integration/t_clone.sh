@@ -169,6 +169,22 @@ else
     echo "# skip: cannot mount a tmpfs here (not root?)"
 fi
 
+# -x and the delete pass: a filesystem mounted below DST at a path SRC does
+# not have is left alone (neither removed nor cleaned), as rsync -x does.
+X=$SCRATCH/x-src; XD=$SCRATCH/x-dst
+mkdir -p "$X/keep" "$XD/mnt"
+mkfile "$X/keep/f" 100
+if mount -t tmpfs -o size=1m tmpfs "$XD/mnt" 2>/dev/null; then
+    echo precious > "$XD/mnt/data"
+    run clone -v --pass all -x "$X" "$XD"
+    is "$RC" 0 "clone --pass all -x with a mount below DST exits 0"
+    is "$(cat "$XD/mnt/data" 2>/dev/null)" precious "the mounted filesystem's file is untouched"
+    like "$ERR" "mnt: on another filesystem than DST: left alone" "... and the log says why"
+    umount "$XD/mnt"
+else
+    echo "# skip: cannot mount a tmpfs here (not root?)"
+fi
+
 # Graphite: a listener that parses the plaintext protocol strictly (a test
 # double for carbon: "PATH VALUE TIMESTAMP\n", nothing else accepted).
 cat > "$SCRATCH/carbon.py" <<'PY'

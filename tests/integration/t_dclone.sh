@@ -100,6 +100,21 @@ is "$(field "$OUT" deleted)" 2 "two entries deleted"
 CMP=$(python3 "$TREECMP" "$S" "$SCRATCH/dist" --sparse); CRC=$?
 is "$CRC" 0 "identical again after delete and dirtimes ($CMP)"
 
+# -x: a filesystem mounted below DST where SRC has nothing is left alone by
+# the workers' delete pass.
+mkdir -p "$SCRATCH/dist/mnt"
+if mount -t tmpfs -o size=1m tmpfs "$SCRATCH/dist/mnt" 2>/dev/null; then
+    echo precious > "$SCRATCH/dist/mnt/data"
+    run clone "${B[@]}" --pass delete -x --json "$S" "$SCRATCH/dist"
+    is "$RC" 0 "distributed delete pass -x with a mount below DST exits 0"
+    is "$(cat "$SCRATCH/dist/mnt/data" 2>/dev/null)" precious "the mounted filesystem's file is untouched"
+    like "$(cat "$SCRATCH"/w[123].log)" "mnt: on another filesystem than DST: left alone" "a worker says why"
+    umount "$SCRATCH/dist/mnt"
+else
+    echo "# skip: cannot mount a tmpfs here (not root?)"
+fi
+rmdir "$SCRATCH/dist/mnt"
+
 # ctl: status lists workers, grow changes threads.
 out=$("$HAUL" ctl "${B[@]}" status 2>&1)
 like "$out" "worker w1 threads 2 " "status lists w1 with its threads"
