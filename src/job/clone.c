@@ -364,9 +364,8 @@ static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *e
         if (rc == 0)
             atomic_fetch_add(&c->s->meta_updated, 1);
     } else if (c->o->split && c->o->range_split && e->st->st_nlink == 1 &&
-               (uint64_t)e->st->st_size >= c->o->range_split) {
-        c->o->split(e->path, e->st, c->o->split_ctx); /* copied in ranges, elsewhere */
-        report(c, "split", e->path, NULL);
+               (uint64_t)e->st->st_size >= c->o->range_split && c->o->split(e->path, e->st, c->o->split_ctx)) {
+        report(c, "split", e->path, NULL); /* copied in ranges, elsewhere */
     } else {
         rc = file_copy(c, e, pfd, name, have ? &d : NULL, false, err);
         if (rc == 0)
@@ -1201,10 +1200,11 @@ static bool same_file(const struct stat *a, const struct stat *b)
 /* SRC's file at path, checked against expect (NULL: not checked). */
 static int range_src(struct clone *c, const char *path, const struct stat *expect, struct stat *st, haul_error *err)
 {
-    int fd = fs_open_beneath(c->src_root, path, O_RDONLY, err);
+    /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
+    int fd = fs_open_beneath(c->src_root, path, O_RDONLY | O_NONBLOCK, err);
     if (fd < 0)
         return -1;
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || fcntl(fd, F_SETFL, 0) < 0) {
         err_set(err, HAUL_EIO, "not a regular file any more");
     } else if (expect && !same_file(st, expect)) {
         err_set(err, HAUL_EIO, "changed while being copied (the next pass copies it again)");
@@ -1248,8 +1248,16 @@ int clone_range_copy(struct clone *c, const char *path, const char *tmp, uint64_
         err_errno(&e2, errno, "destination: open %s", tmp);
     if (tfd >= 0 && xfer_range_copy(sfd, tfd, off, len, &e2) == 0 && c->o->fsync && fdatasync(tfd) < 0)
         err_errno(&e2, errno, "destination: fsync");
-    if (e2.code)
+    if (e2.code) {
+        /* Without this range the file is not whole: no FINISH may put it in
+         * place (it needs tmp), and the next pass copies it again. */
+        haul_error e3 = {0};
+        if (pfd < 0)
+            pfd = fs_parent_open(c->dst_root, path, &name, &e3);
+        if (pfd >= 0)
+            unlinkat(pfd, tmp, 0);
         entry_failed(c, path, &e2);
+    }
     if (tfd >= 0)
         close(tfd);
     if (pfd >= 0)
@@ -1275,7 +1283,10 @@ int clone_range_finish(struct clone *c, const char *path, const char *tmp, const
         fs_parent_close(c->dst_root, pfd); /* a redelivered finish: done before */
         return 0;
     }
-    if (pfd >= 0 && tfd < 0)
+    if (pfd >= 0 && tfd < 0 && errno == ENOENT)
+        err_set(&e2, HAUL_EIO, "a range of it could not be copied (see the messages above or the workers' logs); "
+                               "the next pass copies it again");
+    else if (pfd >= 0 && tfd < 0)
         err_errno(&e2, errno, "destination: open %s", tmp);
     int sfd = tfd < 0 ? -1 : range_src(c, path, expect, &st, &e2);
     if (sfd >= 0 && c->o->fsync && fsync(tfd) < 0)

@@ -88,9 +88,10 @@ struct clone_opts {
     /* Distributed copies of large files (job/dclone): a regular file with one
      * link that must be copied and has at least range_split bytes is not
      * copied here; split(path, st, split_ctx) is called instead, and the
-     * caller has its ranges copied elsewhere (clone_range_*).  0: off. */
+     * caller has its ranges copied elsewhere (clone_range_*); when split
+     * returns false (it could not take the file) it is copied here.  0: off. */
     uint64_t range_split;
-    void (*split)(const char *path, const struct stat *st, void *ctx);
+    bool (*split)(const char *path, const struct stat *st, void *ctx); /* false: copy it here */
     void *split_ctx;
 };
 

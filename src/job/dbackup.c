@@ -519,11 +519,14 @@ static int item_make(struct dbackup_engine *e, const char *path, const char *lin
              : (it->link = strdup(link)) ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
     } else if (rc == 0 && S_ISREG(it->st.st_mode)) {
         it->kind = BACKUP_FILE;
-        it->fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
+        it->fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (it->fd < 0)
             rc = errno == ENOENT ? 1 : err_errno(err, errno, "open");
-        else if (fstat(it->fd, &it->st) < 0)
+        else if (fstat(it->fd, &it->st) < 0 || fcntl(it->fd, F_SETFL, 0) < 0)
             rc = err_errno(err, errno, "stat");
+        else if (!S_ISREG(it->st.st_mode))
+            rc = 1; /* became something else: not stored, as a scan would skip it */
     } else if (rc == 0 && S_ISDIR(it->st.st_mode)) {
         it->kind = BACKUP_DIR;
     } else if (rc == 0 && S_ISLNK(it->st.st_mode)) {
@@ -576,8 +579,16 @@ static int upload_do(struct dbackup_engine *e, struct dist_queue *q, const struc
                      uint64_t *counters, struct strbuf *payload, haul_error *err)
 {
     struct wire_reader links = {u->payload, u->payload_len, NULL};
-    if (wire_get_u8(&links) != PAYLOAD_UPLOAD || links.why)
-        return err_set(err, HAUL_EPROTO, "upload unit without its payload");
+    /* The whole payload is checked first: a bad one uploads nothing. */
+    struct wire_reader check = links;
+    bool good = wire_get_u8(&check) == PAYLOAD_UPLOAD;
+    for (size_t i = 0; good && i < u->npaths; i++) {
+        const unsigned char *lp;
+        good = wire_get_str(&check, &lp) < 4097 && !check.why;
+    }
+    if (!good || check.why || check.left)
+        return err_set(err, HAUL_EPROTO, "upload unit without a valid payload");
+    wire_get_u8(&links);
     wire_put_u8(payload, PAYLOAD_RECORDS);
     wire_put_str(payload, u->job_id, strlen(u->job_id));
     size_t count_at = payload->len;
@@ -649,13 +660,14 @@ static int pread_full(int fd, char *buf, size_t len, uint64_t off, haul_error *e
 static int parts_upload(struct dbackup_engine *e, const struct dist_unit *u, const struct parts_ticket *t,
                         uint64_t *counters, struct strbuf *etags, uint32_t *n, haul_error *err)
 {
-    int fd = fs_open_beneath(e->root, u->paths[0], O_RDONLY, err);
+    /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
+    int fd = fs_open_beneath(e->root, u->paths[0], O_RDONLY | O_NONBLOCK, err);
     if (fd < 0)
         return -HAUL_EIO;
     struct stat st;
     char *buf = NULL;
     int rc = 0;
-    if (fstat(fd, &st) < 0 || !same_as_ticket(&st, t))
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !same_as_ticket(&st, t) || fcntl(fd, F_SETFL, 0) < 0)
         rc = err_set(err, HAUL_EIO, "changed since it was listed; the next run takes it");
     else if (!(buf = malloc(t->part_size)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
@@ -777,7 +789,7 @@ struct spread {
     struct stat st;
     uint32_t nparts, units_left;
     char (*etags)[128]; /* per part, "" until reported */
-    char *error;        /* the first range's failure */
+    char error[512];    /* the first range's failure, "" while none */
     struct spread *next;
 };
 
@@ -785,7 +797,6 @@ static void spread_free(struct spread *sp)
 {
     free(sp->path);
     free(sp->etags);
-    free(sp->error);
     free(sp);
 }
 
@@ -800,6 +811,15 @@ static void entry_failed(struct coord *k, const char *msg)
     atomic_fetch_add(&k->stats->errors, 1);
     log_error("%s", msg);
     report(k, "error", msg);
+}
+
+/* A payload of this run that cannot be read: its entries or records are
+ * lost for this run, so it counts as an error (and --delete is skipped). */
+static void payload_bad(struct coord *k, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: a worker's result could not be read (%s); run again", dist_queue_url(k->q), why);
+    entry_failed(k, msg);
 }
 
 static void counters_add(const uint64_t *c, size_t n, void *ctx)
@@ -964,7 +984,7 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
 }
 
 /* All ranges of sp reported: complete the upload and record the object, or
- * abort it. */
+ * abort it (an entry failed). */
 static int spread_finish(struct coord *k, struct spread *sp, haul_error *err)
 {
     for (struct spread **pp = &k->spreads; *pp; pp = &(*pp)->next)
@@ -973,27 +993,28 @@ static int spread_finish(struct coord *k, struct spread *sp, haul_error *err)
             break;
         }
     haul_error serr = {0};
-    struct s3_completed_part *parts = sp->error ? NULL : calloc(sp->nparts, sizeof *parts);
-    for (uint32_t i = 0; parts && i < sp->nparts; i++) {
+    struct s3_object_info info = {0};
+    struct s3_completed_part *parts = sp->error[0] ? NULL : calloc(sp->nparts, sizeof *parts);
+    if (!sp->error[0] && !parts)
+        snprintf(sp->error, sizeof sp->error, "out of memory");
+    for (uint32_t i = 0; parts && i < sp->nparts && !sp->error[0]; i++) {
         parts[i].part_number = (int)i + 1;
         parts[i].etag = sp->etags[i];
-        if (!sp->etags[i][0] && !sp->error)
-            sp->error = strdup("a part was never reported");
+        if (!sp->etags[i][0])
+            snprintf(sp->error, sizeof sp->error, "part %u was never reported", i + 1);
     }
+    if (!sp->error[0] &&
+        s3_mpu_complete(k->c, k->bo->bucket, sp->key, sp->upload_id, parts, sp->nparts, &info, NULL, &serr) < 0)
+        snprintf(sp->error, sizeof sp->error, "%s", serr.msg);
     int rc = 0;
-    struct s3_object_info info = {0};
-    if (!sp->error && !parts)
-        rc = err_set(err, HAUL_ENOMEM, "out of memory");
-    else if (!sp->error && s3_mpu_complete(k->c, k->bo->bucket, sp->key, sp->upload_id, parts, sp->nparts, &info,
-                                           NULL, &serr) < 0)
-        sp->error = strdup(serr.msg);
-    if (rc == 0 && sp->error) {
+    if (sp->error[0]) {
         haul_error aerr = {0};
         s3_mpu_abort(k->c, k->bo->bucket, sp->key, sp->upload_id, &aerr);
         char msg[sizeof serr.msg];
-        snprintf(msg, sizeof msg, "%s", sp->error ? sp->error : "out of memory");
+        snprintf(msg, sizeof msg, "%s%s%s", strstr(sp->error, sp->path) ? "" : sp->path,
+                 strstr(sp->error, sp->path) ? "" : ": ", sp->error);
         entry_failed(k, msg);
-    } else if (rc == 0) {
+    } else {
         struct index_entry rec = {.size = (uint64_t)sp->st.st_size, .mode = sp->st.st_mode, .uid = sp->st.st_uid,
                                   .gid = sp->st.st_gid,
                                   .mtime_ns = (int64_t)sp->st.st_mtim.tv_sec * 1000000000LL + sp->st.st_mtim.tv_nsec};
@@ -1022,7 +1043,10 @@ static int parts_done(struct coord *k, struct wire_reader *r, haul_error *err)
         sp = sp->next;
     unsigned ok = wire_get_u8(r);
     if (r->why || !sp) {
-        log_warn("%s: a RANGE result for no upload in progress: ignored", dist_queue_url(k->q));
+        if (r->why)
+            payload_bad(k, r->why);
+        else
+            log_warn("%s: a RANGE result for no upload in progress: ignored", dist_queue_url(k->q));
         return 0;
     }
     if (ok) {
@@ -1034,11 +1058,11 @@ static int parts_done(struct coord *k, struct wire_reader *r, haul_error *err)
     } else {
         char msg[1025] = "";
         wire_get_cstr(r, msg, sizeof msg);
-        if (!sp->error)
-            sp->error = strdup(msg[0] ? msg : "a range failed");
+        if (!sp->error[0])
+            snprintf(sp->error, sizeof sp->error, "%s", msg[0] ? msg : "a range failed");
     }
-    if (r->why && !sp->error)
-        sp->error = strdup("a malformed RANGE result");
+    if (r->why && !sp->error[0])
+        snprintf(sp->error, sizeof sp->error, "a RANGE result could not be read (%s)", r->why);
     return --sp->units_left == 0 ? spread_finish(k, sp, err) : 0;
 }
 
@@ -1111,8 +1135,7 @@ static int listing_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_e
         rc = decide(k, &e, err);
     }
     if (rc == 0 && (r->why || r->left))
-        log_warn("%s: a listing was cut short (%s): the entries before it were taken",
-                 dist_queue_url(k->q), r->why ? r->why : "trailing bytes");
+        payload_bad(k, r->why ? r->why : "trailing bytes after a listing");
     return rc;
 }
 
@@ -1154,7 +1177,7 @@ static int records_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_e
         report(k, "upload", rec.key);
     }
     if (r->why)
-        log_warn("%s: dropping the rest of a malformed result: %s", dist_queue_url(k->q), r->why);
+        payload_bad(k, r->why);
     return 0;
 }
 
@@ -1173,9 +1196,14 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
     if (res->payload_len) {
         struct wire_reader r = {res->payload, res->payload_len, NULL};
         uint32_t n;
-        unsigned type = res->payload_len ? ((const unsigned char *)res->payload)[0] : 0;
-        if (!payload_open(&r, type, k->run, &n))
-            return 0; /* another run's, or not ours: nothing to count */
+        unsigned type = ((const unsigned char *)res->payload)[0];
+        if (!payload_open(&r, type, k->run, &n)) {
+            if (r.why) /* ours or not, it cannot be read: what it carried is lost */
+                payload_bad(k, r.why);
+            /* else another run's: counting its unit is harmless (never expected) */
+            return dist_tracker_done(k->t, id, children, res->counters, res->ncounters) < 0
+                       ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
+        }
         int rc = type == PAYLOAD_LISTING      ? listing_do(k, &r, n, err)
                  : type == PAYLOAD_RECORDS    ? records_do(k, &r, n, err)
                  : type == PAYLOAD_PARTS_DONE ? parts_done(k, &r, err)
@@ -1279,6 +1307,24 @@ static int results_loop(struct coord *k, haul_error *err)
     return rc;
 }
 
+/* Uploads nobody will complete (interrupted, or a RANGE result was
+ * unreadable): aborted; after a run that completed, each is an error. */
+static void spreads_abort(struct coord *k, bool report_errors)
+{
+    while (k->spreads) {
+        struct spread *sp = k->spreads;
+        k->spreads = sp->next;
+        haul_error aerr = {0};
+        s3_mpu_abort(k->c, k->bo->bucket, sp->key, sp->upload_id, &aerr);
+        if (report_errors) {
+            char msg[sizeof aerr.msg];
+            snprintf(msg, sizeof msg, "%s: not all its parts were reported; the upload was aborted", sp->path);
+            entry_failed(k, msg);
+        }
+        spread_free(sp);
+    }
+}
+
 static int spec_fill(struct s3_client *c, const struct dbackup_opts *o, struct dbackup_spec *s, haul_error *err)
 {
     const struct backup_opts *bo = o->backup;
@@ -1310,6 +1356,8 @@ static int options_check(const struct dbackup_opts *o, haul_error *err)
         return err_set(err, HAUL_EUSAGE, "--broker backs up one DIR per run");
     if (bo->check_sha256 || bo->rescan_remote)
         return err_set(err, HAUL_EUSAGE, "--check-sha256 and --rescan-remote are not available with --broker");
+    if (o->mtime_newer < 0 || o->mtime_older < 0)
+        return err_set(err, HAUL_EUSAGE, "--newer-than and --older-than before 1970 are not available with --broker");
     if (o->nexcludes > DBACKUP_FILTERS_MAX || o->nincludes > DBACKUP_FILTERS_MAX)
         return err_set(err, HAUL_EUSAGE, "at most %d --exclude and %d --include with --broker",
                        DBACKUP_FILTERS_MAX, DBACKUP_FILTERS_MAX);
@@ -1356,6 +1404,7 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
             log_info("dbackup: %" PRIu64 " large files uploaded in %" PRIu64 " RANGE units", k.spread_files,
                      k.spread_units);
     }
+    spreads_abort(&k, rc == 0); /* before --delete: an error there skips it */
     if (rc == 0 && bo->delete_missing && !bo->dry_run)
         rc = backup_delete_gone(c, bo, k.ix, stats, err);
     if (k.ix) {
@@ -1364,13 +1413,7 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     }
     for (size_t i = 0; i < k.n; i++)
         free(k.owned[i]);
-    while (k.spreads) { /* interrupted: uploads nobody will complete */
-        struct spread *sp = k.spreads;
-        k.spreads = sp->next;
-        haul_error aerr = {0};
-        s3_mpu_abort(c, bo->bucket, sp->key, sp->upload_id, &aerr);
-        spread_free(sp);
-    }
+    spreads_abort(&k, false);
     dist_tracker_free(k.t);
     dist_queue_free(k.q);
     strbuf_release(&k.sb);

@@ -97,22 +97,23 @@ static void splits_clear(struct engine *e)
 
 /* clone's split hook: called on the thread doing the unit's paths (the
  * unit's, or its keepalive helper while the unit's thread only waits). */
-static void on_split(const char *path, const struct stat *st, void *ctx)
+static bool on_split(const char *path, const struct stat *st, void *ctx)
 {
     struct engine *e = ctx;
     if (e->nsplits == e->splits_cap) {
         size_t cap = e->splits_cap ? e->splits_cap * 2 : 8;
         struct split *n = realloc(e->splits, cap * sizeof *n);
         if (!n)
-            return; /* not split, not copied: the next pass copies it */
+            return false; /* clone copies it whole */
         e->splits = n;
         e->splits_cap = cap;
     }
     struct split *sp = &e->splits[e->nsplits];
-    if ((sp->path = strdup(path)) != NULL) {
-        sp->st = *st;
-        e->nsplits++;
-    }
+    if (!(sp->path = strdup(path)))
+        return false;
+    sp->st = *st;
+    e->nsplits++;
+    return true;
 }
 
 static void engine_drop(struct engine *e)
@@ -365,8 +366,10 @@ static int path_do_keepalive(const struct worker *w, path_fn fn, void *arg, stru
     pthread_join(th, NULL);
     pthread_cond_destroy(&j.finished);
     pthread_mutex_destroy(&j.lock);
-    if (j.rc < 0)
-        return err_set(err, j.err.code, "%s", j.err.msg);
+    if (j.rc < 0) {
+        *err = j.err;
+        return j.rc;
+    }
     if (poll_rc < 0)
         return err_set(err, poll_err.code, "%s", poll_err.msg);
     return 0;

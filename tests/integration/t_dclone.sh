@@ -115,6 +115,21 @@ else
 fi
 rmdir "$SCRATCH/dist/mnt"
 
+# A range that cannot be written (DST full): the file never appears under
+# its real name with a hole, the temporary file is gone, exit 1.
+mkdir -p "$SCRATCH/fullsrc" "$SCRATCH/fulldst"
+mkfile "$SCRATCH/fullsrc/big" 8000000
+if mount -t tmpfs -o size=6m tmpfs "$SCRATCH/fulldst" 2>/dev/null; then
+    run clone "${B[@]}" --range-size 1M --json "$SCRATCH/fullsrc" "$SCRATCH/fulldst"
+    is "$RC" 1 "a range that hits ENOSPC makes the coordinator exit 1"
+    ok "$([ ! -e "$SCRATCH/fulldst/big" ]; echo $?)" "no incomplete file under the real name"
+    is "$(find "$SCRATCH/fulldst" -name '.haul-range.*' | wc -l)" 0 "no temporary file left"
+    like "$(cat "$SCRATCH"/w[123].log)" "big: .*No space left on device" "a worker's log names the file and ENOSPC"
+    umount -l "$SCRATCH/fulldst" # lazily: the workers still hold the job's DST open
+else
+    echo "# skip: cannot mount a tmpfs here (not root?)"
+fi
+
 # ctl: status lists workers, grow changes threads.
 out=$("$HAUL" ctl "${B[@]}" status 2>&1)
 like "$out" "worker w1 threads 2 " "status lists w1 with its threads"
