@@ -4,6 +4,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "util/err.h"
@@ -180,4 +183,15 @@ int dist_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err)
     if (q->opts.consume)
         return err_set(err, HAUL_EUSAGE, "%s: dist_job_get on a consuming handle", q->url);
     return q->ops->job_get(q, out, err);
+}
+
+uint64_t dist_random_id(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = dist_unit_child_id((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30), (uint64_t)getpid());
+    }
+    return v;
 }

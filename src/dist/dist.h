@@ -45,9 +45,14 @@
  * publishes FILES, RANGE and SCAN_DIR units).  Outstanding = published by
  * the coordinator + children reported - distinct unit ids reported done; the
  * job is complete when that reaches 0 (results for an id seen before are
- * duplicates from a redelivery and are ignored, children included; workers
- * derive child ids from the parent id, dist_unit_child_id, so a redone scan
- * republishes the same ids).  dist_queue_depth is for progress displays and
+ * duplicates from a redelivery and are ignored, children included).  Child
+ * ids are dist_unit_child_id(base, i), base being the unit's id, or a fresh
+ * random one when the unit was redelivered: a redone scan of a directory
+ * that changed meanwhile must not give other children the ids of the first
+ * attempt's (their results would be dropped as duplicates); the first
+ * attempt's children are then done as well, harmlessly (idempotent), and
+ * are counted only if its result was the one taken.  dist_queue_depth is
+ * for progress displays and
  * for spotting a stuck dead-letter queue, not for completion. */
 #ifndef DIST_DIST_H
 #define DIST_DIST_H
@@ -254,6 +259,9 @@ int dist_unit_encode(const struct dist_unit *u, struct strbuf *out, haul_error *
 /* Decodes and validates; on success *out owns memory: dist_unit_release. */
 int dist_unit_decode(const void *buf, size_t len, struct dist_unit *out, haul_error *err);
 void dist_unit_release(struct dist_unit *u);
+/* A random 64-bit id (getrandom; the clock and pid when it fails): run ids,
+ * seeds, and the child base of a redelivered unit. */
+uint64_t dist_random_id(void);
 /* The id of child number index of unit parent_id: a mix of both, the same
  * every time, so a scan redone after a redelivery names its children alike. */
 uint64_t dist_unit_child_id(uint64_t parent_id, uint64_t index);
@@ -268,7 +276,12 @@ int dist_path_check(const char *path, size_t len, const char **why);
 
 struct dist_result_unit {
     uint64_t unit_id;
-    uint32_t children; /* units this one published */
+    uint32_t children;   /* units this one published: ids dist_unit_child_id(base, i) */
+    uint64_t child_base; /* base of their ids; 0 = unit_id.  A redelivered unit is
+                            redone with a fresh random base: if its directory
+                            changed meanwhile, the redo's children must not take
+                            the ids of the first attempt's (a result seen before
+                            is dropped as a duplicate) */
 };
 
 /* Worker -> coordinator: what some units did. */

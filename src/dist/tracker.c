@@ -8,6 +8,7 @@
 enum { ID_EXPECTED = 1, ID_DONE = 2, ID_EARLY = 3 };
 
 struct early {
+    uint64_t base;
     uint32_t children;
     size_t ncounters;
     uint64_t counters[DIST_RESULT_MAX_COUNTERS];
@@ -87,8 +88,8 @@ void dist_tracker_free(struct dist_tracker *t)
     free(t);
 }
 
-int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint32_t children, const uint64_t *counters,
-                      size_t ncounters)
+int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint64_t base, uint32_t children,
+                      const uint64_t *counters, size_t ncounters)
 {
     if (grow(t) < 0)
         return -1;
@@ -101,6 +102,7 @@ int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint32_t children, co
         struct early *e = calloc(1, sizeof *e);
         if (!e)
             return -1;
+        e->base = base;
         e->children = children;
         e->ncounters = ncounters;
         if (ncounters)
@@ -117,7 +119,7 @@ int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint32_t children, co
     if (t->on_done)
         t->on_done(counters, ncounters, t->ctx);
     for (uint32_t i = 0; i < children; i++)
-        if (dist_tracker_expect(t, dist_unit_child_id(id, i)) < 0)
+        if (dist_tracker_expect(t, dist_unit_child_id(base ? base : id, i)) < 0)
             return -1;
     return 0;
 }
@@ -134,7 +136,7 @@ int dist_tracker_expect(struct dist_tracker *t, uint64_t id)
         struct early *e = s->early;
         s->early = NULL;
         s->state = ID_EXPECTED;
-        int rc = dist_tracker_done(t, id, e->children, e->counters, e->ncounters);
+        int rc = dist_tracker_done(t, id, e->base, e->children, e->counters, e->ncounters);
         free(e);
         return rc;
     }

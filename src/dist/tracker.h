@@ -32,10 +32,10 @@ void dist_tracker_free(struct dist_tracker *t);
 /* A unit published by the coordinator itself (a seed).  -1: out of memory. */
 int dist_tracker_expect(struct dist_tracker *t, uint64_t id);
 
-/* Unit id reported done, having published `children` units.  -1: out of
- * memory. */
-int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint32_t children, const uint64_t *counters,
-                      size_t ncounters);
+/* Unit id reported done, having published `children` units with ids
+ * dist_unit_child_id(base, i) (base 0: id).  -1: out of memory. */
+int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint64_t base, uint32_t children,
+                      const uint64_t *counters, size_t ncounters);
 
 /* True when a result for id was taken already (done, or kept aside). */
 bool dist_tracker_seen(struct dist_tracker *t, uint64_t id);

@@ -317,6 +317,7 @@ int dist_result_encode(const struct dist_result *r, struct strbuf *out, haul_err
     for (size_t i = 0; i < r->nunits; i++) {
         wire_put_u64(out, r->units[i].unit_id);
         wire_put_u32(out, r->units[i].children);
+        wire_put_u64(out, r->units[i].child_base);
     }
     if (r->ncounters > DIST_RESULT_MAX_COUNTERS)
         return err_set(err, HAUL_EUSAGE, "result: %zu counters, at most %d", r->ncounters,
@@ -351,7 +352,7 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     uint32_t n = wire_get_u32(&r);
     if (!r.why && n > DIST_RESULT_MAX_UNITS)
         wire_fail(&r, "unit count over the limit");
-    if (!r.why && r.left < (size_t)n * 12)
+    if (!r.why && r.left < (size_t)n * 20)
         wire_fail(&r, "truncated");
     if (r.why)
         return finish(&r, "result", err);
@@ -366,6 +367,7 @@ int dist_result_decode(const void *buf, size_t len, struct dist_result *out, hau
     for (uint32_t i = 0; i < n; i++) {
         units[i].unit_id = wire_get_u64(&r);
         units[i].children = wire_get_u32(&r);
+        units[i].child_base = wire_get_u64(&r);
     }
     size_t nc = 0;
     if (!r.why && r.left) { /* the optional counters trailer */

@@ -356,6 +356,7 @@ struct scan {
     struct dbackup_engine *e;
     struct dist_queue *q;
     const struct dist_unit *u;
+    uint64_t base; /* children's ids: dist_unit_child_id(base, i) */
     const char *worker;
     uint32_t children;
     struct strbuf list;
@@ -365,7 +366,7 @@ struct scan {
 
 static int scan_publish_dir(struct scan *s, const char *path, haul_error *err)
 {
-    struct dist_unit child = {.id = dist_unit_child_id(s->u->id, s->children), .pass = DIST_PASS_BACKUP,
+    struct dist_unit child = {.id = dist_unit_child_id(s->base, s->children), .pass = DIST_PASS_BACKUP,
                               .kind = DIST_UNIT_SCAN_DIR, .npaths = 1, .paths = &path};
     memcpy(child.job_id, s->u->job_id, sizeof child.job_id);
     strbuf_reset(&s->e->sb);
@@ -394,7 +395,7 @@ static int scan_flush(struct scan *s, haul_error *err)
     if (!s->listed)
         return 0;
     scan_count_patch(s);
-    struct dist_result_unit ru = {.unit_id = dist_unit_child_id(s->u->id, s->children)};
+    struct dist_result_unit ru = {.unit_id = dist_unit_child_id(s->base, s->children)};
     struct dist_result r = {.nunits = 1, .units = &ru, .payload = s->list.s, .payload_len = s->list.len};
     snprintf(r.worker, sizeof r.worker, "%s", s->worker);
     strbuf_reset(&s->e->sb);
@@ -728,7 +729,8 @@ static int parts_do(struct dbackup_engine *e, const struct dist_unit *u, uint64_
     return payload->failed ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
 }
 
-int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, const char *worker,
+int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, uint64_t child_base,
+                    const char *worker,
                     uint32_t *children, uint64_t counters[DBACKUP_COUNTERS], struct strbuf *payload,
                     haul_error *err)
 {
@@ -741,7 +743,8 @@ int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct
         return parts_do(e, u, counters, payload, err);
     if (u->kind != DIST_UNIT_SCAN_DIR || !q)
         return err_set(err, HAUL_EPROTO, "FINISH units are not part of a backup");
-    struct scan s = {.e = e, .q = q, .u = u, .worker = worker, .list = STRBUF_INIT, .counters = counters};
+    struct scan s = {.e = e, .q = q, .u = u, .base = child_base ? child_base : u->id, .worker = worker,
+                     .list = STRBUF_INIT, .counters = counters};
     listing_head(&s.list, u->job_id);
     int rc = scan_do(&s, err);
     if (rc == 0 && s.listed) { /* the last (often only) listing: in the scan's own result */
@@ -1191,6 +1194,7 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
     }
     uint64_t id = res->units[0].unit_id;
     uint32_t children = res->units[0].children;
+    uint64_t base = res->units[0].child_base;
     if (dist_tracker_seen(k->t, id))
         return 0; /* a redelivered unit's second result */
     if (res->payload_len) {
@@ -1201,7 +1205,7 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
             if (r.why) /* ours or not, it cannot be read: what it carried is lost */
                 payload_bad(k, r.why);
             /* else another run's: counting its unit is harmless (never expected) */
-            return dist_tracker_done(k->t, id, children, res->counters, res->ncounters) < 0
+            return dist_tracker_done(k->t, id, base, children, res->counters, res->ncounters) < 0
                        ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
         }
         int rc = type == PAYLOAD_LISTING      ? listing_do(k, &r, n, err)
@@ -1211,21 +1215,11 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
         if (rc < 0)
             return rc;
     }
-    if (dist_tracker_done(k->t, id, children, res->counters, res->ncounters) < 0)
+    if (dist_tracker_done(k->t, id, base, children, res->counters, res->ncounters) < 0)
         return err_set(err, HAUL_ENOMEM, "out of memory");
     return 0;
 }
 
-static uint64_t random64(void)
-{
-    uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != sizeof v) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
-    }
-    return v;
-}
 
 static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_id, haul_error *err)
 {
@@ -1330,7 +1324,7 @@ static int spec_fill(struct s3_client *c, const struct dbackup_opts *o, struct d
     const struct backup_opts *bo = o->backup;
     if (!realpath(bo->roots[0], s->src))
         return err_errno(err, errno, "%s", bo->roots[0]);
-    snprintf(s->run, sizeof s->run, "%016" PRIx64, random64());
+    snprintf(s->run, sizeof s->run, "%016" PRIx64, dist_random_id());
     snprintf(s->endpoint, sizeof s->endpoint, "%s", s3_client_config(c)->endpoint);
     snprintf(s->bucket, sizeof s->bucket, "%s", bo->bucket);
     snprintf(s->prefix, sizeof s->prefix, "%s", bo->prefix);
@@ -1389,8 +1383,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
         rc = -HAUL_ENET;
     if (rc == 0 && !(k.t = dist_tracker_new(counters_add, stats)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
-    uint64_t root_id = random64();
-    k.base = random64();
+    uint64_t root_id = dist_random_id();
+    k.base = dist_random_id();
     if (rc == 0) {
         k.run = spec->run;
         rc = seed(&k, spec, root_id, err);

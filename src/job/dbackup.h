@@ -22,8 +22,8 @@
  *      sends its first full listings as results of their own, each naming
  *      one more child id of the scan.  The scan of "." lists the root
  *      itself too, as path "".
- *   3. For each listing the coordinator, once per unit id (a redone scan
- *      sends the same ids, dropped as duplicates), decides every entry
+ *   3. For each listing the coordinator, once per unit id (a duplicate
+ *      result of a redelivered unit is dropped), decides every entry
  *      against the index as backup_run does (unchanged: stamped; hard
  *      links: the first path of the inode in this run) and adds what must
  *      be stored to an upload batch, across listings: a FILES unit of up
@@ -134,7 +134,8 @@ struct dbackup_engine *dbackup_engine_new(const struct dbackup_spec *spec, struc
                                           const atomic_bool *cancel, haul_error *err);
 void dbackup_engine_free(struct dbackup_engine *e);
 
-/* Does unit u (SCAN_DIR or FILES of pass BACKUP): publishes a scan's
+/* Does unit u (SCAN_DIR, FILES or RANGE of pass BACKUP; child ids from
+ * child_base, 0 = the unit's id): publishes a scan's
  * children and listings on q; fills *children, the unit's counters
  * (DBACKUP_COUNTERS) and payload (an upload unit's records) for its
  * result.  worker names the results it publishes itself.  q may be NULL
@@ -142,7 +143,8 @@ void dbackup_engine_free(struct dbackup_engine *e);
  * caller keeps it alive from another thread).  Errors of single
  * entries are counted and reported, not returned; < 0 only when the queue
  * failed (the unit must be redone). */
-int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, const char *worker,
+int dbackup_unit_do(struct dbackup_engine *e, struct dist_queue *q, const struct dist_unit *u, uint64_t child_base,
+                    const char *worker,
                     uint32_t *children, uint64_t counters[DBACKUP_COUNTERS], struct strbuf *payload,
                     haul_error *err);
 

@@ -190,24 +190,7 @@ int dclone_prefix(const char *job, char *out, size_t cap, haul_error *err)
 
 /* ---- the coordinator ---- */
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
 
-static uint64_t random64(void)
-{
-    uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != sizeof v) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        v = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid());
-    }
-    return v;
-}
 
 /* ---- the coordinator's side of large files in ranges ---- */
 
@@ -334,8 +317,8 @@ static const char *pass_name(enum dist_pass p)
 static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist_pass pass,
                     struct dclone_spec *spec, struct clone_stats *stats, haul_error *err)
 {
-    uint64_t base = random64();
-    snprintf(spec->run, sizeof spec->run, "%016" PRIx64, random64());
+    uint64_t base = dist_random_id();
+    snprintf(spec->run, sizeof spec->run, "%016" PRIx64, dist_random_id());
     spec->pass = pass;
     struct strbuf sb = STRBUF_INIT;
     int rc = dclone_spec_encode(spec, &sb, err);
@@ -395,7 +378,7 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
             rc = ranges_take(&g, r.payload, r.payload_len, err);
         /* Counters go with the first unit (workers send one unit per result). */
         for (size_t i = 0; i < r.nunits && rc == 0; i++)
-            if (dist_tracker_done(t, r.units[i].unit_id, r.units[i].children, r.counters,
+            if (dist_tracker_done(t, r.units[i].unit_id, r.units[i].child_base, r.units[i].children, r.counters,
                                   i == 0 ? r.ncounters : 0) < 0)
                 rc = err_set(err, HAUL_ENOMEM, "out of memory");
         dist_result_release(&r);

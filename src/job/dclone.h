@@ -16,7 +16,8 @@
  * random (64 bits); a worker scanning a directory publishes a SCAN_DIR per
  * subdirectory and FILES units of up to DCLONE_BATCH_PATHS paths or
  * DCLONE_BATCH_BYTES bytes (a file of parallel_threshold bytes or more
- * alone), child number i of unit u having id dist_unit_child_id(u, i); then
+ * alone), child number i of unit u having id dist_unit_child_id(base, i)
+ * (base: u's id, or a fresh one when u was redelivered; dist.h); then
  * one result per unit: its id, its number of children, the clone counters
  * it changed (dist_result counters, DCLONE_COUNTERS of them in the order of
  * dclone_counters_*), flushed before the unit is acked.

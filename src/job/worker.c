@@ -34,6 +34,7 @@ struct engine {
     struct dbackup_spec bspec;
     struct dbackup_engine *b;
     struct strbuf payload;     /* the result payload of the unit being done */
+    uint64_t child_base;       /* ids of its children: the unit's id, or fresh when redelivered */
     struct split *splits;      /* large files the unit being done left to RANGE units */
     size_t nsplits, splits_cap;
     struct walk_filter *filter;
@@ -234,6 +235,7 @@ static int engine_for(struct wthread *t, const char *run, haul_error *err)
 struct batch {
     struct dist_queue *q;
     const struct dist_unit *parent;
+    uint64_t base; /* children's ids: dist_unit_child_id(base, i) */
     uint64_t threshold;
     uint32_t published;
     const char *paths[DCLONE_BATCH_PATHS];
@@ -245,7 +247,7 @@ struct batch {
 
 static int publish_child(struct batch *b, enum dist_unit_kind kind, const char **paths, size_t n, haul_error *err)
 {
-    struct dist_unit u = {.id = dist_unit_child_id(b->parent->id, b->published), .pass = b->parent->pass,
+    struct dist_unit u = {.id = dist_unit_child_id(b->base, b->published), .pass = b->parent->pass,
                           .kind = kind, .npaths = n, .paths = paths};
     memcpy(u.job_id, b->parent->job_id, sizeof u.job_id);
     strbuf_reset(&b->sb);
@@ -393,6 +395,7 @@ struct backup_unit_arg {
     struct dbackup_engine *b;
     struct dist_queue *q; /* NULL when run by path_do_keepalive */
     const struct dist_unit *u;
+    uint64_t base;
     const char *name;
     uint32_t *children;
     uint64_t *counters;
@@ -402,7 +405,7 @@ struct backup_unit_arg {
 static int backup_unit_fn(void *arg, haul_error *err)
 {
     const struct backup_unit_arg *a = arg;
-    return dbackup_unit_do(a->b, a->q, a->u, a->name, a->children, a->counters, a->payload, err);
+    return dbackup_unit_do(a->b, a->q, a->u, a->base, a->name, a->children, a->counters, a->payload, err);
 }
 
 /* One RANGE unit of a large file. */
@@ -433,7 +436,7 @@ static int splits_publish(struct engine *e, struct dist_queue *q, const struct d
     for (size_t i = 0; i < e->nsplits && rc == 0; i++) {
         const struct split *sp = &e->splits[i];
         uint64_t size = (uint64_t)sp->st.st_size, range = e->spec.range_size;
-        struct dclone_ticket tk = {.parent = u->id, .first = *children, .count = (uint32_t)((size + range - 1) / range),
+        struct dclone_ticket tk = {.parent = e->child_base, .first = *children, .count = (uint32_t)((size + range - 1) / range),
                                    .size = size, .ino = sp->st.st_ino,
                                    .mtime_ns = (int64_t)sp->st.st_mtim.tv_sec * 1000000000LL + sp->st.st_mtim.tv_nsec};
         char tmp[64];
@@ -445,7 +448,7 @@ static int splits_publish(struct engine *e, struct dist_queue *q, const struct d
         for (uint32_t k = 0; k < tk.count && rc == 0; k++) {
             const char *path = sp->path;
             uint64_t off = (uint64_t)k * range;
-            struct dist_unit r = {.id = dist_unit_child_id(u->id, tk.first + k), .pass = DIST_PASS_COPY,
+            struct dist_unit r = {.id = dist_unit_child_id(e->child_base, tk.first + k), .pass = DIST_PASS_COPY,
                                   .kind = DIST_UNIT_RANGE, .offset = off, .length = size - off < range ? size - off : range,
                                   .npaths = 1, .paths = &path, .payload = tsb.s, .payload_len = tsb.len};
             memcpy(r.job_id, u->job_id, sizeof r.job_id);
@@ -506,7 +509,8 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
     *children = 0;
     strbuf_reset(&e->payload);
     if (u->kind == DIST_UNIT_SCAN_DIR) {
-        struct batch b = {.q = q, .parent = u, .threshold = e->spec.parallel_threshold, .sb = STRBUF_INIT};
+        struct batch b = {.q = q, .parent = u, .base = e->child_base, .threshold = e->spec.parallel_threshold,
+                          .sb = STRBUF_INIT};
         int rc = clone_dir_scan(e->c, pass, u->paths[0], on_child, &b, err);
         if (rc == 0)
             rc = batch_flush(&b, err);
@@ -542,7 +546,7 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
     dclone_counters_get(&e->stats, now);
     for (int i = 0; i < DCLONE_COUNTERS; i++)
         delta[i] = now[i] - e->reported[i];
-    struct dist_result_unit ru = {.unit_id = u->id, .children = children};
+    struct dist_result_unit ru = {.unit_id = u->id, .children = children, .child_base = t->e->child_base};
     struct dist_result r = {.files = delta[0], .bytes = delta[6], .skipped = delta[10] + delta[11],
                             .failed = delta[14], .nunits = 1, .units = &ru, .ncounters = DCLONE_COUNTERS,
                             .payload = e->payload.s, .payload_len = e->payload.len};
@@ -566,7 +570,7 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
 static int backup_result_send(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
                               const uint64_t *c, haul_error *err)
 {
-    struct dist_result_unit ru = {.unit_id = u->id, .children = children};
+    struct dist_result_unit ru = {.unit_id = u->id, .children = children, .child_base = t->e->child_base};
     struct dist_result r = {.files = c[DBACKUP_C_UPLOADED], .bytes = c[DBACKUP_C_BYTES],
                             .failed = c[DBACKUP_C_ERRORS], .nunits = 1, .units = &ru,
                             .ncounters = DBACKUP_COUNTERS, .payload = t->e->payload.s,
@@ -646,10 +650,12 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
     uint32_t children = 0;
     haul_error werr = {0};
     uint64_t bcounters[DBACKUP_COUNTERS] = {0};
+    /* A redone unit's children get ids of their own (see dist_result_unit). */
+    t->e->child_base = m->redelivered ? dist_random_id() : u.id;
     if (t->e->b) {
         char name[DIST_NODE_MAX + 1];
         snprintf(name, sizeof name, "%s/%u", t->w->name, t->idx);
-        struct backup_unit_arg a = {t->e->b, q, &u, name, &children, bcounters, &t->e->payload};
+        struct backup_unit_arg a = {t->e->b, q, &u, t->e->child_base, name, &children, bcounters, &t->e->payload};
         if ((u.kind == DIST_UNIT_FILES && u.npaths == 1) || u.kind == DIST_UNIT_RANGE) {
             a.q = NULL;
             rc = path_do_keepalive(t->w, backup_unit_fn, &a, q, &werr);

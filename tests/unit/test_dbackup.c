@@ -171,7 +171,7 @@ static void test_upload_hostile(void **state)
     strcpy(u.job_id, f->spec.run);
     uint32_t children = 9;
     uint64_t c[DBACKUP_COUNTERS];
-    assert_int_equal(dbackup_unit_do(e, NULL, &u, "w/0", &children, c, &payload, &err), 0);
+    assert_int_equal(dbackup_unit_do(e, NULL, &u, 0, "w/0", &children, c, &payload, &err), 0);
     assert_int_equal(children, 0);
     assert_int_equal(c[DBACKUP_C_UPLOADED], 0);
     assert_int_equal(c[DBACKUP_C_ERRORS], 1);
@@ -190,7 +190,7 @@ static void test_upload_hostile(void **state)
     u.payload = NULL;
     u.payload_len = 0;
     err = (haul_error){0};
-    assert_int_equal(dbackup_unit_do(e, NULL, &u, "w/0", &children, c, &payload, &err), -HAUL_EPROTO);
+    assert_int_equal(dbackup_unit_do(e, NULL, &u, 0, "w/0", &children, c, &payload, &err), -HAUL_EPROTO);
     strbuf_release(&links);
     strbuf_release(&payload);
     dbackup_engine_free(e);
@@ -214,7 +214,7 @@ static void test_scan_publishes(void **state)
     uint32_t children = 0;
     uint64_t c[DBACKUP_COUNTERS];
     struct strbuf payload = STRBUF_INIT;
-    assert_int_equal(dbackup_unit_do(e, q, &u, "w/0", &children, c, &payload, &err), 0);
+    assert_int_equal(dbackup_unit_do(e, q, &u, 0, "w/0", &children, c, &payload, &err), 0);
     assert_int_equal(children, 1);
     struct dist_msg m;
     assert_int_equal(dist_next(q, &m, 0, &err), 1);

@@ -383,7 +383,7 @@ static void test_child_ids(void **state)
 static void test_result_codec(void **state)
 {
     (void)state;
-    struct dist_result_unit units[] = {{1, 0}, {UINT64_MAX, 7}};
+    struct dist_result_unit units[] = {{1, 0, 0}, {UINT64_MAX, 7, 0x1234}};
     struct dist_result r = {.files = 10, .bytes = 1ULL << 50, .skipped = 2, .failed = 1,
                             .nunits = 2, .units = units};
     strcpy(r.worker, "node7:1234:3");
@@ -397,6 +397,7 @@ static void test_result_codec(void **state)
     assert_int_equal(d.nunits, 2);
     assert_int_equal(d.units[1].unit_id, UINT64_MAX);
     assert_int_equal(d.units[1].children, 7);
+    assert_int_equal(d.units[1].child_base, 0x1234);
     dist_result_release(&d);
     for (size_t n = 0; n < sb.len; n++) {
         haul_error e = {0};
@@ -409,7 +410,7 @@ static void test_result_codec(void **state)
     assert_int_equal(dist_unit_decode(sb.s, sb.len, &u, &err), -HAUL_EPROTO);
     assert_non_null(strstr(err.msg, "a result"));
     /* Unit count that lies. */
-    sb.s[sb.len - 24 - 1] = 3;
+    sb.s[sb.len - 40 - 1] = 3; /* 2 units of 20 bytes after the count */
     err = (haul_error){0};
     assert_int_equal(dist_result_decode(sb.s, sb.len, &d, &err), -HAUL_EPROTO);
     strbuf_release(&sb);
@@ -439,19 +440,19 @@ static void test_tracker(void **state)
     assert_int_equal(dist_tracker_expect(t, 100), 0);
     assert_int_equal(dist_tracker_outstanding(t), 1);
     uint64_t c0 = dist_unit_child_id(100, 0), c1 = dist_unit_child_id(100, 1);
-    assert_int_equal(dist_tracker_done(t, c1, 0, &one, 1), 0); /* early */
+    assert_int_equal(dist_tracker_done(t, c1, 0, 0, &one, 1), 0); /* early */
     assert_true(dist_tracker_seen(t, c1));
-    assert_int_equal(dist_tracker_done(t, 999, 0, &one, 1), 0); /* a stale run's */
+    assert_int_equal(dist_tracker_done(t, 999, 0, 0, &one, 1), 0); /* a stale run's */
     assert_int_equal(sum, 0);
     assert_int_equal(dist_tracker_outstanding(t), 1);
     assert_false(dist_tracker_seen(t, 100));
-    assert_int_equal(dist_tracker_done(t, 100, 2, &one, 1), 0);
+    assert_int_equal(dist_tracker_done(t, 100, 0, 2, &one, 1), 0);
     assert_int_equal(dist_tracker_outstanding(t), 1); /* c0 left */
     assert_int_equal(sum, 2);                          /* 100 and the early c1 */
-    assert_int_equal(dist_tracker_done(t, 100, 2, &one, 1), 0); /* duplicate */
-    assert_int_equal(dist_tracker_done(t, c1, 0, &one, 1), 0);
+    assert_int_equal(dist_tracker_done(t, 100, 0, 2, &one, 1), 0); /* duplicate */
+    assert_int_equal(dist_tracker_done(t, c1, 0, 0, &one, 1), 0);
     assert_int_equal(sum, 2);
-    assert_int_equal(dist_tracker_done(t, c0, 0, &one, 1), 0);
+    assert_int_equal(dist_tracker_done(t, c0, 0, 0, &one, 1), 0);
     assert_int_equal(dist_tracker_outstanding(t), 0);
     assert_int_equal(dist_tracker_done_count(t), 3);
     assert_int_equal(sum, 3);
@@ -459,7 +460,7 @@ static void test_tracker(void **state)
     for (uint64_t i = 0; i < 20000; i++)
         assert_int_equal(dist_tracker_expect(t, 1000000 + i), 0);
     for (uint64_t i = 0; i < 20000; i++)
-        assert_int_equal(dist_tracker_done(t, 1000000 + i, 0, NULL, 0), 0);
+        assert_int_equal(dist_tracker_done(t, 1000000 + i, 0, 0, NULL, 0), 0);
     assert_int_equal(dist_tracker_outstanding(t), 0);
     dist_tracker_free(t);
 }
@@ -493,7 +494,7 @@ static void test_payloads(void **state)
     assert_non_null(strstr(err.msg, "trailing bytes"));
     strbuf_release(&sb);
 
-    struct dist_result_unit ru = {9, 0};
+    struct dist_result_unit ru = {9, 0, 0};
     struct dist_result r = {.nunits = 1, .units = &ru, .payload = blob, .payload_len = sizeof blob};
     strcpy(r.worker, "w/1");
     assert_int_equal(dist_result_encode(&r, &sb, &err), 0);
@@ -525,7 +526,7 @@ static void test_payloads(void **state)
 static void test_result_counters(void **state)
 {
     (void)state;
-    struct dist_result_unit unit = {42, 3};
+    struct dist_result_unit unit = {42, 3, 0};
     struct dist_result r = {.nunits = 1, .units = &unit, .ncounters = 3, .counters = {7, 0, UINT64_MAX}};
     strcpy(r.worker, "w/1");
     struct strbuf sb = STRBUF_INIT;
