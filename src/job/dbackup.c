@@ -834,24 +834,31 @@ static void counters_add(const uint64_t *c, size_t n, void *ctx)
         atomic_fetch_add(to[i], c[i]);
 }
 
-static int batch_flush(struct coord *k, haul_error *err)
+/* Publishes a unit of the coordinator's own (an id it expects). */
+static int coord_publish(struct coord *k, struct dist_unit *u, haul_error *err)
 {
-    if (!k->n)
-        return 0;
-    struct dist_unit u = {.id = dist_unit_child_id(k->base, k->published), .pass = DIST_PASS_BACKUP,
-                          .kind = DIST_UNIT_FILES, .npaths = k->n, .paths = k->paths, .payload = k->links.s,
-                          .payload_len = k->links.len};
-    snprintf(u.job_id, sizeof u.job_id, "%s", k->run);
+    u->id = dist_unit_child_id(k->base, k->published);
+    snprintf(u->job_id, sizeof u->job_id, "%s", k->run);
     strbuf_reset(&k->sb);
-    int rc = k->links.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &k->sb, err);
+    int rc = dist_unit_encode(u, &k->sb, err);
     if (rc == 0)
         rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
-    if (rc == 0 && dist_tracker_expect(k->t, u.id) < 0)
+    if (rc == 0 && dist_tracker_expect(k->t, u->id) < 0)
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
     if (rc == 0) {
         k->published++;
         k->unflushed++;
     }
+    return rc;
+}
+
+static int batch_flush(struct coord *k, haul_error *err)
+{
+    if (!k->n)
+        return 0;
+    struct dist_unit u = {.pass = DIST_PASS_BACKUP, .kind = DIST_UNIT_FILES, .npaths = k->n, .paths = k->paths,
+                          .payload = k->links.s, .payload_len = k->links.len};
+    int rc = k->links.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : coord_publish(k, &u, err);
     for (size_t i = 0; i < k->n; i++)
         free(k->owned[i]);
     k->n = 0;
@@ -967,20 +974,9 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
         strbuf_reset(&pl);
         parts_ticket_put(&pl, &t);
         const char *p = path;
-        struct dist_unit u = {.id = dist_unit_child_id(k->base, k->published), .pass = DIST_PASS_BACKUP,
-                              .kind = DIST_UNIT_RANGE, .offset = off, .length = len, .npaths = 1, .paths = &p,
-                              .payload = pl.s, .payload_len = pl.len};
-        snprintf(u.job_id, sizeof u.job_id, "%s", k->run);
-        strbuf_reset(&k->sb);
-        rc = pl.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &k->sb, err);
-        if (rc == 0)
-            rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
-        if (rc == 0 && dist_tracker_expect(k->t, u.id) < 0)
-            rc = err_set(err, HAUL_ENOMEM, "out of memory");
-        if (rc == 0) {
-            k->published++;
-            k->unflushed++;
-        }
+        struct dist_unit u = {.pass = DIST_PASS_BACKUP, .kind = DIST_UNIT_RANGE, .offset = off, .length = len,
+                              .npaths = 1, .paths = &p, .payload = pl.s, .payload_len = pl.len};
+        rc = pl.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : coord_publish(k, &u, err);
     }
     strbuf_release(&pl);
     return rc;
