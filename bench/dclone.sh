@@ -12,13 +12,21 @@
 # threads.  Copies are checked identical to SRC with treecmp.py.  The
 # broker is scripts/broker (started if not running, left running).
 #
-# Environment: BENCH_FILES [50000] BENCH_THREADS [2] BENCH_WORK
+# BENCH_LARGE large files of BENCH_LARGE_SIZE bytes can be added; the
+# distributed runs copy files above BENCH_RANGE_SIZE in RANGE units spread
+# over the workers (haul clone --range-size).
+#
+# Environment: BENCH_FILES [50000] BENCH_THREADS [2] BENCH_LARGE [0]
+# BENCH_LARGE_SIZE [1073741824] BENCH_RANGE_SIZE [256M] BENCH_WORK
 # [/tmp/haul-bench-dclone] BENCH_OUT [bench/results/dclone-YYYY-MM-DD.md]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 FILES=${BENCH_FILES:-50000}
 THREADS=${BENCH_THREADS:-2}
+LARGE=${BENCH_LARGE:-0}
+LARGE_SIZE=${BENCH_LARGE_SIZE:-1073741824}
+RANGE=${BENCH_RANGE_SIZE:-256M}
 WORK=${BENCH_WORK:-/tmp/haul-bench-dclone}
 OUT=${BENCH_OUT:-bench/results/dclone-$(date +%Y-%m-%d).md}
 HAUL=$ROOT/build/haul
@@ -32,7 +40,7 @@ JOB=bench-dclone-$$
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 rm -rf "$WORK"; mkdir -p "$WORK"
 say "generating the tree ($FILES files)"
-python3 bench/gen-tree.py "$WORK/src" --files "$FILES" --large 0 > "$WORK/tree.json"
+python3 bench/gen-tree.py "$WORK/src" --files "$FILES" --large "$LARGE" --large-size "$LARGE_SIZE" > "$WORK/tree.json"
 . "$ROOT/bench/distlib.sh"
 ROWS=$WORK/rows
 : > "$ROWS"
@@ -60,11 +68,11 @@ PY
 
 run local "$WORK/dst-local" "$HAUL" clone --pass all --threads "$((2 * THREADS))" --json "$WORK/src" "$WORK/dst-local"
 workers_start 1
-run "dist, 1 worker x $THREADS threads" "$WORK/dst-1" "$HAUL" clone -v --broker "$HAUL_BROKER" --job "$JOB" --pass all --json "$WORK/src" "$WORK/dst-1"
+run "dist, 1 worker x $THREADS threads" "$WORK/dst-1" "$HAUL" clone -v --broker "$HAUL_BROKER" --job "$JOB" --pass all --range-size "$RANGE" --json "$WORK/src" "$WORK/dst-1"
 workers_stop
 workers_start 2
-run "dist, 2 workers x $THREADS threads" "$WORK/dst-2" "$HAUL" clone -v --broker "$HAUL_BROKER" --job "$JOB" --pass all --json "$WORK/src" "$WORK/dst-2"
-run "dist, 2 workers, no change" "$WORK/dst-2" "$HAUL" clone -v --broker "$HAUL_BROKER" --job "$JOB" --pass all --json "$WORK/src" "$WORK/dst-2"
+run "dist, 2 workers x $THREADS threads" "$WORK/dst-2" "$HAUL" clone -v --broker "$HAUL_BROKER" --job "$JOB" --pass all --range-size "$RANGE" --json "$WORK/src" "$WORK/dst-2"
+run "dist, 2 workers, no change" "$WORK/dst-2" "$HAUL" clone -v --broker "$HAUL_BROKER" --job "$JOB" --pass all --range-size "$RANGE" --json "$WORK/src" "$WORK/dst-2"
 workers_stop
 build/tests/dist_probe --prefix "haul.$JOB" delete >/dev/null
 
@@ -72,7 +80,8 @@ build/tests/dist_probe --prefix "haul.$JOB" delete >/dev/null
     echo "# Distributed clone on one machine ($(date -u '+%Y-%m-%d %H:%M UTC'))"
     echo
     echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')); RabbitMQ $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null) (scripts/broker) on the same machine."
-    echo "Tree: bench/gen-tree.py --files $FILES --large 0 (seed 1). Passes: copy, delete, dirtimes (--pass all)."
+    echo "Tree: bench/gen-tree.py --files $FILES --large $LARGE --large-size $LARGE_SIZE (seed 1). Passes: copy, delete, dirtimes (--pass all);"
+    echo "distributed runs: --range-size $RANGE (larger files in RANGE units over the workers)."
     echo "Load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
     echo "Command: bench/dclone.sh (BENCH_FILES=$FILES BENCH_THREADS=$THREADS). Wall time includes passes copy, delete, dirtimes;"
     echo "units = work units of all three passes (SCAN_DIR + FILES), from the coordinator's -v log; broker CPU = beam.smp user+sys."
