@@ -124,7 +124,7 @@ bool dclone_ticket_get(struct wire_reader *r, struct dclone_ticket *t)
     t->size = wire_get_u64(r);
     t->ino = wire_get_u64(r);
     t->mtime_ns = (int64_t)wire_get_u64(r);
-    if (!r->why && (t->count == 0 || t->first > UINT32_MAX - t->count))
+    if (!r->why && (t->count == 0 || t->count > DCLONE_RANGES_MAX || t->first > UINT32_MAX - t->count))
         wire_fail(r, "bad range ticket");
     return !r->why;
 }
@@ -198,8 +198,9 @@ int dclone_prefix(const char *job, char *out, size_t cap, haul_error *err)
  * its own result and all its ranges' results came, in whatever order. */
 struct range_group {
     struct dclone_ticket t;
-    char *path; /* NULL until the ticket's own result came */
-    uint32_t done;
+    char *path;          /* NULL until the ticket's own result came */
+    unsigned char *seen; /* a bit per range reported (a redone range counts once) */
+    uint32_t done;       /* bits set */
     struct range_group *next;
 };
 
@@ -215,9 +216,14 @@ struct ranges {
 static struct range_group *group_get(struct ranges *g, const struct dclone_ticket *t)
 {
     for (struct range_group *x = g->head; x; x = x->next)
-        if (x->t.parent == t->parent && x->t.first == t->first)
+        if (x->t.parent == t->parent && x->t.first == t->first && x->t.count == t->count &&
+            x->t.size == t->size && x->t.ino == t->ino && x->t.mtime_ns == t->mtime_ns) /* the whole ticket */
             return x;
     struct range_group *x = calloc(1, sizeof *x);
+    if (x && !(x->seen = calloc((t->count + 7) / 8, 1))) {
+        free(x);
+        x = NULL;
+    }
     if (x) {
         x->t = *t;
         x->next = g->head;
@@ -234,6 +240,7 @@ static void group_drop(struct ranges *g, struct range_group *x)
             break;
         }
     free(x->path);
+    free(x->seen);
     free(x);
 }
 
@@ -281,13 +288,18 @@ static int ranges_take(struct ranges *g, const void *payload, size_t len, haul_e
         if (type == DCLONE_PAYLOAD_SPLITS && (pn = wire_get_str(&r, &p), !r.why) &&
             dist_path_check((const char *)p, pn, &why) < 0)
             wire_fail(&r, why);
+        uint32_t index = type == DCLONE_PAYLOAD_RANGE_DONE ? wire_get_u32(&r) : 0;
+        if (!r.why && index >= t.count)
+            wire_fail(&r, "range index out of the ticket");
         if (r.why || (type != DCLONE_PAYLOAD_SPLITS && type != DCLONE_PAYLOAD_RANGE_DONE))
             break;
         struct range_group *x = group_get(g, &t);
         if (!x)
             return err_set(err, HAUL_ENOMEM, "out of memory");
-        if (type == DCLONE_PAYLOAD_RANGE_DONE)
+        if (type == DCLONE_PAYLOAD_RANGE_DONE && !(x->seen[index / 8] & (1u << (index % 8)))) {
+            x->seen[index / 8] |= (unsigned char)(1u << (index % 8));
             x->done++;
+        }
         else if (!x->path && !(x->path = strndup((const char *)p, pn)))
             return err_set(err, HAUL_ENOMEM, "out of memory");
         rc = group_maybe_finish(g, x, err);

@@ -94,10 +94,12 @@ struct dclone_ticket {
     int64_t mtime_ns;
 };
 #define DCLONE_PAYLOAD_SPLITS 1     /* FILES result: u32 n, n x (ticket, str path) */
-#define DCLONE_PAYLOAD_RANGE_DONE 2 /* RANGE result: the ticket */
+#define DCLONE_PAYLOAD_RANGE_DONE 2 /* RANGE result: the ticket, u32 the range's index */
+#define DCLONE_RANGES_MAX (1u << 20) /* ranges of one file (1 PiB in 1 GiB ranges) */
 
 void dclone_ticket_put(struct strbuf *sb, const struct dclone_ticket *t);
-/* false (r marked bad) for a count of 0 or a range past 2^32 units */
+/* false (r marked bad) for a count of 0 or over DCLONE_RANGES_MAX, or a
+ * range past 2^32 units */
 bool dclone_ticket_get(struct wire_reader *r, struct dclone_ticket *t);
 /* The temporary name in the file's DST directory: ".haul-range.<parent>.<first>". */
 void dclone_ticket_tmp(const struct dclone_ticket *t, char *out, size_t cap);

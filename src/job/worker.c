@@ -481,8 +481,8 @@ static int range_unit_do(struct wthread *t, struct dist_queue *q, const struct d
     struct engine *e = t->e;
     struct wire_reader r = {u->payload, u->payload_len, NULL};
     struct dclone_ticket tk;
-    if (!dclone_ticket_get(&r, &tk) || r.left)
-        return err_set(err, HAUL_EPROTO, "%s unit without a valid ticket",
+    if (!dclone_ticket_get(&r, &tk) || r.left || !e->spec.range_size)
+        return err_set(err, HAUL_EPROTO, "%s unit without a valid ticket (or in a job without --range-size)",
                        u->kind == DIST_UNIT_RANGE ? "RANGE" : "FINISH");
     char tmp[64];
     dclone_ticket_tmp(&tk, tmp, sizeof tmp);
@@ -495,6 +495,7 @@ static int range_unit_do(struct wthread *t, struct dist_queue *q, const struct d
     if (rc == 0) {
         wire_put_u8(&e->payload, DCLONE_PAYLOAD_RANGE_DONE);
         dclone_ticket_put(&e->payload, &tk);
+        wire_put_u32(&e->payload, (uint32_t)(u->offset / e->spec.range_size));
     }
     return rc;
 }

@@ -105,6 +105,11 @@ static void test_ticket(void **state)
     dclone_ticket_put(&sb, &t);
     r = (struct wire_reader){(const unsigned char *)sb.s, sb.len, NULL};
     assert_false(dclone_ticket_get(&r, &d));
+    t.count = DCLONE_RANGES_MAX + 1; /* more ranges than any file needs */
+    strbuf_reset(&sb);
+    dclone_ticket_put(&sb, &t);
+    r = (struct wire_reader){(const unsigned char *)sb.s, sb.len, NULL};
+    assert_false(dclone_ticket_get(&r, &d));
     t.count = 2;
     t.first = UINT32_MAX;
     strbuf_reset(&sb);
