@@ -942,15 +942,10 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
     }
     /* The object's metadata as a local backup writes it, the part size too. */
     struct meta_encoded m;
-    struct s3_meta items[META_ITEMS_MAX + 1];
-    char part_str[24];
     int rc = meta_stat_encode(st, NULL, &m, &serr);
     if (rc == 0) {
-        memcpy(items, m.items, m.n * sizeof *items);
-        snprintf(part_str, sizeof part_str, "%llu", (unsigned long long)part);
-        items[m.n] = (struct s3_meta){(char *)XFER_META_PART_SIZE, part_str};
-        struct s3_put_opts put = {.meta = items, .n_meta = m.n + 1, .storage_class = k->bo->storage_class_large};
-        rc = s3_mpu_create(k->c, k->bo->bucket, key, &put, sp->upload_id, sizeof sp->upload_id, &serr);
+        struct s3_put_opts put = {.meta = m.items, .n_meta = m.n, .storage_class = k->bo->storage_class_large};
+        rc = xfer_mpu_create(k->c, k->bo->bucket, key, &put, part, sp->upload_id, sizeof sp->upload_id, &serr);
     }
     if (rc < 0) {
         err_prefix(&serr, "%s: ", path);

@@ -300,18 +300,25 @@ static void senders_stop(struct upload *u, pthread_t *threads, int n)
 
 /* The caller's put options plus the part size (see XFER_META_PART_SIZE);
  * streams have growing parts, so they record nothing. */
-static int mpu_create(struct upload *u, uint64_t size, uint64_t part_size, haul_error *err)
+int xfer_mpu_create(struct s3_client *c, const char *bucket, const char *key, const struct s3_put_opts *opts,
+                    uint64_t part_size, char *upload_id, size_t cap, haul_error *err)
 {
-    struct s3_put_opts put = u->opts->put ? *u->opts->put : (struct s3_put_opts){0};
+    struct s3_put_opts put = opts ? *opts : (struct s3_put_opts){0};
     struct s3_meta meta[65];
     char value[32];
-    if (size != XFER_SIZE_UNKNOWN && put.n_meta < 64) {
+    if (part_size && put.n_meta < 64) {
         memcpy(meta, put.meta, put.n_meta * sizeof *meta);
         snprintf(value, sizeof value, "%llu", (unsigned long long)part_size);
         meta[put.n_meta++] = (struct s3_meta){(char *)XFER_META_PART_SIZE, value};
         put.meta = meta;
     }
-    return s3_mpu_create(u->client, u->bucket, u->key, &put, u->upload_id, sizeof u->upload_id, err);
+    return s3_mpu_create(c, bucket, key, &put, upload_id, cap, err);
+}
+
+static int mpu_create(struct upload *u, uint64_t size, uint64_t part_size, haul_error *err)
+{
+    return xfer_mpu_create(u->client, u->bucket, u->key, u->opts->put, size == XFER_SIZE_UNKNOWN ? 0 : part_size,
+                           u->upload_id, sizeof u->upload_id, err);
 }
 
 static int server_part_note(int number, uint64_t size, const char *etag, void *ctx)

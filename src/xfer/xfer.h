@@ -28,6 +28,12 @@
  * over 5 GiB.  Fails (HAUL_EUSAGE) for objects over 5 TiB. */
 int xfer_part_size_plan(uint64_t size, uint64_t wanted, uint64_t *part_size, haul_error *err);
 
+/* CreateMultipartUpload with opts (may be NULL) plus XFER_META_PART_SIZE =
+ * part_size (0: a stream whose parts vary, not recorded).  For uploads
+ * whose parts are sent by others (job/dbackup's spread over workers). */
+int xfer_mpu_create(struct s3_client *c, const char *bucket, const char *key, const struct s3_put_opts *opts,
+                    uint64_t part_size, char *upload_id, size_t cap, haul_error *err);
+
 /* Size of part number n (1-based) of a stream of unknown length whose first
  * parts are base bytes (at least 6 MiB): doubles every 1,000 parts, so
  * 10,000 parts hold more than 5 TiB.  Capped at 5 GiB. */
