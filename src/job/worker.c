@@ -539,6 +539,29 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
     return rc;
 }
 
+/* Publishes the result of unit u: totals and counters from in, the unit,
+ * its children's ids, the worker's name and the unit's payload added here. */
+static int result_publish(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
+                          const struct dist_result *in, haul_error *err)
+{
+    struct dist_result_unit ru = {.unit_id = u->id, .children = children, .child_base = t->e->child_base};
+    struct dist_result r = *in;
+    r.nunits = 1;
+    r.units = &ru;
+    r.payload = t->e->payload.s;
+    r.payload_len = t->e->payload.len;
+    snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
+    struct strbuf sb = STRBUF_INIT;
+    int rc = t->e->payload.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_result_encode(&r, &sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
+    strbuf_release(&sb);
+    if (rc == 0)
+        atomic_fetch_add(&t->w->units, 1);
+    return rc;
+}
+
+/* A clone unit's result: the counters it changed since the last one. */
 static int result_send(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
                        haul_error *err)
 {
@@ -547,21 +570,13 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
     dclone_counters_get(&e->stats, now);
     for (int i = 0; i < DCLONE_COUNTERS; i++)
         delta[i] = now[i] - e->reported[i];
-    struct dist_result_unit ru = {.unit_id = u->id, .children = children, .child_base = t->e->child_base};
     struct dist_result r = {.files = delta[0], .bytes = delta[6], .skipped = delta[10] + delta[11],
-                            .failed = delta[14], .nunits = 1, .units = &ru, .ncounters = DCLONE_COUNTERS,
-                            .payload = e->payload.s, .payload_len = e->payload.len};
+                            .failed = delta[14], .ncounters = DCLONE_COUNTERS};
     memcpy(r.counters, delta, sizeof delta);
-    snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
-    struct strbuf sb = STRBUF_INIT;
-    int rc = dist_result_encode(&r, &sb, err);
-    if (rc == 0)
-        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
-    strbuf_release(&sb);
+    int rc = result_publish(t, q, u, children, &r, err);
     if (rc == 0) {
         memcpy(e->reported, now, sizeof now);
         dclone_counters_add(&t->w->totals, delta, DCLONE_COUNTERS);
-        atomic_fetch_add(&t->w->units, 1);
     }
     return rc;
 }
@@ -571,18 +586,10 @@ static int result_send(struct wthread *t, struct dist_queue *q, const struct dis
 static int backup_result_send(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
                               const uint64_t *c, haul_error *err)
 {
-    struct dist_result_unit ru = {.unit_id = u->id, .children = children, .child_base = t->e->child_base};
     struct dist_result r = {.files = c[DBACKUP_C_UPLOADED], .bytes = c[DBACKUP_C_BYTES],
-                            .failed = c[DBACKUP_C_ERRORS], .nunits = 1, .units = &ru,
-                            .ncounters = DBACKUP_COUNTERS, .payload = t->e->payload.s,
-                            .payload_len = t->e->payload.len};
+                            .failed = c[DBACKUP_C_ERRORS], .ncounters = DBACKUP_COUNTERS};
     memcpy(r.counters, c, DBACKUP_COUNTERS * sizeof *c);
-    snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
-    struct strbuf sb = STRBUF_INIT;
-    int rc = t->e->payload.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_result_encode(&r, &sb, err);
-    if (rc == 0)
-        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
-    strbuf_release(&sb);
+    int rc = result_publish(t, q, u, children, &r, err);
     if (rc == 0) {
         struct clone_stats *tot = &t->w->totals;
         atomic_fetch_add(&tot->copied, c[DBACKUP_C_UPLOADED]);
@@ -590,7 +597,6 @@ static int backup_result_send(struct wthread *t, struct dist_queue *q, const str
         atomic_fetch_add(&tot->hardlinks, c[DBACKUP_C_HARDLINKS]);
         atomic_fetch_add(&tot->failed, c[DBACKUP_C_ERRORS]);
         atomic_fetch_add(&tot->others, c[DBACKUP_C_OTHERS]);
-        atomic_fetch_add(&t->w->units, 1);
     }
     return rc;
 }
