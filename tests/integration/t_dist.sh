@@ -27,6 +27,19 @@ wait_ready() {
     return 1
 }
 
+# Polls until `probe depth KIND` prints ready >= WANT (at most 10 s).
+wait_ready_atleast() {
+    local kind=$1 want=$2 i got="" n
+    for i in $(seq 100); do
+        got=$(probe depth "$kind" 2>&1)
+        n=$(sed -n 's/^ready=\([0-9]*\) .*/\1/p' <<<"$got")
+        [ -n "$n" ] && [ "$n" -ge "$want" ] && return 0
+        sleep 0.1
+    done
+    echo "#   depth $kind: $got (wanted ready>=$want)"
+    return 1
+}
+
 # Polls until the work queue has N consumers attached (at most 10 s).
 wait_consumers() {
     local want=$1 i
@@ -49,23 +62,36 @@ is "$rc" 137 "consumer A was killed by SIGKILL"
 is "$(grep -c '^acked ' "$SCRATCH/a.out")" 50 "consumer A acked 50 units before dying"
 like "$(cat "$SCRATCH/a.err")" "killing myself holding unit [0-9]+ unacked" "consumer A died holding an unacked unit"
 # The broker requeues A's unacked deliveries when its connection drops.
-wait_ready work $((N - 50)); ok $? "A's unacked units are back in the queue ($((N - 50)) ready)"
+# Delivery is at least once: an ack A sent just before SIGKILL may never be
+# processed (the broker drops what it had not read when the socket resets),
+# so up to a few of A's 50 acked units may come back too.  Before the
+# requeue at most 449 are ready (A holds at least one); after it, all of
+# them at once.
+wait_ready_atleast work $((N - 50)); ok $? "A's unacked units are back in the queue"
+requeued=$(probe depth work 2>&1 | sed -n 's/^ready=\([0-9]*\) .*/\1/p')
+lost=$((requeued - (N - 50)))
+ok $([ "$lost" -ge 0 ] && [ "$lost" -le 50 ] && echo 0 || echo 1) \
+    "$requeued ready: A's held units plus $lost of its last acks the broker never processed"
 
 # Consumer B takes the rest, acking units only after a confirmed result
 # naming them (one result per up to 16 units).
 probe consume --results --results-every 16 --idle-ms 1000 >"$SCRATCH/b.out" 2>"$SCRATCH/b.err"; rc=$?
 ok $rc "consumer B consumed the rest"
-is "$(grep -c '^acked ' "$SCRATCH/b.out")" $((N - 50)) "consumer B acked the $((N - 50)) others"
+is "$(grep -c '^acked ' "$SCRATCH/b.out")" "$requeued" "consumer B acked the $requeued ready units"
 redelivered=$(grep -c 'redelivered=1' "$SCRATCH/b.out")
-ok $([ "$redelivered" -ge 1 ] && [ "$redelivered" -le 65 ] && echo 0 || echo 1) \
-    "B saw A's held units flagged redelivered ($redelivered, at most prefetch+1)"
+ok $([ "$redelivered" -ge 1 ] && [ "$redelivered" -le $((65 + lost)) ] && echo 0 || echo 1) \
+    "B saw A's held units flagged redelivered ($redelivered, at most prefetch+1+$lost)"
 is "$(grep -h '^acked ' "$SCRATCH/a.out" "$SCRATCH/b.out" | awk '{print $2}' | sort -un | wc -l)" $N \
     "every one of the $N unit ids was acked (nothing lost)"
-is "$(grep -h '^acked ' "$SCRATCH/a.out" "$SCRATCH/b.out" | wc -l)" $N "no unit was acked twice"
+is "$(grep -h '^acked ' "$SCRATCH/a.out" "$SCRATCH/b.out" | wc -l)" $((N + lost)) \
+    "no unit was acked twice except the $lost whose ack was lost"
+twice=$(grep -h '^acked ' "$SCRATCH/a.out" "$SCRATCH/b.out" | awk '{print $2}' | sort -n | uniq -d)
+is "$(for id in $twice; do grep -c "^acked $id redelivered=1\$" "$SCRATCH/b.out"; done | grep -cx 1)" "$lost" \
+    "each unit delivered twice came to B flagged redelivered"
 wait_ready work 0; ok $? "the work queue is empty"
-out=$(probe collect $((N - 50)) --timeout-ms 10000 2>&1); rc=$?
+out=$(probe collect "$requeued" --timeout-ms 10000 2>&1); rc=$?
 ok $rc "the coordinator collected a result for each of B's units"
-like "$out" "$((N - 50)) distinct units" "results name $((N - 50)) distinct units"
+like "$out" "$requeued distinct units" "results name $requeued distinct units"
 
 # Untrusted input: garbage and a well-formed unit with a path escaping the root.
 probe publish-raw "this is not a haul unit" >/dev/null; ok $? "published a garbage message"
