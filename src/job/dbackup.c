@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -21,6 +22,7 @@
 #include "job/fsops.h"
 #include "meta/meta.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/kv.h"
 #include "util/log.h"
 #include "util/wire.h"
@@ -133,13 +135,15 @@ enum { PAYLOAD_LISTING = 1, PAYLOAD_RECORDS = 2, PAYLOAD_UPLOAD = 3, PAYLOAD_PAR
 
 /* A RANGE unit's payload (coordinator -> worker), after the type byte:
  *   u64 spread id, str upload id, str key, u64 part size, u32 first part
- *   number, u64 size, u64 mtime_ns, u64 ino (the file as listed)
+ *   number, u64 size, u64 mtime_ns, u64 ino (the file as listed), u32 n,
+ *   n x str: the ETag the server holds for each of the range's parts from
+ *   an interrupted run ("" = none; n = 0: none at all)
  * and its result's (worker -> coordinator), after the type byte:
  *   str run, u32 1, u64 spread id, u8 ok, ok: u32 first part, u32 n, n x
  *   str etag; not ok: str message */
 struct parts_ticket {
     uint64_t spread;
-    char upload_id[256];
+    char upload_id[512];
     char key[META_KEY_MAX + 1];
     uint64_t part_size, size, ino;
     uint32_t first;
@@ -187,7 +191,7 @@ static bool parts_ticket_get(struct wire_reader *r, struct parts_ticket *t)
     if (!r->why && (t->part_size < (5u << 20) || t->part_size > (5ull << 30) || t->first < 1 || t->first > 10000 ||
                     !t->upload_id[0] || !t->key[0]))
         wire_fail(r, "bad parts ticket");
-    return !r->why && !r->left;
+    return !r->why;
 }
 
 struct listing_entry {
@@ -657,9 +661,25 @@ static int pread_full(int fd, char *buf, size_t len, uint64_t off, haul_error *e
     return 0;
 }
 
-/* Uploads the parts of a RANGE unit; their ETags, or why not, in payload. */
+/* True when buf holds the very bytes of the part the server has as etag
+ * (a plain MD5 ETag; other forms, such as SSE-KMS ones, never match). */
+static bool part_already_there(const char *etag, const char *buf, size_t len)
+{
+    if (!etag[0])
+        return false;
+    uint8_t md5[MD5_LEN];
+    char hex[2 * MD5_LEN + 1];
+    hash_md5(buf, len, md5);
+    hash_hex(md5, MD5_LEN, hex);
+    return strcasecmp(etag, hex) == 0;
+}
+
+/* Uploads the parts of a RANGE unit, but for those an interrupted run
+ * left on the server (listed in known, read as the loop goes): their
+ * ETags, or why not, in payload. */
 static int parts_upload(struct dbackup_engine *e, const struct dist_unit *u, const struct parts_ticket *t,
-                        uint64_t *counters, struct strbuf *etags, uint32_t *n, haul_error *err)
+                        struct wire_reader *known, uint64_t *counters, struct strbuf *etags, uint32_t *n,
+                        haul_error *err)
 {
     /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
     int fd = fs_open_beneath(e->root, u->paths[0], O_RDONLY | O_NONBLOCK, err);
@@ -672,16 +692,23 @@ static int parts_upload(struct dbackup_engine *e, const struct dist_unit *u, con
         rc = err_set(err, HAUL_EIO, "changed since it was listed; the next run takes it");
     else if (!(buf = malloc(t->part_size)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    uint32_t nknown = wire_get_u32(known);
     for (uint64_t off = u->offset; rc == 0 && off < u->offset + u->length; off += t->part_size) {
         size_t len = (size_t)(t->size - off < t->part_size ? t->size - off : t->part_size);
-        char etag[128];
-        rc = pread_full(fd, buf, len, off, err);
+        char etag[128] = "";
+        if (*n < nknown)
+            wire_get_cstr(known, etag, sizeof etag);
+        if (known->why)
+            rc = err_set(err, HAUL_EPROTO, "RANGE unit: bad list of parts (%s)", known->why);
         if (rc == 0)
+            rc = pread_full(fd, buf, len, off, err);
+        bool there = rc == 0 && part_already_there(etag, buf, len);
+        if (rc == 0 && !there)
             rc = s3_mpu_part_put(e->c, e->spec.bucket, t->key, t->upload_id, (int)(t->first + *n), buf, len, NULL,
                                  etag, sizeof etag, err);
         if (rc == 0) {
             wire_put_str(etags, etag, strlen(etag));
-            counters[DBACKUP_C_BYTES] += len;
+            counters[DBACKUP_C_BYTES] += there ? 0 : len;
             (*n)++;
         }
         if (rc == 0 && e->bo.cancel && atomic_load(e->bo.cancel))
@@ -710,7 +737,7 @@ static int parts_do(struct dbackup_engine *e, const struct dist_unit *u, uint64_
     struct strbuf etags = STRBUF_INIT;
     uint32_t n = 0;
     haul_error perr = {0};
-    int rc = parts_upload(e, u, &t, counters, &etags, &n, &perr);
+    int rc = parts_upload(e, u, &t, &r, counters, &etags, &n, &perr);
     if (rc == 0) {
         wire_put_u8(payload, 1);
         wire_put_u32(payload, t.first);
@@ -788,8 +815,9 @@ struct spread {
     uint64_t id;
     char *path;
     char key[META_KEY_MAX + 1];
-    char upload_id[256];
+    struct xfer_mpu mpu; /* recorded in the state dir: a rerun after a crash takes it up */
     struct stat st;
+    uint64_t part_size;
     uint32_t nparts, units_left;
     char (*etags)[128]; /* per part, "" until reported */
     char error[512];    /* the first range's failure, "" while none */
@@ -801,6 +829,17 @@ static void spread_free(struct spread *sp)
     free(sp->path);
     free(sp->etags);
     free(sp);
+}
+
+/* Aborts sp's upload; its record goes once the upload is surely gone (else a
+ * rerun aborts or takes it up). */
+static void spread_abort(struct coord *k, struct spread *sp)
+{
+    haul_error aerr = {0};
+    if (s3_mpu_abort(k->c, k->bo->bucket, sp->key, sp->mpu.upload_id, &aerr) == 0 || aerr.code == HAUL_ENOTFOUND)
+        xfer_mpu_forget(&sp->mpu);
+    else
+        log_warn("%s (upload id %s left behind; a rerun aborts or takes it up)", aerr.msg, sp->mpu.upload_id);
 }
 
 static void report(struct coord *k, const char *what, const char *key)
@@ -917,8 +956,20 @@ static int root_store(struct coord *k, const char *key, const struct stat *st, h
     return rc;
 }
 
-/* Creates the multipart upload of a large file and publishes its RANGE
- * units.  Failures to create it are the entry's (counted, reported). */
+/* A part an interrupted run left on the server (ListParts): its ETag goes
+ * to the worker of its range, which compares it with the file's bytes. */
+static int spread_part_found(int number, uint64_t size, const char *etag, void *ctx)
+{
+    struct spread *sp = ctx;
+    uint64_t off = (uint64_t)(number - 1) * sp->part_size, whole = (uint64_t)sp->st.st_size;
+    if (number >= 1 && (uint32_t)number <= sp->nparts && size == (whole - off < sp->part_size ? whole - off : sp->part_size))
+        snprintf(sp->etags[number - 1], sizeof sp->etags[0], "%s", etag);
+    return 0;
+}
+
+/* Opens the multipart upload of a large file (taking up the one a killed
+ * coordinator recorded in the state dir) and publishes its RANGE units.
+ * Failures to open it are the entry's (counted, reported). */
 static int spread_start(struct coord *k, const char *path, const char *key, const struct stat *st, haul_error *err)
 {
     uint64_t size = (uint64_t)st->st_size, part = 0;
@@ -935,6 +986,7 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
     sp->nparts = (uint32_t)((size + part - 1) / part);
     sp->units_left = (uint32_t)((sp->nparts + per_unit - 1) / per_unit);
     sp->st = *st;
+    sp->part_size = part;
     snprintf(sp->key, sizeof sp->key, "%s", key);
     if (!(sp->etags = calloc(sp->nparts, sizeof *sp->etags))) {
         spread_free(sp);
@@ -945,7 +997,9 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
     int rc = meta_stat_encode(st, NULL, &m, &serr);
     if (rc == 0) {
         struct s3_put_opts put = {.meta = m.items, .n_meta = m.n, .storage_class = k->bo->storage_class_large};
-        rc = xfer_mpu_create(k->c, k->bo->bucket, key, &put, part, sp->upload_id, sizeof sp->upload_id, &serr);
+        /* The source id a local backup journals under: either kind of run takes up the other's upload. */
+        rc = xfer_mpu_open(k->c, k->bo->state_dir, path, k->bo->bucket, key, &put, st, part, spread_part_found, sp,
+                           &sp->mpu, &serr);
     }
     if (rc < 0) {
         err_prefix(&serr, "%s: ", path);
@@ -960,7 +1014,7 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
     k->spread_units += sp->units_left;
     struct parts_ticket t = {.spread = sp->id, .part_size = part, .size = size, .ino = (uint64_t)st->st_ino,
                              .mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec};
-    snprintf(t.upload_id, sizeof t.upload_id, "%s", sp->upload_id);
+    snprintf(t.upload_id, sizeof t.upload_id, "%s", sp->mpu.upload_id);
     snprintf(t.key, sizeof t.key, "%s", key);
     struct strbuf pl = STRBUF_INIT;
     for (uint32_t j = 0; rc == 0 && j < sp->units_left; j++) {
@@ -968,12 +1022,17 @@ static int spread_start(struct coord *k, const char *path, const char *key, cons
         t.first = (uint32_t)(off / part) + 1;
         strbuf_reset(&pl);
         parts_ticket_put(&pl, &t);
+        uint32_t nparts = sp->mpu.resumed ? (uint32_t)((len + part - 1) / part) : 0;
+        wire_put_u32(&pl, nparts);
+        for (uint32_t i = 0; i < nparts; i++)
+            wire_put_str(&pl, sp->etags[t.first - 1 + i], strlen(sp->etags[t.first - 1 + i]));
         const char *p = path;
         struct dist_unit u = {.pass = DIST_PASS_BACKUP, .kind = DIST_UNIT_RANGE, .offset = off, .length = len,
                               .npaths = 1, .paths = &p, .payload = pl.s, .payload_len = pl.len};
         rc = pl.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : coord_publish(k, &u, err);
     }
     strbuf_release(&pl);
+    memset(sp->etags, 0, sp->nparts * sizeof *sp->etags); /* from now on: what the workers report */
     return rc;
 }
 
@@ -998,17 +1057,17 @@ static int spread_finish(struct coord *k, struct spread *sp, haul_error *err)
             snprintf(sp->error, sizeof sp->error, "part %u was never reported", i + 1);
     }
     if (!sp->error[0] &&
-        s3_mpu_complete(k->c, k->bo->bucket, sp->key, sp->upload_id, parts, sp->nparts, &info, NULL, &serr) < 0)
+        s3_mpu_complete(k->c, k->bo->bucket, sp->key, sp->mpu.upload_id, parts, sp->nparts, &info, NULL, &serr) < 0)
         snprintf(sp->error, sizeof sp->error, "%s", serr.msg);
     int rc = 0;
     if (sp->error[0]) {
-        haul_error aerr = {0};
-        s3_mpu_abort(k->c, k->bo->bucket, sp->key, sp->upload_id, &aerr);
+        spread_abort(k, sp);
         char msg[sizeof serr.msg];
         snprintf(msg, sizeof msg, "%s%s%s", strstr(sp->error, sp->path) ? "" : sp->path,
                  strstr(sp->error, sp->path) ? "" : ": ", sp->error);
         entry_failed(k, msg);
     } else {
+        xfer_mpu_forget(&sp->mpu);
         struct index_entry rec = {.size = (uint64_t)sp->st.st_size, .mode = sp->st.st_mode, .uid = sp->st.st_uid,
                                   .gid = sp->st.st_gid,
                                   .mtime_ns = (int64_t)sp->st.st_mtim.tv_sec * 1000000000LL + sp->st.st_mtim.tv_nsec};
@@ -1299,10 +1358,9 @@ static void spreads_abort(struct coord *k, bool report_errors)
     while (k->spreads) {
         struct spread *sp = k->spreads;
         k->spreads = sp->next;
-        haul_error aerr = {0};
-        s3_mpu_abort(k->c, k->bo->bucket, sp->key, sp->upload_id, &aerr);
+        spread_abort(k, sp);
         if (report_errors) {
-            char msg[sizeof aerr.msg];
+            char msg[1024];
             snprintf(msg, sizeof msg, "%s: not all its parts were reported; the upload was aborted", sp->path);
             entry_failed(k, msg);
         }

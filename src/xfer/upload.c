@@ -41,7 +41,7 @@ struct upload {
     const struct xfer_opts *opts;
     struct bufpool *pool;
     struct queue *jobs;
-    char upload_id[512];
+    struct xfer_mpu mpu;
     atomic_uint_fast64_t bytes_sent;
     pthread_mutex_t lock; /* guards parts, n_parts, failed, err */
     struct part_done *parts; /* index number-1 */
@@ -50,7 +50,6 @@ struct upload {
     bool failed;
     haul_error err;
     struct stat st;              /* the source when we started reading */
-    struct journal journal;      /* path "" when not journaling */
     struct server_part *server;  /* XFER_PARTS_MAX entries when resuming, else NULL */
     bool direct;                 /* reading with O_DIRECT: aligned sizes */
 };
@@ -139,7 +138,7 @@ static void part_send(struct upload *u, struct part_job *job)
         u->n_resumed++;
         pthread_mutex_unlock(&u->lock);
     } else {
-        rc = s3_mpu_part_put(u->client, u->bucket, u->key, u->upload_id, job->number,
+        rc = s3_mpu_part_put(u->client, u->bucket, u->key, u->mpu.upload_id, job->number,
                              job->buf->data, job->buf->len, need_md5 ? md5 : NULL, etag, sizeof etag,
                              &err);
     }
@@ -213,7 +212,7 @@ static int upload_complete(struct upload *u, struct xfer_result *res, bool *comp
         list[i].etag = u->parts[i].etag;
     }
     struct s3_object_info info = {0};
-    int rc = s3_mpu_complete(u->client, u->bucket, u->key, u->upload_id, list, (size_t)u->n_parts,
+    int rc = s3_mpu_complete(u->client, u->bucket, u->key, u->mpu.upload_id, list, (size_t)u->n_parts,
                              &info, completed, err);
     free(list);
     if (rc < 0)
@@ -315,18 +314,16 @@ int xfer_mpu_create(struct s3_client *c, const char *bucket, const char *key, co
     return s3_mpu_create(c, bucket, key, &put, upload_id, cap, err);
 }
 
-static int mpu_create(struct upload *u, uint64_t size, uint64_t part_size, haul_error *err)
-{
-    return xfer_mpu_create(u->client, u->bucket, u->key, u->opts->put, size == XFER_SIZE_UNKNOWN ? 0 : part_size,
-                           u->upload_id, sizeof u->upload_id, err);
-}
-
+/* A server part of an interrupted upload (ListParts), kept for comparing
+ * with ours; the table is allocated at the first. */
 static int server_part_note(int number, uint64_t size, const char *etag, void *ctx)
 {
-    struct server_part *parts = ctx;
+    struct upload *u = ctx;
+    if (!u->server && !(u->server = calloc(XFER_PARTS_MAX, sizeof *u->server)))
+        return -1;
     if (number >= 1 && number <= XFER_PARTS_MAX) {
-        parts[number - 1].size = size;
-        snprintf(parts[number - 1].etag, sizeof parts[number - 1].etag, "%s", etag);
+        u->server[number - 1].size = size;
+        snprintf(u->server[number - 1].etag, sizeof u->server[number - 1].etag, "%s", etag);
     }
     return 0;
 }
@@ -337,67 +334,85 @@ static bool same_source(const struct journal *j, const struct stat *st, uint64_t
            j->mtime.tv_nsec == st->st_mtim.tv_nsec && j->part_size == part_size;
 }
 
-/* Takes up the upload an interrupted run journaled, when the source is
+/* Takes up the upload an interrupted run recorded in j, when the source is
  * unchanged and the server still has it.  Returns true when resuming. */
-static bool resume_try(struct upload *u, uint64_t part_size)
+static bool mpu_resume(struct s3_client *c, const char *bucket, const char *key, struct journal *j,
+                       const struct stat *st, uint64_t part_size, s3_part_fn found, void *ctx)
 {
-    struct journal *j = &u->journal;
     if (journal_load(j) < 0)
         return false;
     haul_error err = {0};
-    if (!same_source(j, &u->st, part_size)) {
-        log_info("upload s3://%s/%s: the source changed since the interrupted upload; starting over",
-                 u->bucket, u->key);
-        s3_mpu_abort(u->client, u->bucket, u->key, j->upload_id, &err);
+    if (!same_source(j, st, part_size)) {
+        log_info("upload s3://%s/%s: the source changed since the interrupted upload; starting over", bucket, key);
+        s3_mpu_abort(c, bucket, key, j->upload_id, &err);
         journal_remove(j);
         return false;
     }
-    u->server = calloc(XFER_PARTS_MAX, sizeof *u->server);
-    if (!u->server ||
-        s3_mpu_parts_list(u->client, u->bucket, u->key, j->upload_id, server_part_note, u->server, &err) < 0) {
-        log_info("upload s3://%s/%s: cannot resume upload %s (%s); starting over", u->bucket, u->key,
-                 j->upload_id, err.msg);
-        free(u->server);
-        u->server = NULL;
-        /* Forget the journal only when that upload is surely gone. */
+    if (s3_mpu_parts_list(c, bucket, key, j->upload_id, found, ctx, &err) < 0) {
+        log_info("upload s3://%s/%s: cannot resume upload %s (%s); starting over", bucket, key, j->upload_id,
+                 err.msg);
+        /* Forget the record only when that upload is surely gone. */
         haul_error abort_err = {0};
-        if (err.code == HAUL_ENOTFOUND ||
-            s3_mpu_abort(u->client, u->bucket, u->key, j->upload_id, &abort_err) == 0)
+        if (err.code == HAUL_ENOTFOUND || s3_mpu_abort(c, bucket, key, j->upload_id, &abort_err) == 0)
             journal_remove(j);
         return false;
     }
-    snprintf(u->upload_id, sizeof u->upload_id, "%s", j->upload_id);
-    log_info("upload s3://%s/%s: resuming upload %s", u->bucket, u->key, u->upload_id);
+    log_info("upload s3://%s/%s: resuming upload %s", bucket, key, j->upload_id);
     return true;
+}
+
+int xfer_mpu_open(struct s3_client *c, const char *state_dir, const char *source_id, const char *bucket,
+                  const char *key, const struct s3_put_opts *opts, const struct stat *st, uint64_t part_size,
+                  s3_part_fn found, void *ctx, struct xfer_mpu *out, haul_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct journal j = {0};
+    bool recorded = state_dir && source_id;
+    if (recorded) {
+        haul_error jerr = {0};
+        if (journal_locate(&j, state_dir, s3_client_config(c)->endpoint, bucket, key, source_id, &jerr) < 0) {
+            log_warn("%s: the upload will not be resumable", jerr.msg);
+            recorded = false;
+        } else if (mpu_resume(c, bucket, key, &j, st, part_size, found, ctx)) {
+            snprintf(out->upload_id, sizeof out->upload_id, "%s", j.upload_id);
+            snprintf(out->record, sizeof out->record, "%s", j.path);
+            out->resumed = true;
+            return 0;
+        }
+    }
+    int rc = xfer_mpu_create(c, bucket, key, opts, part_size, out->upload_id, sizeof out->upload_id, err);
+    if (rc == 0 && recorded) {
+        snprintf(j.upload_id, sizeof j.upload_id, "%s", out->upload_id);
+        j.size = (uint64_t)st->st_size;
+        j.mtime = st->st_mtim;
+        j.part_size = part_size;
+        haul_error jerr = {0};
+        if (journal_save(&j, &jerr) < 0)
+            log_warn("%s: the upload will not be resumable", jerr.msg);
+        else
+            snprintf(out->record, sizeof out->record, "%s", j.path);
+    }
+    return rc;
+}
+
+void xfer_mpu_forget(struct xfer_mpu *m)
+{
+    if (m->record[0])
+        unlink(m->record);
+    m->record[0] = '\0';
 }
 
 static int upload_begin(struct upload *u, uint64_t size, uint64_t part_size, haul_error *err)
 {
     const struct xfer_opts *o = u->opts;
-    bool journaled = o->state_dir && o->source_id && size != XFER_SIZE_UNKNOWN;
-    if (journaled) {
-        haul_error jerr = {0};
-        if (journal_locate(&u->journal, o->state_dir, s3_client_config(u->client)->endpoint,
-                           u->bucket, u->key, o->source_id, &jerr) < 0) {
-            log_warn("%s: the upload will not be resumable", jerr.msg);
-            journaled = false;
-            u->journal.path[0] = '\0';
-        } else if (resume_try(u, part_size)) {
-            return 0;
-        }
-    }
-    int rc = mpu_create(u, size, part_size, err);
-    if (rc == 0 && journaled) {
-        struct journal *j = &u->journal;
-        snprintf(j->upload_id, sizeof j->upload_id, "%s", u->upload_id);
-        j->size = size;
-        j->mtime = u->st.st_mtim;
-        j->part_size = part_size;
-        haul_error jerr = {0};
-        if (journal_save(j, &jerr) < 0) {
-            log_warn("%s: the upload will not be resumable", jerr.msg);
-            j->path[0] = '\0';
-        }
+    if (size == XFER_SIZE_UNKNOWN) /* a stream: nothing to resume, parts of growing size */
+        return xfer_mpu_create(u->client, u->bucket, u->key, o->put, 0, u->mpu.upload_id,
+                               sizeof u->mpu.upload_id, err);
+    int rc = xfer_mpu_open(u->client, o->state_dir, o->source_id, u->bucket, u->key, o->put, &u->st, part_size,
+                           server_part_note, u, &u->mpu, err);
+    if (!u->mpu.resumed) { /* parts listed before a failed ListParts belong to no upload of ours */
+        free(u->server);
+        u->server = NULL;
     }
     return rc;
 }
@@ -452,14 +467,14 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
     if (rc < 0 && !completed) {
         /* Never leave a dangling upload: its parts would be billed forever. */
         haul_error abort_err = {0};
-        gone = s3_mpu_abort(u->client, u->bucket, u->key, u->upload_id, &abort_err) == 0 ||
+        gone = s3_mpu_abort(u->client, u->bucket, u->key, u->mpu.upload_id, &abort_err) == 0 ||
                abort_err.code == HAUL_ENOTFOUND;
         if (!gone)
             log_warn("%s (upload id %s left behind; its journal is kept so a rerun resumes or aborts it)",
-                     abort_err.msg, u->upload_id);
+                     abort_err.msg, u->mpu.upload_id);
     }
     if (gone)
-        journal_remove(&u->journal);
+        xfer_mpu_forget(&u->mpu);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "s3/s3.h"
 
@@ -33,6 +34,30 @@ int xfer_part_size_plan(uint64_t size, uint64_t wanted, uint64_t *part_size, hau
  * whose parts are sent by others (job/dbackup's spread over workers). */
 int xfer_mpu_create(struct s3_client *c, const char *bucket, const char *key, const struct s3_put_opts *opts,
                     uint64_t part_size, char *upload_id, size_t cap, haul_error *err);
+
+/* A multipart upload recorded in STATE_DIR/uploads, so that a run killed
+ * meanwhile takes it up again: the streaming upload's own, and
+ * job/dbackup's, whose parts workers send. */
+struct xfer_mpu {
+    char upload_id[512];
+    bool resumed;      /* taken up from an interrupted run */
+    char record[4096]; /* the record's path; "" when not recorded */
+};
+
+/* Opens the multipart upload of bucket/key for the regular file *st (named
+ * source_id in the record, its absolute path) cut in part_size parts.  It
+ * takes up the upload an interrupted run recorded when the source's size,
+ * mtime and the part size are unchanged and the server still has it
+ * (found() is called for each part the server holds, from ListParts); any
+ * other recorded upload is aborted.  Else it creates one (xfer_mpu_create
+ * with opts) and records it.  state_dir or source_id NULL: created, not
+ * recorded.  Fails only when no upload could be created. */
+int xfer_mpu_open(struct s3_client *c, const char *state_dir, const char *source_id, const char *bucket,
+                  const char *key, const struct s3_put_opts *opts, const struct stat *st, uint64_t part_size,
+                  s3_part_fn found, void *ctx, struct xfer_mpu *out, haul_error *err);
+
+/* The upload completed or is surely gone (aborted): forgets its record. */
+void xfer_mpu_forget(struct xfer_mpu *m);
 
 /* Size of part number n (1-based) of a stream of unknown length whose first
  * parts are base bytes (at least 6 MiB): doubles every 1,000 parts, so

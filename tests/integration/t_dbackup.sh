@@ -154,6 +154,68 @@ run backup "${B[@]}" --state-dir "$SCRATCH/state-g" --range-size 5M --part-size 
 is "$RC" 0 "the next run stores it"
 "$HAUL" get -q "s3://$BUCKET/g/big" "$SCRATCH/big.back"
 ok "$(cmp -s "$SCRATCH/big.back" "$G/big"; echo $?)" "... intact"
+
+# A coordinator killed while a large file's RANGE units run: its multipart
+# upload is recorded in the state dir, so the same command run again takes
+# it up.  The workers compare each part already on the server with the
+# file's bytes (MD5) and send only the others; nothing is left behind.
+# upload_id KEY: the unfinished upload of KEY ("None" when there is none)
+upload_id() {
+    awscli s3api list-multipart-uploads --bucket "$BUCKET" --prefix "$1" --query 'Uploads[0].UploadId' --output text 2>/dev/null
+}
+# kill_after_parts KEY N: SIGKILLs $coord once the server holds N parts of KEY
+kill_after_parts() {
+    local id n=0 i
+    for i in $(seq 300); do
+        id=$(upload_id "$1")
+        if [ -n "$id" ] && [ "$id" != None ]; then
+            n=$(awscli s3api list-parts --bucket "$BUCKET" --key "$1" --upload-id "$id" --query 'length(Parts)' \
+                --output text 2>/dev/null)
+            [ "${n:-0}" != None ] && [ "${n:-0}" -ge "$2" ] && break
+        fi
+        sleep 0.1
+    done
+    kill -9 "$coord"
+    echo "$n"
+}
+GB=(--state-dir "$SCRATCH/state-g" --range-size 5M --part-size 5M)
+mkfile "$G/huge" 31000000  # 6 parts of 5 MiB, one RANGE unit each
+"$HAUL" backup "${B[@]}" "${GB[@]}" "$G" "s3://$BUCKET/g" >/dev/null 2>&1 &
+coord=$!
+held=$(kill_after_parts g/huge 2); wait "$coord" 2>/dev/null
+ok "$([ "${held:-0}" -ge 2 ] && echo 0 || echo 1)" "coordinator killed with $held of 6 parts on the server"
+is "$(ls "$SCRATCH/state-g/uploads" | wc -l)" 1 "... the upload is recorded in the state dir"
+run backup -v "${B[@]}" "${GB[@]}" --json "$G" "s3://$BUCKET/g"
+is "$RC" 0 "the same command run again completes"
+like "$ERR" "s3://$BUCKET/g/huge: resuming upload" "... taking up the killed run's upload"
+sent=$(field "$OUT" bytes_uploaded)
+ok "$([ "$sent" -le $((31000000 - held * 5242880)) ] && echo 0 || echo 1)" \
+    "... sending only the parts the server lacked ($sent bytes of 31000000)"
+"$HAUL" get -q "s3://$BUCKET/g/huge" "$SCRATCH/huge.back"
+ok "$(cmp -s "$SCRATCH/huge.back" "$G/huge"; echo $?)" "... the object is intact"
+is "$(upload_id g/)" None "... no unfinished upload left"
+is "$(ls "$SCRATCH/state-g/uploads" | wc -l)" 0 "... and no record"
+
+# Killed again, and the file's bytes change before the rerun but not its
+# size or mtime: the run takes the upload up, and the workers' MD5 check
+# finds the parts on the server stale and sends them again.
+mkfile "$G/huge2" 21000000
+"$HAUL" backup "${B[@]}" "${GB[@]}" "$G" "s3://$BUCKET/g" >/dev/null 2>&1 &
+coord=$!
+held=$(kill_after_parts g/huge2 1); wait "$coord" 2>/dev/null
+touch -r "$G/huge2" "$SCRATCH/huge2.mtime"
+mkfile "$G/huge2" 21000000  # other (random) bytes, same size and inode
+touch -r "$SCRATCH/huge2.mtime" "$G/huge2"
+run backup -v "${B[@]}" "${GB[@]}" --json "$G" "s3://$BUCKET/g"
+is "$RC" 0 "bytes changed after a killed run, size and mtime kept: the next run completes"
+like "$ERR" "s3://$BUCKET/g/huge2: resuming upload" "... taking the upload up"
+sent=$(field "$OUT" bytes_uploaded)
+ok "$([ "$sent" -ge $((held * 5242880)) ] && echo 0 || echo 1)" \
+    "... sending again the $held stale part(s) on the server ($sent bytes)"
+"$HAUL" get -q "s3://$BUCKET/g/huge2" "$SCRATCH/huge2.back"
+ok "$(cmp -s "$SCRATCH/huge2.back" "$G/huge2"; echo $?)" "... the object holds the new bytes"
+is "$(upload_id g/)" None "... no unfinished upload left"
+
 run ctl "${B[@]}" stop
 wait "$PID_slow"; is "$?" 0 "worker slow exited 0"
 WORKERS=()
