@@ -6,7 +6,8 @@
 # too) and a restore identical to SRC; the index is the local run's, so
 # either kind of run follows the other with nothing to upload; changes and
 # --delete; a worker killed by SIGKILL mid-run and a coordinator killed and
-# started again lose nothing; a worker configured for another endpoint
+# started again lose nothing (a large file's multipart upload is taken up,
+# its parts on the server MD5-checked); a worker configured for another endpoint
 # refuses the job and leaves it to the others; what --broker does not do
 # yet is refused with a usage error.
 #
@@ -159,62 +160,62 @@ ok "$(cmp -s "$SCRATCH/big.back" "$G/big"; echo $?)" "... intact"
 # upload is recorded in the state dir, so the same command run again takes
 # it up.  The workers compare each part already on the server with the
 # file's bytes (MD5) and send only the others; nothing is left behind.
+# (Units of the killed run still queued are done too, into the same upload:
+# they check the file against their listing like any other.)
 # upload_id KEY: the unfinished upload of KEY ("None" when there is none)
 upload_id() {
     awscli s3api list-multipart-uploads --bucket "$BUCKET" --prefix "$1" --query 'Uploads[0].UploadId' --output text 2>/dev/null
 }
-# kill_after_parts KEY N: SIGKILLs $coord once the server holds N parts of KEY
-kill_after_parts() {
-    local id n=0 i
+GB=(--state-dir "$SCRATCH/state-g" --range-size 5M --part-size 5M)
+# killed_run NAME N: a backup of $G SIGKILLed once the server holds N parts
+# of g/NAME; sets HELD to how many it held
+killed_run() {
+    local id n=0 i coord
+    "$HAUL" backup "${B[@]}" "${GB[@]}" "$G" "s3://$BUCKET/g" >/dev/null 2>&1 &
+    coord=$!
     for i in $(seq 300); do
-        id=$(upload_id "$1")
+        id=$(upload_id "g/$1")
         if [ -n "$id" ] && [ "$id" != None ]; then
-            n=$(awscli s3api list-parts --bucket "$BUCKET" --key "$1" --upload-id "$id" --query 'length(Parts)' \
+            n=$(awscli s3api list-parts --bucket "$BUCKET" --key "g/$1" --upload-id "$id" --query 'length(Parts)' \
                 --output text 2>/dev/null)
             [ "${n:-0}" != None ] && [ "${n:-0}" -ge "$2" ] && break
         fi
         sleep 0.1
     done
-    kill -9 "$coord"
-    echo "$n"
+    kill -9 "$coord"; wait "$coord" 2>/dev/null
+    HELD=${n:-0}
 }
-GB=(--state-dir "$SCRATCH/state-g" --range-size 5M --part-size 5M)
+# resumed_run NAME WHAT: the same backup again takes up the upload of
+# g/NAME and stores the file intact, nothing left behind; sets SENT
+resumed_run() {
+    run backup -v "${B[@]}" "${GB[@]}" --json "$G" "s3://$BUCKET/g"
+    is "$RC" 0 "$2: the next run completes"
+    like "$ERR" "s3://$BUCKET/g/$1: resuming upload" "... taking the killed run's upload up"
+    SENT=$(field "$OUT" bytes_uploaded)
+    "$HAUL" get -q "s3://$BUCKET/g/$1" "$SCRATCH/$1.back"
+    ok "$(cmp -s "$SCRATCH/$1.back" "$G/$1"; echo $?)" "... the object holds the file's bytes"
+    is "$(upload_id g/)" None "... no unfinished upload left"
+    is "$(ls "$SCRATCH/state-g/uploads" | wc -l)" 0 "... and no record"
+}
 mkfile "$G/huge" 31000000  # 6 parts of 5 MiB, one RANGE unit each
-"$HAUL" backup "${B[@]}" "${GB[@]}" "$G" "s3://$BUCKET/g" >/dev/null 2>&1 &
-coord=$!
-held=$(kill_after_parts g/huge 2); wait "$coord" 2>/dev/null
-ok "$([ "${held:-0}" -ge 2 ] && echo 0 || echo 1)" "coordinator killed with $held of 6 parts on the server"
+killed_run huge 2
+ok "$([ "$HELD" -ge 2 ] && echo 0 || echo 1)" "coordinator killed with $HELD of 6 parts on the server"
 is "$(ls "$SCRATCH/state-g/uploads" | wc -l)" 1 "... the upload is recorded in the state dir"
-run backup -v "${B[@]}" "${GB[@]}" --json "$G" "s3://$BUCKET/g"
-is "$RC" 0 "the same command run again completes"
-like "$ERR" "s3://$BUCKET/g/huge: resuming upload" "... taking up the killed run's upload"
-sent=$(field "$OUT" bytes_uploaded)
-ok "$([ "$sent" -le $((31000000 - held * 5242880)) ] && echo 0 || echo 1)" \
-    "... sending only the parts the server lacked ($sent bytes of 31000000)"
-"$HAUL" get -q "s3://$BUCKET/g/huge" "$SCRATCH/huge.back"
-ok "$(cmp -s "$SCRATCH/huge.back" "$G/huge"; echo $?)" "... the object is intact"
-is "$(upload_id g/)" None "... no unfinished upload left"
-is "$(ls "$SCRATCH/state-g/uploads" | wc -l)" 0 "... and no record"
+resumed_run huge "coordinator killed"
+ok "$([ "$SENT" -le $((31000000 - HELD * 5242880)) ] && echo 0 || echo 1)" \
+    "... sending only the parts the server lacked ($SENT bytes of 31000000)"
 
 # Killed again, and the file's bytes change before the rerun but not its
 # size or mtime: the run takes the upload up, and the workers' MD5 check
 # finds the parts on the server stale and sends them again.
 mkfile "$G/huge2" 21000000
-"$HAUL" backup "${B[@]}" "${GB[@]}" "$G" "s3://$BUCKET/g" >/dev/null 2>&1 &
-coord=$!
-held=$(kill_after_parts g/huge2 1); wait "$coord" 2>/dev/null
+killed_run huge2 1
 touch -r "$G/huge2" "$SCRATCH/huge2.mtime"
 mkfile "$G/huge2" 21000000  # other (random) bytes, same size and inode
 touch -r "$SCRATCH/huge2.mtime" "$G/huge2"
-run backup -v "${B[@]}" "${GB[@]}" --json "$G" "s3://$BUCKET/g"
-is "$RC" 0 "bytes changed after a killed run, size and mtime kept: the next run completes"
-like "$ERR" "s3://$BUCKET/g/huge2: resuming upload" "... taking the upload up"
-sent=$(field "$OUT" bytes_uploaded)
-ok "$([ "$sent" -ge $((held * 5242880)) ] && echo 0 || echo 1)" \
-    "... sending again the $held stale part(s) on the server ($sent bytes)"
-"$HAUL" get -q "s3://$BUCKET/g/huge2" "$SCRATCH/huge2.back"
-ok "$(cmp -s "$SCRATCH/huge2.back" "$G/huge2"; echo $?)" "... the object holds the new bytes"
-is "$(upload_id g/)" None "... no unfinished upload left"
+resumed_run huge2 "bytes changed after a killed run, size and mtime kept"
+ok "$([ "$SENT" -ge $((HELD * 5242880)) ] && echo 0 || echo 1)" \
+    "... sending again the $HELD stale part(s) the server held ($SENT bytes)"
 
 run ctl "${B[@]}" stop
 wait "$PID_slow"; is "$?" 0 "worker slow exited 0"
