@@ -119,10 +119,9 @@ static void on_dry_line(const char *what, const char *path, const char *msg, voi
         printf("would %s %s\n", what, path);
 }
 
-static void on_waiting(unsigned pass, void *ctx)
+static void on_waiting(void *ctx)
 {
     const struct global_opts *g = ctx;
-    (void)pass;
     if (!g->quiet)
         fprintf(stderr, "haul clone: no worker is attached to the job's queue yet (start `haul worker --broker ...`)\n");
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "dist/tracker.h"
+#include "dist/waiter.h"
 #include "index/index.h"
 #include "job/dclone.h"
 #include "job/fsops.h"
@@ -1300,39 +1301,21 @@ static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_
  * started again redoes everything from the root. */
 static int results_loop(struct coord *k, haul_error *err)
 {
-    int rc = 0, idle = 0;
-    bool said_waiting = false;
+    struct dist_waiter w = {.q = k->q, .cancel = k->bo->cancel, .no_worker = k->o->waiting, .ctx = k->o->ctx};
+    int rc = 0;
     while (rc == 0 && (dist_tracker_outstanding(k->t) > 0 || k->n)) {
-        if (k->bo->cancel && atomic_load(k->bo->cancel))
-            return err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
         struct dist_msg m;
-        int got = dist_next(k->q, &m, k->n ? 0 : 1000, err);
-        if (got == 0 && k->n) {
+        struct dist_result res;
+        int got = dist_wait_result(&w, k->n ? 0 : 1000, &m, &res, err);
+        if (got == 0 && k->n) { /* nothing more came at once: the batch goes out */
             rc = batch_flush(k, err);
             if (rc == 0)
                 rc = dist_flush(k->q, 120000, err);
             k->unflushed = 0;
             continue;
         }
-        if (got < 0)
-            return got;
-        if (got == 0) {
-            struct dist_depth d;
-            haul_error derr = {0};
-            if (++idle >= 3 && !said_waiting && dist_queue_depth(k->q, DIST_WORK, &d, &derr) == 0 &&
-                d.consumers == 0) {
-                said_waiting = true;
-                if (k->o->waiting)
-                    k->o->waiting(k->o->ctx);
-            }
-            continue;
-        }
-        idle = 0;
-        struct dist_result res;
-        haul_error rerr = {0};
-        if (dist_result_decode(m.body, m.len, &res, &rerr) < 0) {
-            log_warn("%s: dropping a malformed result: %s", dist_queue_url(k->q), rerr.msg);
-            rc = dist_reject(k->q, &m, false, err);
+        if (got <= 0) {
+            rc = got;
             continue;
         }
         rc = result_take(k, &res, err);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dist/tracker.h"
+#include "dist/waiter.h"
 #include "job/fsops.h"
 #include "util/err.h"
 #include "util/kv.h"
@@ -354,35 +355,13 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
     struct dist_tracker *t = dist_tracker_new(counters_add, stats);
     rc = !t || dist_tracker_expect(t, base) < 0 ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
     struct ranges g = {.q = q, .tracker = t, .run = spec->run};
-    int idle = 0;
-    bool said_waiting = false;
+    struct dist_waiter w = {.q = q, .cancel = o->clone->cancel, .no_worker = o->waiting, .ctx = o->ctx};
     while (rc == 0 && dist_tracker_outstanding(t) > 0) {
-        if (o->clone->cancel && atomic_load(o->clone->cancel)) {
-            rc = err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
-            break;
-        }
         struct dist_msg m;
-        int got = dist_next(q, &m, 1000, err);
-        if (got < 0) {
-            rc = got;
-            break;
-        }
-        if (got == 0) {
-            struct dist_depth d;
-            haul_error derr = {0};
-            if (++idle >= 3 && !said_waiting && dist_queue_depth(q, DIST_WORK, &d, &derr) == 0 && d.consumers == 0) {
-                said_waiting = true;
-                if (o->waiting)
-                    o->waiting((unsigned)pass, o->ctx);
-            }
-            continue;
-        }
-        idle = 0;
         struct dist_result r;
-        haul_error rerr = {0};
-        if (dist_result_decode(m.body, m.len, &r, &rerr) < 0) {
-            log_warn("%s: dropping a malformed result: %s", dist_queue_url(q), rerr.msg);
-            rc = dist_reject(q, &m, false, err);
+        int got = dist_wait_result(&w, 1000, &m, &r, err);
+        if (got <= 0) {
+            rc = got;
             continue;
         }
         /* A payload belongs to the result's one unit: taken once per unit id. */

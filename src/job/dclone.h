@@ -126,7 +126,7 @@ struct dclone_opts {
     uint64_t range_size;    /* files larger than this go in RANGE units (0: off) */
     const char *const *excludes; /* the patterns of clone->filter, for the workers */
     size_t nexcludes;
-    void (*waiting)(unsigned pass, void *ctx); /* no worker attached (may be NULL) */
+    void (*waiting)(void *ctx);      /* no worker attached yet (may be NULL) */
     void *ctx;
 };
 

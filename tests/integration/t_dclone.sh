@@ -62,13 +62,21 @@ run clone --pass all --xattrs --parallel-threshold 8M --chunk-size 2M --json "$S
 is "$RC" 0 "local clone exits 0"
 LOCAL_OUT=$OUT
 
+# --range-size 4M: the 20 MB file and the 200 MB sparse one travel as RANGE
+# units (5 and 50) copied by whichever workers take them, then a FINISH.
+# Started before any worker: the coordinator says it waits for one (after
+# three idle seconds) and goes on when they attach.
+"$HAUL" clone "${B[@]}" -v --pass all --xattrs --parallel-threshold 8M --chunk-size 2M --range-size 4M --json \
+    "$S" "$SCRATCH/dist" >"$SCRATCH/dist.out" 2>"$SCRATCH/dist.err" &
+coord=$!
+for i in $(seq 150); do grep -q "no worker is attached" "$SCRATCH/dist.err" && break; sleep 0.1; done
+like "$(cat "$SCRATCH/dist.err")" "haul clone: no worker is attached to the job's queue yet \(start .haul worker" \
+    "started before any worker, the coordinator says it waits for one"
 start_worker w1
 start_worker w2
 start_worker w3
 wait_workers 3; ok $? "3 workers answer ctl status"
-# --range-size 4M: the 20 MB file and the 200 MB sparse one travel as RANGE
-# units (5 and 50) copied by whichever workers take them, then a FINISH.
-run clone "${B[@]}" -v --pass all --xattrs --parallel-threshold 8M --chunk-size 2M --range-size 4M --json "$S" "$SCRATCH/dist"
+wait "$coord"; RC=$?; OUT=$(cat "$SCRATCH/dist.out"); ERR=$(cat "$SCRATCH/dist.err")
 is "$RC" 0 "distributed clone --pass all exits 0"
 like "$ERR" "copy pass: 2 large files copied in 55 RANGE units" "the two large files went in ranges"
 is "$(find "$SCRATCH/dist" -name '.haul-range.*' | wc -l)" 0 "no range temporary file left"

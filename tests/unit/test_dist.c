@@ -15,6 +15,7 @@
 
 #include "dist/dist.h"
 #include "dist/tracker.h"
+#include "dist/waiter.h"
 
 /* ---- helpers ---- */
 
@@ -773,6 +774,50 @@ static void test_mem_control_results(void **state)
     dist_queue_free(coord);
 }
 
+static void told_no_worker(void *ctx) { (*(int *)ctx)++; }
+
+/* The coordinators' wait (dist/waiter): a malformed result is dropped and
+ * the next good one returned; idle waits with nobody consuming the work
+ * queue (in process: never anybody) tell no_worker once, after three in a
+ * row; an interrupted run fails the wait with HAUL_ECANCELED. */
+static void test_waiter(void **state)
+{
+    (void)state;
+    struct dist_queue *coord = mem_open(DIST_CONSUME(DIST_RESULTS), 0);
+    haul_error err = {0};
+    int told = 0;
+    atomic_bool cancel = false;
+    struct dist_waiter w = {.q = coord, .cancel = &cancel, .no_worker = told_no_worker, .ctx = &told};
+    struct dist_result r = {.worker = "w1", .nunits = 1,
+                            .units = &(struct dist_result_unit){.unit_id = 7}};
+    struct strbuf sb = STRBUF_INIT;
+    assert_int_equal(dist_result_encode(&r, &sb, &err), 0);
+    assert_int_equal(dist_publish_to(coord, DIST_RESULTS, "garbage", 7, &err), 0);
+    assert_int_equal(dist_publish_to(coord, DIST_RESULTS, sb.s, sb.len, &err), 0);
+    struct dist_msg m;
+    struct dist_result got;
+    assert_int_equal(dist_wait_result(&w, 10, &m, &got, &err), 1);
+    assert_int_equal(got.nunits, 1);
+    assert_int_equal(got.units[0].unit_id, 7);
+    dist_result_release(&got);
+    assert_int_equal(dist_ack(coord, &m, &err), 0);
+    struct dist_depth d;
+    assert_int_equal(dist_queue_depth(coord, DIST_RESULTS, &d, &err), 0);
+    assert_int_equal(d.ready, 0); /* the garbage is gone too */
+    assert_int_equal(dist_wait_result(&w, 0, &m, &got, &err), 0); /* no wait: not idle */
+    assert_int_equal(dist_wait_result(&w, 0, &m, &got, &err), 0);
+    assert_int_equal(dist_wait_result(&w, 0, &m, &got, &err), 0);
+    assert_int_equal(told, 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(dist_wait_result(&w, 10, &m, &got, &err), 0);
+    assert_int_equal(told, 1);
+    cancel = true;
+    assert_int_equal(dist_wait_result(&w, 10, &m, &got, &err), -HAUL_ECANCELED);
+    assert_string_equal(err.msg, "interrupted (run the same command again to finish)");
+    strbuf_release(&sb);
+    dist_queue_free(coord);
+}
+
 #define NTHREADS 6
 #define NMSGS 20000
 
@@ -872,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_mem_dead_consumer),
         cmocka_unit_test(test_mem_control_results),
         cmocka_unit_test(test_mem_many_threads),
+        cmocka_unit_test(test_waiter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,29 @@
+/* dist/waiter: a coordinator's wait for results, shared by the distributed
+ * jobs (job/dclone, job/dbackup): interruption, the "no worker attached"
+ * notice, and results that cannot be decoded (logged and dropped). */
+#ifndef DIST_WAITER_H
+#define DIST_WAITER_H
+
+#include <haul/error.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "dist/dist.h"
+
+struct dist_waiter {
+    struct dist_queue *q;            /* consuming DIST_RESULTS */
+    const atomic_bool *cancel;       /* becomes true: the wait fails with HAUL_ECANCELED */
+    void (*no_worker)(void *ctx);    /* told once, when three idle waits in a row found no
+                                      * consumer on the work queue (may be NULL) */
+    void *ctx;
+    int idle;                        /* idle waits in a row */
+    bool told;
+};
+
+/* Waits up to timeout_ms for the next result: 1 with *msg and *res (the
+ * caller releases res and acks or rejects msg), 0 when none came, < 0 when
+ * the queue failed or the run was interrupted. */
+int dist_wait_result(struct dist_waiter *w, int timeout_ms, struct dist_msg *msg, struct dist_result *res,
+                     haul_error *err);
+
+#endif
