@@ -20,6 +20,7 @@
 
 #include "daemon/daemon.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/log.h"
 
 #define RECORD_MAX (3 * DAEMON_KEY_MAX + 3 * DAEMON_PATH_MAX + 256)
@@ -213,20 +214,6 @@ static void pending_remove(struct daemon_journal *j, uint64_t id)
     }
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Rewrites the file with the pending records only; j->fd then appends to it. */
 static int compact(struct daemon_journal *j, haul_error *err)
 {
@@ -237,7 +224,7 @@ static int compact(struct daemon_journal *j, haul_error *err)
         return err_errno(err, errno, "journal %s", tmp);
     bool ok = true;
     for (struct pending *p = j->oldest; p && ok; p = p->newer)
-        ok = write_all(fd, p->line, strlen(p->line)) == 0;
+        ok = fd_write_all(fd, p->line, strlen(p->line), 0) == 0;
     ok = ok && fsync(fd) == 0;
     int e = errno;
     if (!ok || rename(tmp, j->path) < 0) {
@@ -362,7 +349,7 @@ int daemon_journal_append(struct daemon_journal *j, struct daemon_req *r, haul_e
     int n = daemon_req_format(r, line, RECORD_MAX), rc = 0;
     if (n < 0)
         rc = err_set(err, HAUL_EUSAGE, "request too long to journal");
-    else if (write_all(j->fd, line, (size_t)n) < 0)
+    else if (fd_write_all(j->fd, line, (size_t)n, 0) < 0)
         rc = err_errno(err, errno, "journal %s", j->path);
     else if (pending_add(j, r->id, line, (size_t)n) < 0)
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
@@ -394,7 +381,7 @@ int daemon_journal_finish(struct daemon_journal *j, uint64_t id, bool ok, haul_e
     char line[64];
     int n = mark_format(ok ? 'D' : 'F', id, line, sizeof line), rc = 0;
     pthread_mutex_lock(&j->lock);
-    if (n < 0 || write_all(j->fd, line, (size_t)n) < 0)
+    if (n < 0 || fd_write_all(j->fd, line, (size_t)n, 0) < 0)
         rc = err_errno(err, errno, "journal %s", j->path);
     pending_remove(j, id);
     j->records++;

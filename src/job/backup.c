@@ -13,6 +13,7 @@
 #include "index/index.h"
 #include "meta/meta.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/log.h"
 #include "util/queue.h"
 #include "walk/walk.h"
@@ -317,16 +318,10 @@ static int meta_for(const struct backup_item *t, struct meta_encoded *m, haul_er
 /* Reads a small file whole, checking it did not change since it was seen. */
 static int small_read(struct backup_item *t, char *buf, size_t cap, size_t *len, haul_error *err)
 {
-    size_t got = 0;
-    for (;;) {
-        ssize_t n = pread(t->fd, buf + got, cap - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return err_errno(err, errno, "%s", t->path);
-        if (n == 0 || (got += (size_t)n) == cap)
-            break;
-    }
+    ssize_t n = fd_pread_full(t->fd, buf, cap, 0);
+    if (n < 0)
+        return err_errno(err, errno, "%s", t->path);
+    size_t got = (size_t)n;
     struct stat now;
     if (fstat(t->fd, &now) < 0)
         return err_errno(err, errno, "%s", t->path);

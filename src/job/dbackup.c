@@ -23,6 +23,7 @@
 #include "job/fsops.h"
 #include "meta/meta.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/hash.h"
 #include "util/kv.h"
 #include "util/log.h"
@@ -647,19 +648,12 @@ static bool same_as_ticket(const struct stat *st, const struct parts_ticket *t)
            (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec == t->mtime_ns;
 }
 
-static int pread_full(int fd, char *buf, size_t len, uint64_t off, haul_error *err)
+static int pread_whole(int fd, char *buf, size_t len, uint64_t off, haul_error *err)
 {
-    for (size_t got = 0; got < len;) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return err_errno(err, errno, "read");
-        if (n == 0)
-            return err_set(err, HAUL_EIO, "shrank while being read");
-        got += (size_t)n;
-    }
-    return 0;
+    ssize_t n = fd_pread_full(fd, buf, len, off);
+    if (n < 0)
+        return err_errno(err, errno, "read");
+    return (size_t)n < len ? err_set(err, HAUL_EIO, "shrank while being read") : 0;
 }
 
 /* True when buf holds the very bytes of the part the server has as etag
@@ -702,7 +696,7 @@ static int parts_upload(struct dbackup_engine *e, const struct dist_unit *u, con
         if (known->why)
             rc = err_set(err, HAUL_EPROTO, "RANGE unit: bad list of parts (%s)", known->why);
         if (rc == 0)
-            rc = pread_full(fd, buf, len, off, err);
+            rc = pread_whole(fd, buf, len, off, err);
         bool there = rc == 0 && part_already_there(etag, buf, len);
         if (rc == 0 && !there)
             rc = s3_mpu_part_put(e->c, e->spec.bucket, t->key, t->upload_id, (int)(t->first + *n), buf, len, NULL,

@@ -17,6 +17,7 @@
 #include "index/restore_state.h"
 #include "meta/meta.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/hash.h"
 #include "util/log.h"
 #include "util/queue.h"
@@ -263,21 +264,6 @@ static int file_meta_apply(struct restore *r, int fd, const struct meta_posix *p
     return 0;
 }
 
-static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 static bool all_zero(const char *p, size_t n)
 {
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
@@ -303,7 +289,7 @@ static int sparse_pwrite(int fd, const char *buf, size_t n, uint64_t off)
                 break;
             j += b;
         }
-        if (pwrite_all(fd, buf + i, j - i, off + i) < 0)
+        if (fd_pwrite_all(fd, buf + i, j - i, off + i) < 0)
             return -1;
         i = j;
     }
@@ -335,7 +321,7 @@ static int file_from_buf(struct worker *w, int dfd, const char *name, const char
     if (fd < 0)
         return fd;
     int rc = 0;
-    if ((pm->sparse ? sparse_pwrite(fd, buf, len, 0) : pwrite_all(fd, buf, len, 0)) < 0 ||
+    if ((pm->sparse ? sparse_pwrite(fd, buf, len, 0) : fd_pwrite_all(fd, buf, len, 0)) < 0 ||
         (pm->sparse && ftruncate(fd, (off_t)len) < 0))
         rc = err_errno(err, errno, "%s/%s: write", r->root_name, path);
     if (rc == 0)

@@ -13,6 +13,7 @@
 
 #include "util/bufpool.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/hash.h"
 #include "xfer/xfer.h"
 
@@ -41,22 +42,6 @@ struct download {
 };
 
 static bool canceled(const struct download *d) { return d->cancel && atomic_load(d->cancel); }
-
-/* Writes in slices of 1 MiB: on the machines measured, one 8 MiB write into
- * the page cache cost several times what eight 1 MiB writes do. */
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n < XFER_MIB ? n : XFER_MIB);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* "hex-N" -> N, else 0. */
 static int etag_parts(const char *etag)
@@ -278,7 +263,9 @@ static int ranges_write(struct download *d, int fd, struct verify *v, const stru
         struct range r;
         if (!range_wait(d, i, &r))
             break;
-        int rc = write_all(fd, r.buf->data, r.buf->len);
+        /* Slices of 1 MiB: on the machines measured, one 8 MiB write into
+         * the page cache cost several times what eight 1 MiB writes do. */
+        int rc = fd_write_all(fd, r.buf->data, r.buf->len, XFER_MIB);
         int write_errno = errno;
         verify_feed(v, r.buf->data, r.buf->len);
         uint64_t done = (uint64_t)i * d->range_size + r.buf->len;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/queue.h"
 
 #define DEFAULT_CHUNK (64ull << 20)
@@ -82,13 +83,8 @@ static int copy_data(int src, int dst, uint64_t off, uint64_t end, bool *no_cfr,
             rc = err_set(err, HAUL_EIO, "shrank while being copied (%llu of %llu bytes)",
                          (unsigned long long)off, (unsigned long long)end);
         } else {
-            for (ssize_t w = 0; w < n && rc == 0;) {
-                ssize_t m = pwrite(dst, buf + w, (size_t)(n - w), (off_t)(off + (uint64_t)w));
-                if (m < 0 && errno != EINTR)
-                    rc = err_errno(err, errno, "write at offset %llu", (unsigned long long)(off + (uint64_t)w));
-                else if (m > 0)
-                    w += m;
-            }
+            if (fd_pwrite_all(dst, buf, (size_t)n, off) < 0)
+                rc = err_errno(err, errno, "write at offset %llu", (unsigned long long)off);
             off += (uint64_t)n;
         }
     }

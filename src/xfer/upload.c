@@ -13,6 +13,7 @@
 
 #include "util/bufpool.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/hash.h"
 #include "util/log.h"
 #include "util/queue.h"
@@ -57,25 +58,6 @@ struct upload {
 #define DIRECT_ALIGN 4096
 
 static uint64_t align_up(uint64_t v) { return (v + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN; }
-
-/* Reads until n bytes or end of input.  Returns bytes read, -1 on error.
- * With O_DIRECT, n and dst are multiples of DIRECT_ALIGN (the pool's buffers
- * are page-aligned), so every read stays aligned until the end of file. */
-static ssize_t read_full(int fd, char *dst, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, dst + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
 
 static bool canceled(const struct upload *u)
 {
@@ -245,7 +227,9 @@ static int parts_feed(struct upload *u, int fd, uint64_t size, uint64_t part_siz
                 want = align_up(want);
             if (!(b = bufpool_take(u->pool, want)))
                 return err_set(err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", u->bucket, u->key);
-            ssize_t n = read_full(fd, b->data, want);
+            /* With O_DIRECT, want and the buffer are multiples of DIRECT_ALIGN
+             * (the pool's buffers are page-aligned): every read stays aligned. */
+            ssize_t n = fd_read_full(fd, b->data, want);
             if (n < 0) {
                 bufpool_give(u->pool, b);
                 return err_errno(err, errno, "upload s3://%s/%s: reading the source", u->bucket, u->key);
@@ -546,7 +530,7 @@ int xfer_upload_fd(struct s3_client *c, int fd, const char *bucket, const char *
     uint64_t first_len = size != XFER_SIZE_UNKNOWN && size < threshold ? size : part_size;
     uint64_t first_read = u.direct ? align_up(first_len ? first_len : 1) : first_len;
     first = bufpool_take(u.pool, first_read ? first_read : 1);
-    ssize_t n = first ? read_full(fd, first->data, first_read) : 0;
+    ssize_t n = first ? fd_read_full(fd, first->data, first_read) : 0;
     if (!first || n < 0) {
         rc = first ? err_errno(err, errno, "upload s3://%s/%s: reading the source", bucket, key)
                    : err_set(err, HAUL_ENOMEM, "upload s3://%s/%s: out of memory", bucket, key);

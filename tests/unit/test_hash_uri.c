@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "util/fdio.h"
 #include "util/hash.h"
 #include "util/strbuf.h"
 #include "util/uri.h"
@@ -343,6 +345,37 @@ static void test_uri_decode_malformed(void **state)
     }
 }
 
+/* util/fdio: whole reads through a pipe's short counts, the end of a file
+ * (a short count, not an error), positioned writes in slices. */
+static void test_fdio(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    /* Two writes: the first read(2) returns only the first. */
+    assert_int_equal(fd_write_all(p[1], "hello ", 6, 0), 0);
+    assert_int_equal(fd_write_all(p[1], "world", 5, 2), 0); /* in 2-byte slices */
+    close(p[1]);
+    char buf[32] = "";
+    assert_int_equal(fd_read_full(p[0], buf, sizeof buf), 11);
+    assert_string_equal(buf, "hello world");
+    assert_int_equal(fd_read_full(p[0], buf, sizeof buf), 0);
+    close(p[0]);
+    assert_int_equal(fd_write_all(p[1], "x", 1, 0), -1); /* closed: EBADF */
+
+    char path[] = "/tmp/haul-test-fdio-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(fd_pwrite_all(fd, "abcdef", 6, 10), 0); /* a hole of 10 before */
+    memset(buf, 'z', sizeof buf);
+    assert_int_equal(fd_pread_full(fd, buf, sizeof buf, 8), 8); /* to the end: short */
+    assert_memory_equal(buf, "\0\0abcdef", 8);
+    assert_int_equal(fd_pread_full(fd, buf, 4, 100), 0);
+    close(fd);
+    assert_int_equal(fd_pread_full(fd, buf, 4, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_uri_decode_every_escape),
         cmocka_unit_test(test_uri_decode_plus_and_nul),
         cmocka_unit_test(test_uri_decode_malformed),
+        cmocka_unit_test(test_fdio),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
