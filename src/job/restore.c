@@ -367,17 +367,13 @@ static void *sparse_main(void *arg)
     if (!buf)
         s->write_errno = ENOMEM;
     for (bool eof = false; buf && !eof && !s->write_errno;) {
-        size_t got = 0;
-        while (got < SPARSE_CHUNK) { /* whole chunks keep the blocks aligned */
-            ssize_t n = read(s->in, buf + got, SPARSE_CHUNK - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                eof = true;
-                break;
-            }
-            got += (size_t)n;
+        ssize_t n = fd_read_full(s->in, buf, SPARSE_CHUNK); /* whole chunks keep the blocks aligned */
+        if (n < 0) {
+            s->write_errno = errno;
+            break;
         }
+        size_t got = (size_t)n;
+        eof = got < SPARSE_CHUNK;
         if (sparse_pwrite(s->out, buf, got, s->written) < 0)
             s->write_errno = errno;
         else
