@@ -40,83 +40,42 @@ bool dbackup_spec_is(const void *buf, size_t len)
     return len >= sizeof spec_head - 1 && memcmp(buf, spec_head, sizeof spec_head - 1) == 0;
 }
 
+#define F(kind, m, ...) KV_FIELD_##kind(struct dbackup_spec, m, __VA_ARGS__)
+static const struct kv_field spec_fields[] = {
+    F(STR, run, true),
+    F(STR, src, true),
+    F(STR, endpoint, true),
+    F(STR, bucket, true),
+    F(STR, prefix, false),
+    F(NUM, small_threshold, 0, 64u << 20, false),
+    F(STR, storage_class_large, false),
+    F(NUM, one_filesystem, 0, 0, false),
+    F(NUM, part_size, 0, 0, false),
+    F(NUM, part_workers, 0, 1024, false),
+    F(NUM, mtime_newer, 0, INT64_MAX, false),
+    F(NUM, mtime_older, 0, INT64_MAX, false),
+    F(LIST, excludes, "exclude", nexcludes),
+    F(LIST, includes, "include", nincludes),
+};
+#undef F
+
 int dbackup_spec_encode(const struct dbackup_spec *s, struct strbuf *out, haul_error *err)
 {
-    strbuf_adds(out, spec_head);
-    kv_put_str(out, "run", s->run);
-    kv_put_str(out, "src", s->src);
-    kv_put_str(out, "endpoint", s->endpoint);
-    kv_put_str(out, "bucket", s->bucket);
-    kv_put_str(out, "prefix", s->prefix);
-    kv_put_num(out, "small_threshold", s->small_threshold);
-    kv_put_str(out, "storage_class_large", s->storage_class_large);
-    kv_put_num(out, "one_filesystem", s->one_filesystem);
-    kv_put_num(out, "part_size", s->part_size);
-    kv_put_num(out, "part_workers", s->part_workers);
-    kv_put_num(out, "mtime_newer", (uint64_t)s->mtime_newer);
-    kv_put_num(out, "mtime_older", (uint64_t)s->mtime_older);
-    for (size_t i = 0; i < s->nexcludes; i++)
-        kv_put_str(out, "exclude", s->excludes[i]);
-    for (size_t i = 0; i < s->nincludes; i++)
-        kv_put_str(out, "include", s->includes[i]);
+    kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s);
     return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
 }
 
-/* An empty value decodes as "" (kv_get_str of an empty range). */
+/* Empty values (prefix, storage class) decode as "". */
 int dbackup_spec_decode(const void *buf, size_t len, struct dbackup_spec *out, haul_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (!dbackup_spec_is(buf, len))
-        return err_set(err, HAUL_EPROTO, "job description: not a haul backup job (version 1)");
-    const char *p = (const char *)buf + sizeof spec_head - 1, *end = (const char *)buf + len;
-    unsigned seen = 0;
-    const char *k, *v, *ve;
-    size_t kn;
-    int more;
-    while ((more = kv_next(&p, end, &k, &kn, &v, &ve)) > 0) {
-        uint64_t x = 0;
-        bool ok = true;
-#define KEY(name) (kn == sizeof(name) - 1 && memcmp(k, name, kn) == 0)
-        if (KEY("run"))
-            ok = kv_get_str(v, ve, out->run, sizeof out->run) && strlen(out->run) == 16, seen |= 1;
-        else if (KEY("src"))
-            ok = kv_get_str(v, ve, out->src, sizeof out->src) && out->src[0] == '/', seen |= 2;
-        else if (KEY("endpoint"))
-            ok = kv_get_str(v, ve, out->endpoint, sizeof out->endpoint) && out->endpoint[0], seen |= 4;
-        else if (KEY("bucket"))
-            ok = kv_get_str(v, ve, out->bucket, sizeof out->bucket) && out->bucket[0], seen |= 8;
-        else if (KEY("prefix"))
-            ok = kv_get_str(v, ve, out->prefix, sizeof out->prefix);
-        else if (KEY("small_threshold"))
-            ok = kv_get_num(v, ve, &out->small_threshold) && out->small_threshold <= (64u << 20);
-        else if (KEY("storage_class_large"))
-            ok = kv_get_str(v, ve, out->storage_class_large, sizeof out->storage_class_large);
-        else if (KEY("one_filesystem"))
-            ok = kv_get_num(v, ve, &x) && x <= 1, out->one_filesystem = x;
-        else if (KEY("part_size"))
-            ok = kv_get_num(v, ve, &out->part_size);
-        else if (KEY("part_workers"))
-            ok = kv_get_num(v, ve, &x) && x <= 1024, out->part_workers = (uint32_t)x;
-        else if (KEY("mtime_newer"))
-            ok = kv_get_num(v, ve, &x) && x <= INT64_MAX, out->mtime_newer = (int64_t)x;
-        else if (KEY("mtime_older"))
-            ok = kv_get_num(v, ve, &x) && x <= INT64_MAX, out->mtime_older = (int64_t)x;
-        else if (KEY("exclude"))
-            ok = out->nexcludes < DBACKUP_FILTERS_MAX &&
-                 kv_get_str(v, ve, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
-        else if (KEY("include"))
-            ok = out->nincludes < DBACKUP_FILTERS_MAX &&
-                 kv_get_str(v, ve, out->includes[out->nincludes], sizeof out->includes[0]) && ++out->nincludes;
-        else
-            ok = true; /* a newer coordinator's option: not needed to do the work */
-#undef KEY
-        if (!ok)
-            return err_set(err, HAUL_EPROTO, "job description: bad value for '%.*s'", (int)kn, k);
-    }
-    if (more < 0)
-        return err_set(err, HAUL_EPROTO, "job description: malformed line");
-    if (seen != 15)
-        return err_set(err, HAUL_EPROTO, "job description: run, src, endpoint or bucket missing");
+    char why[128];
+    if (kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, why, sizeof why) < 0)
+        return err_set(err, HAUL_EPROTO, "job description: %s", why);
+    if (strlen(out->run) != 16)
+        return err_set(err, HAUL_EPROTO, "job description: bad value for 'run'");
+    if (out->src[0] != '/')
+        return err_set(err, HAUL_EPROTO, "job description: 'src' is not an absolute path");
     return 0;
 }
 

@@ -23,85 +23,43 @@
 
 /* ---- job description (util/kv lines) ---- */
 
+#define F(kind, m, ...) KV_FIELD_##kind(struct dclone_spec, m, __VA_ARGS__)
+static const struct kv_field spec_fields[] = {
+    F(STR, run, true),
+    F(NUM, pass, DIST_PASS_COPY, DIST_PASS_DIRTIMES, true),
+    F(STR, src, true),
+    F(STR, dst, true),
+    F(NUM, checksum, 0, 0, false),
+    F(NUM, xattrs, 0, 0, false),
+    F(NUM, fsync, 0, 0, false),
+    F(NUM, one_filesystem, 0, 0, false),
+    F(NUM, now, 0, INT64_MAX, false),
+    F(NUM, skip_atime_older_days, 0, 0, false),
+    F(NUM, skip_mtime_newer_secs, 0, 0, false),
+    F(NUM, parallel_threshold, 0, 0, false),
+    F(NUM, chunk, 0, 0, false),
+    F(NUM, range_size, 0, 0, false),
+    F(LIST, excludes, "exclude", nexcludes),
+};
+#undef F
+static const char spec_head[] = "haul-dclone 1\n";
+
 int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err)
 {
-    strbuf_adds(out, "haul-dclone 1\n");
-    kv_put_str(out, "run", s->run);
-    kv_put_num(out, "pass", (uint64_t)s->pass);
-    kv_put_str(out, "src", s->src);
-    kv_put_str(out, "dst", s->dst);
-    kv_put_num(out, "checksum", s->checksum);
-    kv_put_num(out, "xattrs", s->xattrs);
-    kv_put_num(out, "fsync", s->fsync);
-    kv_put_num(out, "one_filesystem", s->one_filesystem);
-    kv_put_num(out, "now", (uint64_t)s->now);
-    kv_put_num(out, "skip_atime_older_days", s->skip_atime_older_days);
-    kv_put_num(out, "skip_mtime_newer_secs", s->skip_mtime_newer_secs);
-    kv_put_num(out, "parallel_threshold", s->parallel_threshold);
-    kv_put_num(out, "chunk", s->chunk);
-    kv_put_num(out, "range_size", s->range_size);
-    for (size_t i = 0; i < s->nexcludes; i++)
-        kv_put_str(out, "exclude", s->excludes[i]);
+    kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s);
     return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
 }
 
 int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err)
 {
     memset(out, 0, sizeof *out);
-    const char *p = buf, *end = p + len;
-    static const char head[] = "haul-dclone 1\n";
-    if (len < sizeof head - 1 || memcmp(p, head, sizeof head - 1) != 0)
-        return err_set(err, HAUL_EPROTO, "job description: not a haul clone job (version 1)");
-    p += sizeof head - 1;
-    unsigned seen = 0;
-    const char *k, *v, *nl;
-    size_t kn;
-    int more;
-    while ((more = kv_next(&p, end, &k, &kn, &v, &nl)) > 0) {
-        uint64_t x = 0;
-        bool ok = true;
-#define KEY(name) (kn == sizeof(name) - 1 && memcmp(k, name, kn) == 0)
-        if (KEY("run"))
-            ok = kv_get_str(v, nl, out->run, sizeof out->run) && strlen(out->run) == 16, seen |= 1;
-        else if (KEY("pass"))
-            ok = kv_get_num(v, nl, &x) && x >= DIST_PASS_COPY && x <= DIST_PASS_DIRTIMES, out->pass = (enum dist_pass)x, seen |= 2;
-        else if (KEY("src"))
-            ok = kv_get_str(v, nl, out->src, sizeof out->src) && out->src[0], seen |= 4;
-        else if (KEY("dst"))
-            ok = kv_get_str(v, nl, out->dst, sizeof out->dst) && out->dst[0], seen |= 8;
-        else if (KEY("checksum"))
-            ok = kv_get_num(v, nl, &x) && x <= 1, out->checksum = x;
-        else if (KEY("xattrs"))
-            ok = kv_get_num(v, nl, &x) && x <= 1, out->xattrs = x;
-        else if (KEY("fsync"))
-            ok = kv_get_num(v, nl, &x) && x <= 1, out->fsync = x;
-        else if (KEY("one_filesystem"))
-            ok = kv_get_num(v, nl, &x) && x <= 1, out->one_filesystem = x;
-        else if (KEY("now"))
-            ok = kv_get_num(v, nl, &x) && x <= INT64_MAX, out->now = (int64_t)x;
-        else if (KEY("skip_atime_older_days"))
-            ok = kv_get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_atime_older_days = (uint32_t)x;
-        else if (KEY("skip_mtime_newer_secs"))
-            ok = kv_get_num(v, nl, &x) && x <= UINT32_MAX, out->skip_mtime_newer_secs = (uint32_t)x;
-        else if (KEY("parallel_threshold"))
-            ok = kv_get_num(v, nl, &out->parallel_threshold);
-        else if (KEY("chunk"))
-            ok = kv_get_num(v, nl, &out->chunk);
-        else if (KEY("range_size"))
-            ok = kv_get_num(v, nl, &out->range_size) && (out->range_size == 0 || out->range_size >= (1u << 20));
-        else if (KEY("exclude"))
-            ok = out->nexcludes < DCLONE_EXCLUDES_MAX &&
-                 kv_get_str(v, nl, out->excludes[out->nexcludes], sizeof out->excludes[0]) && ++out->nexcludes;
-        else
-            ok = true; /* a newer coordinator's option: not needed to do the work */
-#undef KEY
-        if (!ok)
-            return err_set(err, HAUL_EPROTO, "job description: bad value for '%.*s'", (int)kn, k);
-    }
-    if (more < 0)
-        return err_set(err, HAUL_EPROTO, "job description: malformed line");
-    if (seen != 15)
-        return err_set(err, HAUL_EPROTO, "job description: run, pass, src or dst missing");
+    char why[128];
+    if (kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, why, sizeof why) < 0)
+        return err_set(err, HAUL_EPROTO, "job description: %s", why);
+    if (strlen(out->run) != 16)
+        return err_set(err, HAUL_EPROTO, "job description: bad value for 'run'");
+    if (out->range_size && out->range_size < (1u << 20))
+        return err_set(err, HAUL_EPROTO, "job description: bad value for 'range_size'");
     return 0;
 }
 

@@ -11,18 +11,43 @@
 
 #include "util/strbuf.h"
 
-void kv_put_str(struct strbuf *sb, const char *key, const char *v);
-void kv_put_num(struct strbuf *sb, const char *key, uint64_t v);
+/* A description's fields, one table per job type, drives both directions:
+ * each row names the key, the kind and where the member lives. */
+enum kv_kind {
+    KV_STR,  /* a char array; required: present and not empty */
+    KV_NUM,  /* an unsigned integer of size 1 (bool), 4 or 8 (also an enum
+              * or an int64_t whose range keeps it non-negative) */
+    KV_LIST, /* repeated key: entries of a char[entries][size] array, their
+              * number in the size_t at count */
+};
 
-/* One line of [*p, end): key (klen bytes) and value [*v, *vend); advances
- * *p.  1 for a line, 0 at the end, -1 when malformed (no newline or no
- * space). */
-int kv_next(const char **p, const char *end, const char **key, size_t *klen, const char **v, const char **vend);
+struct kv_field {
+    const char *key;
+    enum kv_kind kind;
+    size_t offset, size; /* the member (KV_LIST: one entry's size) */
+    uint64_t min, max;   /* KV_NUM: the values allowed */
+    size_t count, entries; /* KV_LIST: where the count is, how many fit */
+    bool required;
+};
 
-/* Unescapes [p, end) into out (cap bytes with the NUL); false when bad
- * (bad escape, a %00, too long). */
-bool kv_get_str(const char *p, const char *end, char *out, size_t cap);
-/* A decimal number without sign; false when bad or over 2^64-1. */
-bool kv_get_num(const char *p, const char *end, uint64_t *v);
+/* Rows for member m of struct T (the key is the member's name). */
+#define KV_FIELD_STR(T, m, req) {#m, KV_STR, offsetof(T, m), sizeof(((T *)0)->m), 0, 0, 0, 0, req}
+#define KV_FIELD_NUM(T, m, lo, hi, req) {#m, KV_NUM, offsetof(T, m), sizeof(((T *)0)->m), lo, hi, 0, 0, req}
+#define KV_FIELD_LIST(T, m, key, n)                                                                                  \
+    {key, KV_LIST, offsetof(T, m), sizeof(((T *)0)->m[0]), 0, 0, offsetof(T, n),                                     \
+     sizeof(((T *)0)->m) / sizeof(((T *)0)->m[0]), false}
+
+/* Appends the head line (with its newline), then one line per field of
+ * in (a list: one per entry). */
+void kv_encode(struct strbuf *sb, const char *head, const struct kv_field *fields, size_t n, const void *in);
+
+/* Fills out (zeroed by the caller) from buf, a head line equal to head
+ * (else why says it is not such a description), then lines.  Keys the table
+ * lacks are skipped (a newer coordinator's options, not needed to do the
+ * work).  -1 with why filled (naming the key) when a line is malformed,
+ * a value bad (a bad escape, a %00, too long, out of range, a list too
+ * long) or a required field missing. */
+int kv_decode(const void *buf, size_t len, const char *head, const struct kv_field *fields, size_t n, void *out,
+              char *why, size_t why_cap);
 
 #endif

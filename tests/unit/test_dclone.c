@@ -73,6 +73,21 @@ static void test_spec_malformed(void **state)
     const char *good = "haul-dclone 1\nrun 0123456789abcdef\npass 3\nsrc /a\ndst /b\nfuture-option 1\n";
     haul_error err = {0};
     assert_int_equal(dclone_spec_decode(good, strlen(good), &d, &err), 0);
+    /* The messages name the field; a list holds at most its capacity. */
+    const char *no_dst = "haul-dclone 1\nrun 0123456789abcdef\npass 1\nsrc /a\n";
+    assert_int_equal(dclone_spec_decode(no_dst, strlen(no_dst), &d, &err), -HAUL_EPROTO);
+    assert_string_equal(err.msg, "job description: 'dst' missing");
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_adds(&sb, good);
+    for (int i = 0; i < DCLONE_EXCLUDES_MAX; i++)
+        strbuf_adds(&sb, "exclude *.tmp\n");
+    assert_int_equal(dclone_spec_decode(sb.s, sb.len, &d, &err), 0);
+    assert_int_equal(d.nexcludes, DCLONE_EXCLUDES_MAX);
+    strbuf_adds(&sb, "exclude one-too-many\n");
+    err = (haul_error){0};
+    assert_int_equal(dclone_spec_decode(sb.s, sb.len, &d, &err), -HAUL_EPROTO);
+    assert_string_equal(err.msg, "job description: bad value for 'exclude'");
+    strbuf_release(&sb);
 }
 
 /* Range tickets: round trip; a count of 0 or ranges past 2^32 refused; the
