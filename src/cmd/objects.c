@@ -189,46 +189,40 @@ int cmd_stat(int argc, char **argv)
     return exit_code;
 }
 
-/* Keys gathered for DeleteObjects, flushed every 1000 so memory stays flat. */
-struct rm_batch {
-    struct s3_client *c;
-    const char *bucket;
-    char *keys[1000];
-    size_t n;
-    uint64_t deleted, failed;
+struct rm_ctx {
+    struct s3_deleter d;
     bool dry_run, quiet;
-    haul_error *err;
 };
 
-static int rm_flush(struct rm_batch *b)
+static void rm_done(const char *key, bool sent, void *arg)
 {
-    size_t failed = 0;
-    int rc = 0;
-    if (b->n && !b->dry_run)
-        rc = s3_objects_delete(b->c, b->bucket, (const char *const *)b->keys, b->n, &failed, b->err);
-    /* A request that failed as a whole deleted nothing we can vouch for. */
-    bool request_failed = rc < 0 && failed == 0;
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->dry_run || (!b->quiet && !request_failed))
-            printf("%s: s3://%s/%s\n", b->dry_run ? "(dry run) delete" : "delete", b->bucket, b->keys[i]);
-        free(b->keys[i]);
-    }
-    b->deleted += request_failed ? 0 : b->n - failed;
-    b->failed += request_failed ? b->n : failed;
-    b->n = 0;
-    return rc;
+    const struct rm_ctx *r = arg;
+    if (sent && !r->quiet)
+        printf("delete: s3://%s/%s\n", r->d.bucket, key);
 }
 
 static int rm_entry(const struct s3_list_entry *e, void *arg)
 {
-    struct rm_batch *b = arg;
+    struct rm_ctx *r = arg;
     if (e->is_prefix || memchr(e->key, '\0', e->key_len))
         return 0;
-    if (!(b->keys[b->n] = strdup(e->key)))
-        return err_set(b->err, HAUL_ENOMEM, "out of memory");
-    if (++b->n == 1000)
-        return rm_flush(b);
-    return 0;
+    if (r->dry_run) {
+        printf("(dry run) delete: s3://%s/%s\n", r->d.bucket, e->key);
+        return 0;
+    }
+    return s3_deleter_add(&r->d, e->key);
+}
+
+/* Deletes every key under prefix (NULL: the whole bucket); the counts in r->d. */
+static int rm_all(struct rm_ctx *r, const char *prefix)
+{
+    r->d.done = rm_done;
+    r->d.ctx = r;
+    int rc = s3_objects_list(r->d.c, r->d.bucket, prefix, NULL, rm_entry, r, r->d.err);
+    if (rc == 0)
+        rc = s3_deleter_flush(&r->d);
+    s3_deleter_release(&r->d);
+    return rc;
 }
 
 int cmd_rm(int argc, char **argv)
@@ -267,23 +261,19 @@ int cmd_rm(int argc, char **argv)
             printf("delete: s3://%s/%s\n", url.bucket, url.key);
         exit_code = rc == 0 ? EXIT_OK : fail("rm", &err);
     } else if (c) {
-        struct rm_batch b = {.c = c, .bucket = url.bucket, .dry_run = dry_run, .quiet = g.quiet || g.json, .err = &err};
+        struct rm_ctx r = {.d = {.c = c, .bucket = url.bucket, .err = &err}, .dry_run = dry_run,
+                           .quiet = g.quiet || g.json};
         /* "rm -r s3://b/dir" means the dir/ level, not every key starting
          * with "dir" (dir2/, dir.txt), as aws s3 rm does. */
         size_t klen = strlen(url.key);
         char *prefix = malloc(klen + 2);
         if (prefix)
             snprintf(prefix, klen + 2, "%s%s", url.key, klen && url.key[klen - 1] != '/' ? "/" : "");
-        rc = prefix ? s3_objects_list(c, url.bucket, prefix, NULL, rm_entry, &b, &err)
-                    : err_set(&err, HAUL_ENOMEM, "out of memory");
+        rc = prefix ? rm_all(&r, prefix) : err_set(&err, HAUL_ENOMEM, "out of memory");
         free(prefix);
-        if (rc == 0)
-            rc = rm_flush(&b);
-        for (size_t i = 0; i < b.n; i++)
-            free(b.keys[i]);
         if (g.json)
-            printf("{\"deleted\":%llu,\"failed\":%llu}\n", (unsigned long long)b.deleted,
-                   (unsigned long long)b.failed);
+            printf("{\"deleted\":%llu,\"failed\":%llu}\n", (unsigned long long)r.d.deleted,
+                   (unsigned long long)r.d.failed);
         exit_code = rc == 0 ? EXIT_OK : fail("rm", &err);
     }
     s3_client_free(c);
@@ -307,12 +297,8 @@ static int upload_abort(const char *key, const char *upload_id, time_t initiated
 /* rb --force: every object, then every unfinished multipart upload. */
 static int bucket_empty(struct s3_client *c, const char *bucket, haul_error *err)
 {
-    struct rm_batch b = {.c = c, .bucket = bucket, .quiet = true, .err = err};
-    int rc = s3_objects_list(c, bucket, NULL, NULL, rm_entry, &b, err);
-    if (rc == 0)
-        rc = rm_flush(&b);
-    for (size_t i = 0; i < b.n; i++)
-        free(b.keys[i]);
+    struct rm_ctx r = {.d = {.c = c, .bucket = bucket, .err = err}, .quiet = true};
+    int rc = rm_all(&r, NULL);
     struct abort_ctx a = {c, bucket, err};
     if (rc == 0)
         rc = s3_mpu_list(c, bucket, NULL, upload_abort, &a, err);

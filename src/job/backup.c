@@ -446,36 +446,16 @@ static void *worker_main(void *arg)
 
 /* ---- deleting what is gone ------------------------------------------------ */
 
-struct delete_batch {
-    struct s3_client *client;
-    const struct backup_opts *o;
-    struct backup_stats *stats;
-    char *keys[1000];
-    size_t n;
-    haul_error *err;
-};
-
-static int delete_flush(struct delete_batch *d)
+static void delete_done(const char *key, bool sent, void *ctx)
 {
-    size_t failed = 0;
-    int rc = d->n ? s3_objects_delete(d->client, d->o->bucket, (const char *const *)d->keys, d->n, &failed, d->err)
-                  : 0;
-    for (size_t i = 0; i < d->n; i++) {
-        if (d->o->line)
-            d->o->line("delete", d->keys[i], d->o->line_ctx);
-        free(d->keys[i]);
-    }
-    atomic_fetch_add(&d->stats->deleted, d->n - failed);
-    d->n = 0;
-    return rc;
+    const struct backup_opts *o = ctx;
+    if (sent && o->line)
+        o->line("delete", key, o->line_ctx);
 }
 
 static int delete_one(const char *key, void *ctx)
 {
-    struct delete_batch *d = ctx;
-    if (!(d->keys[d->n] = strdup(key)))
-        return err_set(d->err, HAUL_ENOMEM, "out of memory");
-    return ++d->n == 1000 ? delete_flush(d) : 0;
+    return s3_deleter_add(ctx, key);
 }
 
 int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct index *ix,
@@ -486,15 +466,15 @@ int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct 
                  (unsigned long long)atomic_load(&stats->errors));
         return 0;
     }
-    struct delete_batch d = {.client = c, .o = o, .stats = stats, .err = err};
+    struct s3_deleter d = {.c = c, .bucket = o->bucket, .done = delete_done, .ctx = (void *)o, .err = err};
     /* Index entries are removed as they are listed; a batch that then fails
      * to delete leaves objects the next --delete run cannot see: flush
      * before trusting the removal (errors end the run with that message). */
     int rc = index_unseen_each(ix, delete_one, &d, true, err);
     if (rc == 0)
-        rc = delete_flush(&d);
-    for (size_t i = 0; i < d.n; i++)
-        free(d.keys[i]);
+        rc = s3_deleter_flush(&d);
+    s3_deleter_release(&d);
+    atomic_fetch_add(&stats->deleted, d.deleted);
     return rc;
 }
 

@@ -114,6 +114,36 @@ int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const
     return rc;
 }
 
+int s3_deleter_flush(struct s3_deleter *d)
+{
+    size_t failed = 0;
+    int rc = d->n ? s3_objects_delete(d->c, d->bucket, (const char *const *)d->keys, d->n, &failed, d->err) : 0;
+    bool request_failed = rc < 0 && failed == 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->done)
+            d->done(d->keys[i], !request_failed, d->ctx);
+        free(d->keys[i]);
+    }
+    d->deleted += request_failed ? 0 : d->n - failed;
+    d->failed += request_failed ? d->n : failed;
+    d->n = 0;
+    return rc;
+}
+
+int s3_deleter_add(struct s3_deleter *d, const char *key)
+{
+    if (!(d->keys[d->n] = strdup(key)))
+        return err_set(d->err, HAUL_ENOMEM, "out of memory");
+    return ++d->n == sizeof d->keys / sizeof *d->keys ? s3_deleter_flush(d) : 0;
+}
+
+void s3_deleter_release(struct s3_deleter *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->keys[i]);
+    d->n = 0;
+}
+
 int s3_object_copy(struct s3_client *c, const char *src_bucket, const char *src_key,
                    const char *dst_bucket, const char *dst_key, const struct s3_put_opts *opts,
                    haul_error *err)

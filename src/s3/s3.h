@@ -108,6 +108,28 @@ int s3_object_delete(struct s3_client *c, const char *bucket, const char *key, h
 int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const *keys, size_t n,
                       size_t *failed, haul_error *err);
 
+/* Keys gathered for DeleteObjects and sent 1000 a request, so memory stays
+ * flat however many go.  done (may be NULL) hears each key once its request
+ * was answered; sent is false when the request failed as a whole (nothing
+ * in it can be vouched for).  Fill c, bucket, done, ctx and err; the rest
+ * starts at zero. */
+struct s3_deleter {
+    struct s3_client *c;
+    const char *bucket;
+    void (*done)(const char *key, bool sent, void *ctx);
+    void *ctx;
+    haul_error *err;         /* the first failure */
+    uint64_t deleted, failed; /* keys so far */
+    size_t n;
+    char *keys[1000];
+};
+/* Adds a copy of key, sending the batch when full.  < 0: a request failed. */
+int s3_deleter_add(struct s3_deleter *d, const char *key);
+/* Sends what is gathered. */
+int s3_deleter_flush(struct s3_deleter *d);
+/* Frees the keys never sent (after a failure). */
+void s3_deleter_release(struct s3_deleter *d);
+
 /* CopyObject (server side, up to 5 GiB).  With opts, metadata is replaced by
  * opts->meta; without, it is copied. */
 int s3_object_copy(struct s3_client *c, const char *src_bucket, const char *src_key,
