@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/err.h"
+
 enum { ID_EXPECTED = 1, ID_DONE = 2, ID_EARLY = 3 };
 
 struct early {
@@ -12,6 +14,8 @@ struct early {
     uint32_t children;
     size_t ncounters;
     uint64_t counters[DIST_RESULT_MAX_COUNTERS];
+    size_t payload_len;
+    unsigned char payload[]; /* a copy */
 };
 
 struct id_slot {
@@ -88,46 +92,63 @@ void dist_tracker_free(struct dist_tracker *t)
     free(t);
 }
 
-int dist_tracker_done(struct dist_tracker *t, uint64_t id, uint64_t base, uint32_t children,
-                      const uint64_t *counters, size_t ncounters)
+static int no_memory(haul_error *err)
 {
-    if (grow(t) < 0)
-        return -1;
-    if (ncounters > DIST_RESULT_MAX_COUNTERS)
-        ncounters = DIST_RESULT_MAX_COUNTERS;
-    struct id_slot *s = slot_find(t, id);
-    if (s->state == ID_DONE || s->state == ID_EARLY)
-        return 0; /* a duplicate (redelivered unit) */
-    if (s->state == 0) { /* not expected (yet): keep it aside */
-        struct early *e = calloc(1, sizeof *e);
-        if (!e)
-            return -1;
-        e->base = base;
-        e->children = children;
-        e->ncounters = ncounters;
-        if (ncounters)
-            memcpy(e->counters, counters, ncounters * sizeof *counters);
-        s->id = id;
-        s->state = ID_EARLY;
-        s->early = e;
-        t->used++;
-        return 0;
-    }
-    s->state = ID_DONE;
-    t->outstanding--;
-    t->done++;
-    if (t->on_done)
-        t->on_done(counters, ncounters, t->ctx);
-    for (uint32_t i = 0; i < children; i++)
-        if (dist_tracker_expect(t, dist_unit_child_id(base ? base : id, i)) < 0)
-            return -1;
+    return err_set(err, HAUL_ENOMEM, "out of memory (counting units)");
+}
+
+/* Keeps a result that came before its id was expected. */
+static int early_keep(struct dist_tracker *t, struct id_slot *s, const struct dist_done *d, uint64_t base,
+                      uint32_t children, haul_error *err)
+{
+    struct early *e = calloc(1, sizeof *e + d->payload_len);
+    if (!e)
+        return no_memory(err);
+    e->base = base;
+    e->children = children;
+    e->ncounters = d->ncounters < DIST_RESULT_MAX_COUNTERS ? d->ncounters : DIST_RESULT_MAX_COUNTERS;
+    if (e->ncounters)
+        memcpy(e->counters, d->counters, e->ncounters * sizeof *e->counters);
+    e->payload_len = d->payload_len;
+    if (d->payload_len)
+        memcpy(e->payload, d->payload, d->payload_len);
+    s->id = d->id;
+    s->state = ID_EARLY;
+    s->early = e;
+    t->used++;
     return 0;
 }
 
-int dist_tracker_expect(struct dist_tracker *t, uint64_t id)
+int dist_tracker_done(struct dist_tracker *t, const struct dist_done *d, uint64_t base, uint32_t children,
+                      haul_error *err)
 {
     if (grow(t) < 0)
-        return -1;
+        return no_memory(err);
+    struct id_slot *s = slot_find(t, d->id);
+    if (s->state == ID_DONE || s->state == ID_EARLY)
+        return 0; /* a duplicate (redelivered unit) */
+    if (s->state == 0) /* not expected (yet) */
+        return early_keep(t, s, d, base, children, err);
+    s->state = ID_DONE; /* s is not used below: the callback may grow the table */
+    t->outstanding--;
+    t->done++;
+    if (t->on_done) {
+        int rc = t->on_done(d, t->ctx, err);
+        if (rc < 0)
+            return rc;
+    }
+    for (uint32_t i = 0; i < children; i++) {
+        int rc = dist_tracker_expect(t, dist_unit_child_id(base ? base : d->id, i), err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int dist_tracker_expect(struct dist_tracker *t, uint64_t id, haul_error *err)
+{
+    if (grow(t) < 0)
+        return no_memory(err);
     struct id_slot *s = slot_find(t, id);
     if (s->state == ID_EXPECTED || s->state == ID_DONE)
         return 0;
@@ -136,7 +157,9 @@ int dist_tracker_expect(struct dist_tracker *t, uint64_t id)
         struct early *e = s->early;
         s->early = NULL;
         s->state = ID_EXPECTED;
-        int rc = dist_tracker_done(t, id, e->base, e->children, e->counters, e->ncounters);
+        struct dist_done d = {.id = id, .counters = e->counters, .ncounters = e->ncounters,
+                              .payload = e->payload_len ? e->payload : NULL, .payload_len = e->payload_len};
+        int rc = dist_tracker_done(t, &d, e->base, e->children, err);
         free(e);
         return rc;
     }
@@ -144,12 +167,6 @@ int dist_tracker_expect(struct dist_tracker *t, uint64_t id)
     s->state = ID_EXPECTED;
     t->used++;
     return 0;
-}
-
-bool dist_tracker_seen(struct dist_tracker *t, uint64_t id)
-{
-    const struct id_slot *s = slot_find(t, id);
-    return s->state == ID_DONE || s->state == ID_EARLY;
 }
 
 uint64_t dist_tracker_outstanding(const struct dist_tracker *t)

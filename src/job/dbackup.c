@@ -818,9 +818,8 @@ static void payload_bad(struct coord *k, const char *why)
     entry_failed(k, msg);
 }
 
-static void counters_add(const uint64_t *c, size_t n, void *ctx)
+static void counters_add(struct backup_stats *s, const uint64_t *c, size_t n)
 {
-    struct backup_stats *s = ctx;
     atomic_uint_fast64_t *to[DBACKUP_COUNTERS] = {&s->uploaded, &s->bytes_uploaded, &s->hardlinks, &s->errors,
                                                   &s->others};
     for (size_t i = 0; i < n && i < DBACKUP_COUNTERS; i++)
@@ -836,8 +835,8 @@ static int coord_publish(struct coord *k, struct dist_unit *u, haul_error *err)
     int rc = dist_unit_encode(u, &k->sb, err);
     if (rc == 0)
         rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
-    if (rc == 0 && dist_tracker_expect(k->t, u->id) < 0)
-        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = dist_tracker_expect(k->t, u->id, err);
     if (rc == 0) {
         k->published++;
         k->unflushed++;
@@ -1188,7 +1187,27 @@ static int records_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_e
     return 0;
 }
 
-/* One result: payload first (once per unit id), then the count. */
+/* A unit counted done (the tracker calls it once per unit of this run,
+ * never for a duplicate or an orphan): its counters, then its payload. */
+static int unit_done(const struct dist_done *d, void *ctx, haul_error *err)
+{
+    struct coord *k = ctx;
+    counters_add(k->stats, d->counters, d->ncounters);
+    if (!d->payload_len)
+        return 0;
+    struct wire_reader r = {d->payload, d->payload_len, NULL};
+    uint32_t n;
+    unsigned type = ((const unsigned char *)d->payload)[0];
+    if (!payload_open(&r, type, k->run, &n)) { /* what it carried is lost */
+        payload_bad(k, r.why ? r.why : "another run's");
+        return 0;
+    }
+    return type == PAYLOAD_LISTING      ? listing_do(k, &r, n, err)
+           : type == PAYLOAD_RECORDS    ? records_do(k, &r, n, err)
+           : type == PAYLOAD_PARTS_DONE ? parts_done(k, &r, err)
+                                        : 0;
+}
+
 static int result_take(struct coord *k, const struct dist_result *res, haul_error *err)
 {
     if (res->nunits != 1) {
@@ -1196,34 +1215,10 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
                  res->nunits);
         return 0;
     }
-    uint64_t id = res->units[0].unit_id;
-    uint32_t children = res->units[0].children;
-    uint64_t base = res->units[0].child_base;
-    if (dist_tracker_seen(k->t, id))
-        return 0; /* a redelivered unit's second result */
-    if (res->payload_len) {
-        struct wire_reader r = {res->payload, res->payload_len, NULL};
-        uint32_t n;
-        unsigned type = ((const unsigned char *)res->payload)[0];
-        if (!payload_open(&r, type, k->run, &n)) {
-            if (r.why) /* ours or not, it cannot be read: what it carried is lost */
-                payload_bad(k, r.why);
-            /* else another run's: counting its unit is harmless (never expected) */
-            return dist_tracker_done(k->t, id, base, children, res->counters, res->ncounters) < 0
-                       ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
-        }
-        int rc = type == PAYLOAD_LISTING      ? listing_do(k, &r, n, err)
-                 : type == PAYLOAD_RECORDS    ? records_do(k, &r, n, err)
-                 : type == PAYLOAD_PARTS_DONE ? parts_done(k, &r, err)
-                                              : 0;
-        if (rc < 0)
-            return rc;
-    }
-    if (dist_tracker_done(k->t, id, base, children, res->counters, res->ncounters) < 0)
-        return err_set(err, HAUL_ENOMEM, "out of memory");
-    return 0;
+    struct dist_done d = {.id = res->units[0].unit_id, .counters = res->counters, .ncounters = res->ncounters,
+                          .payload = res->payload, .payload_len = res->payload_len};
+    return dist_tracker_done(k->t, &d, res->units[0].child_base, res->units[0].children, err);
 }
-
 
 static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_id, haul_error *err)
 {
@@ -1241,8 +1236,8 @@ static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_
         rc = dist_publish(k->q, k->sb.s, k->sb.len, err);
     if (rc == 0)
         rc = dist_flush(k->q, 60000, err);
-    if (rc == 0 && dist_tracker_expect(k->t, root_id) < 0)
-        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = dist_tracker_expect(k->t, root_id, err);
     return rc;
 }
 
@@ -1366,7 +1361,7 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 256};
     if (rc == 0 && !(k.q = dist_queue_open(o->broker_url, &qo, err)))
         rc = -HAUL_ENET;
-    if (rc == 0 && !(k.t = dist_tracker_new(counters_add, stats)))
+    if (rc == 0 && !(k.t = dist_tracker_new(unit_done, &k)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
     uint64_t root_id = dist_random_id();
     k.base = dist_random_id();

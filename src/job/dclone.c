@@ -167,6 +167,7 @@ struct ranges {
     struct range_group *head; /* in flight: few (large files being copied) */
     struct dist_queue *q;
     struct dist_tracker *tracker;
+    struct clone_stats *stats;
     const char *run;
     unsigned published; /* FINISH units not yet flushed */
     uint64_t files, ranges; /* finished so far, for the log */
@@ -216,8 +217,8 @@ static int group_maybe_finish(struct ranges *g, struct range_group *x, haul_erro
     int rc = ticket.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_unit_encode(&u, &sb, err);
     if (rc == 0)
         rc = dist_publish(g->q, sb.s, sb.len, err);
-    if (rc == 0 && dist_tracker_expect(g->tracker, u.id) < 0)
-        rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = dist_tracker_expect(g->tracker, u.id, err);
     if (rc == 0) {
         g->published++;
         g->files++;
@@ -275,9 +276,13 @@ static void ranges_release(struct ranges *g)
         group_drop(g, g->head);
 }
 
-static void counters_add(const uint64_t *counters, size_t n, void *ctx)
+/* A unit counted done (once per unit of this pass): its counters, and
+ * the tickets or range reports its payload carries. */
+static int unit_done(const struct dist_done *d, void *ctx, haul_error *err)
 {
-    dclone_counters_add(ctx, counters, n);
+    struct ranges *g = ctx;
+    dclone_counters_add(g->stats, d->counters, d->ncounters);
+    return d->payload_len ? ranges_take(g, d->payload, d->payload_len, err) : 0;
 }
 
 static const char *pass_name(enum dist_pass p)
@@ -310,9 +315,9 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
         return rc;
     log_info("dclone: %s pass, run %s, root unit %016" PRIx64, pass_name(pass), spec->run, base);
 
-    struct dist_tracker *t = dist_tracker_new(counters_add, stats);
-    rc = !t || dist_tracker_expect(t, base) < 0 ? err_set(err, HAUL_ENOMEM, "out of memory") : 0;
-    struct ranges g = {.q = q, .tracker = t, .run = spec->run};
+    struct ranges g = {.q = q, .stats = stats, .run = spec->run};
+    struct dist_tracker *t = g.tracker = dist_tracker_new(unit_done, &g);
+    rc = t ? dist_tracker_expect(t, base, err) : err_set(err, HAUL_ENOMEM, "out of memory");
     struct dist_waiter w = {.q = q, .cancel = o->clone->cancel, .no_worker = o->waiting, .ctx = o->ctx};
     while (rc == 0 && dist_tracker_outstanding(t) > 0) {
         struct dist_msg m;
@@ -322,14 +327,15 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
             rc = got;
             continue;
         }
-        /* A payload belongs to the result's one unit: taken once per unit id. */
-        if (r.payload_len && r.nunits == 1 && !dist_tracker_seen(t, r.units[0].unit_id))
-            rc = ranges_take(&g, r.payload, r.payload_len, err);
-        /* Counters go with the first unit (workers send one unit per result). */
-        for (size_t i = 0; i < r.nunits && rc == 0; i++)
-            if (dist_tracker_done(t, r.units[i].unit_id, r.units[i].child_base, r.units[i].children, r.counters,
-                                  i == 0 ? r.ncounters : 0) < 0)
-                rc = err_set(err, HAUL_ENOMEM, "out of memory");
+        /* Counters go with the first unit (workers send one unit per
+         * result), and a payload only with a result's one unit. */
+        for (size_t i = 0; i < r.nunits && rc == 0; i++) {
+            struct dist_done d = {.id = r.units[i].unit_id, .counters = r.counters,
+                                  .ncounters = i == 0 ? r.ncounters : 0,
+                                  .payload = r.nunits == 1 ? r.payload : NULL,
+                                  .payload_len = r.nunits == 1 ? r.payload_len : 0};
+            rc = dist_tracker_done(t, &d, r.units[i].child_base, r.units[i].children, err);
+        }
         dist_result_release(&r);
         if (rc == 0 && g.published) { /* FINISH units out for good before the result goes */
             rc = dist_flush(q, 120000, err);

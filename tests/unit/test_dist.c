@@ -16,6 +16,7 @@
 #include "dist/dist.h"
 #include "dist/tracker.h"
 #include "dist/waiter.h"
+#include "util/err.h"
 
 /* ---- helpers ---- */
 
@@ -421,47 +422,85 @@ static void test_result_codec(void **state)
     strbuf_release(&sb);
 }
 
-static void sum_counters(const uint64_t *c, size_t n, void *ctx)
+/* What the tracker handed over: the counters' sum and the payloads, in
+ * order ("" for none), comma-separated. */
+struct handed {
+    uint64_t sum;
+    char payloads[256];
+    int fail_on; /* a payload starting with this byte fails the callback */
+};
+
+static int on_done(const struct dist_done *d, void *ctx, haul_error *err)
 {
-    uint64_t *sum = ctx;
-    for (size_t i = 0; i < n; i++)
-        *sum += c[i];
+    struct handed *h = ctx;
+    for (size_t i = 0; i < d->ncounters; i++)
+        h->sum += d->counters[i];
+    size_t at = strlen(h->payloads);
+    snprintf(h->payloads + at, sizeof h->payloads - at, "%s%.*s", at ? "," : "", (int)d->payload_len,
+             d->payload ? (const char *)d->payload : "");
+    if (d->payload_len && ((const char *)d->payload)[0] == h->fail_on)
+        return err_set(err, HAUL_EIO, "refused %.*s", (int)d->payload_len, (const char *)d->payload);
+    return 0;
+}
+
+static int done(struct dist_tracker *t, uint64_t id, uint64_t base, uint32_t children, const char *payload)
+{
+    uint64_t one = 1;
+    struct dist_done d = {.id = id, .counters = &one, .ncounters = 1, .payload = payload,
+                          .payload_len = payload ? strlen(payload) : 0};
+    haul_error err = {0};
+    return dist_tracker_done(t, &d, base, children, &err);
 }
 
 /* Completion counting: a child's result that overtakes its parent's is
- * kept aside and counted when the parent names it; duplicates (redelivered
- * units) count nothing, counters included; results of unknown ids never
- * complete anything. */
+ * kept aside, payload included, and counted when the parent names it;
+ * duplicates (redelivered units) count nothing, counters and payloads
+ * included; results of unknown ids never complete anything, nor do the
+ * orphans a redone unit published under a fresh base; a callback's failure
+ * is the caller's. */
 static void test_tracker(void **state)
 {
     (void)state;
-    uint64_t sum = 0, one = 1;
-    struct dist_tracker *t = dist_tracker_new(sum_counters, &sum);
+    struct handed h = {.fail_on = '!'};
+    struct dist_tracker *t = dist_tracker_new(on_done, &h);
     assert_non_null(t);
-    assert_int_equal(dist_tracker_expect(t, 100), 0);
+    haul_error err = {0};
+    assert_int_equal(dist_tracker_expect(t, 100, &err), 0);
     assert_int_equal(dist_tracker_outstanding(t), 1);
     uint64_t c0 = dist_unit_child_id(100, 0), c1 = dist_unit_child_id(100, 1);
-    assert_int_equal(dist_tracker_done(t, c1, 0, 0, &one, 1), 0); /* early */
-    assert_true(dist_tracker_seen(t, c1));
-    assert_int_equal(dist_tracker_done(t, 999, 0, 0, &one, 1), 0); /* a stale run's */
-    assert_int_equal(sum, 0);
+    assert_int_equal(done(t, c1, 0, 0, "early"), 0);
+    assert_int_equal(done(t, 999, 0, 0, "stale"), 0); /* a stale run's */
+    assert_int_equal(h.sum, 0);
     assert_int_equal(dist_tracker_outstanding(t), 1);
-    assert_false(dist_tracker_seen(t, 100));
-    assert_int_equal(dist_tracker_done(t, 100, 0, 2, &one, 1), 0);
+    assert_int_equal(done(t, 100, 0, 2, "root"), 0);
     assert_int_equal(dist_tracker_outstanding(t), 1); /* c0 left */
-    assert_int_equal(sum, 2);                          /* 100 and the early c1 */
-    assert_int_equal(dist_tracker_done(t, 100, 0, 2, &one, 1), 0); /* duplicate */
-    assert_int_equal(dist_tracker_done(t, c1, 0, 0, &one, 1), 0);
-    assert_int_equal(sum, 2);
-    assert_int_equal(dist_tracker_done(t, c0, 0, 0, &one, 1), 0);
+    assert_int_equal(h.sum, 2);                          /* 100 and the early c1 */
+    assert_string_equal(h.payloads, "root,early");
+    /* 100 redone under a fresh base: its second result is a duplicate, and
+     * the children it published (orphans) are never counted. */
+    uint64_t fresh = 0x1234567890abcdefULL, orphan = dist_unit_child_id(fresh, 0);
+    assert_int_equal(done(t, orphan, 0, 0, "orphan"), 0);
+    assert_int_equal(done(t, 100, fresh, 2, "root again"), 0);
+    assert_int_equal(done(t, c1, 0, 0, "early again"), 0);
+    assert_int_equal(h.sum, 2);
+    assert_string_equal(h.payloads, "root,early");
+    assert_int_equal(done(t, c0, 0, 0, NULL), 0);
     assert_int_equal(dist_tracker_outstanding(t), 0);
     assert_int_equal(dist_tracker_done_count(t), 3);
-    assert_int_equal(sum, 3);
+    assert_int_equal(h.sum, 3);
+    assert_string_equal(h.payloads, "root,early,");
+    /* A callback that fails, at once or for a result that came early. */
+    assert_int_equal(dist_tracker_expect(t, 200, &err), 0);
+    assert_int_equal(done(t, 200, 0, 0, "!now"), -HAUL_EIO);
+    uint64_t e0 = dist_unit_child_id(300, 0);
+    assert_int_equal(done(t, e0, 0, 0, "!later"), 0);
+    assert_int_equal(dist_tracker_expect(t, e0, &err), -HAUL_EIO);
+    assert_string_equal(err.msg, "refused !later");
     /* Many ids: the table grows and keeps counting right. */
     for (uint64_t i = 0; i < 20000; i++)
-        assert_int_equal(dist_tracker_expect(t, 1000000 + i), 0);
+        assert_int_equal(dist_tracker_expect(t, 1000000 + i, &err), 0);
     for (uint64_t i = 0; i < 20000; i++)
-        assert_int_equal(dist_tracker_done(t, 1000000 + i, 0, 0, NULL, 0), 0);
+        assert_int_equal(done(t, 1000000 + i, 0, 0, NULL), 0);
     assert_int_equal(dist_tracker_outstanding(t), 0);
     dist_tracker_free(t);
 }
