@@ -11,6 +11,7 @@
 #include "job/dbackup.h"
 #include "job/policy.h"
 #include "util/err.h"
+#include "util/graphite.h"
 
 /* "7d", "12h", "90m", "30s", "2w" ago, or a date "2024-01-31[THH:MM:SS]" (UTC). */
 static int when_parse(const char *s, time_t *out)
@@ -49,6 +50,23 @@ static void live_draw(void *arg)
             (unsigned long long)atomic_load(&s->uploaded), bytes,
             (unsigned long long)atomic_load(&s->unchanged), (unsigned long long)atomic_load(&s->errors),
             difftime(time(NULL), l->start));
+}
+
+/* The counters Graphite receives (cumulative; Graphite's derivative()
+ * gives the rates). */
+static size_t graphite_sample(struct graphite_metric *m, size_t cap, void *arg)
+{
+    const struct backup_stats *s = ((struct live *)arg)->stats;
+    const struct graphite_metric all[] = {
+        {"files_seen", atomic_load(&s->files)},       {"dirs_seen", atomic_load(&s->dirs)},
+        {"bytes_seen", atomic_load(&s->bytes_seen)},  {"uploaded", atomic_load(&s->uploaded)},
+        {"bytes_uploaded", atomic_load(&s->bytes_uploaded)}, {"unchanged", atomic_load(&s->unchanged)},
+        {"hardlinks", atomic_load(&s->hardlinks)},    {"deleted", atomic_load(&s->deleted)},
+        {"errors", atomic_load(&s->errors)},
+    };
+    size_t n = sizeof all / sizeof *all < cap ? sizeof all / sizeof *all : cap;
+    memcpy(m, all, n * sizeof *m);
+    return n;
 }
 
 static void on_line(const char *what, const char *key, void *ctx)
@@ -97,6 +115,7 @@ struct backup_cli {
     bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
     struct opt_list exclude, include;
     struct xfer_cli x;
+    struct graphite_cli graphite;
 };
 
 static int filter_build(const struct backup_cli *cli, struct walk_filter **out)
@@ -183,7 +202,7 @@ int cmd_backup(int argc, char **argv)
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
-    struct backup_cli cli = {.small_threshold = 128 * 1024, .range_size = 1ull << 30};
+    struct backup_cli cli = {.small_threshold = 128 * 1024, .range_size = 1ull << 30, .graphite = {.interval = 30}};
     bool delete_excluded = false;
     const struct opt opts[] = {
         XFER_CLI_OPTS(cli.x),
@@ -209,6 +228,7 @@ int cmd_backup(int argc, char **argv)
         {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},
         {"range-size", 0, OPT_SIZE, &cli.range_size, "BYTES", "with --broker: larger files are uploaded as parts spread over the workers, this many bytes per unit (default 1G; 0 = off)"},
+        GRAPHITE_CLI_OPTS("backup", cli.graphite),
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[64];
     int n_pos, rc = opts_parse(&help, opts, &g, argc, argv, pos, 64, &n_pos);
@@ -259,6 +279,9 @@ int cmd_backup(int argc, char **argv)
         struct backup_stats stats;
         memset(&stats, 0, sizeof stats);
         struct live live = {.stats = &stats, .start = time(NULL)};
+        struct graphite_reporter *reporter = NULL;
+        if ((exit_code = graphite_cli_start("backup", &cli.graphite, graphite_sample, &live, &reporter)) != 0)
+            goto out;
         struct ticker *ticker = ticker_start(live_draw, &live, !g.quiet && !g.json);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -281,9 +304,11 @@ int cmd_backup(int argc, char **argv)
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ticker_stop(ticker, false);
+        graphite_cli_stop("backup", &cli.graphite, reporter);
         summary(&stats, &g, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         exit_code = rc == 0 ? EXIT_OK : fail("backup", &err);
     }
+out:
     s3_client_free(c);
     walk_filter_free(filter);
     s3_url_release(&url);

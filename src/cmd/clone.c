@@ -12,8 +12,9 @@
 #include "util/graphite.h"
 
 struct clone_cli {
-    const char *pass, *graphite, *graphite_prefix, *broker, *job;
-    int threads, range_threads, report_interval, skip_atime_older, skip_mtime_newer, mdt_count;
+    const char *pass, *broker, *job;
+    struct graphite_cli graphite;
+    int threads, range_threads, skip_atime_older, skip_mtime_newer, mdt_count;
     uint64_t parallel_threshold, chunk, range_size;
     bool checksum, xattrs, fsync, dry_run, one_fs, stripes;
     struct opt_list exclude;
@@ -155,7 +156,7 @@ static const struct command_help help = {
 
 int cmd_clone(int argc, char **argv)
 {
-    struct clone_cli cli = {.pass = "copy", .report_interval = 30, .range_size = 1ull << 30};
+    struct clone_cli cli = {.pass = "copy", .graphite = {.interval = 30}, .range_size = 1ull << 30};
     struct global_opts g = {0};
     const struct opt opts[] = {
         {"pass", 0, OPT_STRING, &cli.pass, "PASSES", "copy, delete, dirtimes or all, comma-separated (default copy)"},
@@ -172,9 +173,7 @@ int cmd_clone(int argc, char **argv)
         {"exclude", 0, OPT_LIST, &cli.exclude, "GLOB", "leave out matching paths (repeatable; see README)"},
         {"skip-atime-older", 0, OPT_INT, &cli.skip_atime_older, "DAYS", "do not copy files not read for DAYS days (0: off)"},
         {"skip-mtime-newer", 0, OPT_INT, &cli.skip_mtime_newer, "SECONDS", "leave files modified in the last SECONDS to the final pass (0: off)"},
-        {"stats-graphite", 0, OPT_STRING, &cli.graphite, "HOST:PORT", "send counters to a Graphite receiver (plaintext protocol)"},
-        {"graphite-prefix", 0, OPT_STRING, &cli.graphite_prefix, "PREFIX", "metric prefix (default haul.clone.HOSTNAME)"},
-        {"report-interval", 0, OPT_INT, &cli.report_interval, "SECONDS", "how often counters go to Graphite (default 30)"},
+        GRAPHITE_CLI_OPTS("clone", cli.graphite),
         {"mdt-count", 0, OPT_INT, &cli.mdt_count, "N", "Lustre: spread top-level directories over N MDTs (lfs mkdir -i)"},
         {"lustre-stripes", 0, OPT_FLAG, &cli.stripes, NULL, "Lustre: large files keep their stripe count and size"},
         {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
@@ -193,8 +192,8 @@ int cmd_clone(int argc, char **argv)
         return usage_error("clone", "--pass: '%s' is not copy, delete, dirtimes or all", cli.pass);
     if (cli.threads < 0 || cli.threads > 1024 || cli.range_threads < 0 || cli.range_threads > 1024)
         return usage_error("clone", "--threads and --range-threads take 1 to 1024");
-    if (cli.skip_atime_older < 0 || cli.skip_mtime_newer < 0 || cli.mdt_count < 0 || cli.report_interval < 1)
-        return usage_error("clone", "--skip-atime-older, --skip-mtime-newer and --mdt-count take 0 or more, --report-interval 1 or more");
+    if (cli.skip_atime_older < 0 || cli.skip_mtime_newer < 0 || cli.mdt_count < 0)
+        return usage_error("clone", "--skip-atime-older, --skip-mtime-newer and --mdt-count take 0 or more");
     if (cli.job && !cli.broker)
         cli.broker = dist_broker_url_from_env(); /* --job says "distributed": HAUL_BROKER may name it */
     if (cli.job && !cli.broker)
@@ -233,21 +232,13 @@ int cmd_clone(int argc, char **argv)
         .line = cli.dry_run ? on_dry_line : on_line,
         .line_ctx = &g,
     };
-    struct graphite_reporter *reporter = NULL;
-    if (cli.graphite) {
-        char prefix[128], host[64] = "localhost";
-        gethostname(host, sizeof host);
-        host[strcspn(host, ".")] = '\0';
-        snprintf(prefix, sizeof prefix, "haul.clone.%s", host);
-        reporter = graphite_reporter_start(cli.graphite, cli.graphite_prefix ? cli.graphite_prefix : prefix,
-                                           (unsigned)cli.report_interval, graphite_sample, &live, &err);
-        if (!reporter) {
-            walk_filter_free(filter);
-            return fail("clone", &err);
-        }
+    struct graphite_reporter *reporter;
+    int rc = graphite_cli_start("clone", &cli.graphite, graphite_sample, &live, &reporter);
+    if (rc != 0) {
+        walk_filter_free(filter);
+        return rc;
     }
     struct ticker *ticker = ticker_start(live_draw, &live, !g.quiet && !g.json && !cli.dry_run);
-    int rc;
     if (cli.broker) {
         struct dclone_opts d = {.broker_url = cli.broker, .job = cli.job ? cli.job : "haul", .clone = &o,
                                 .range_size = cli.range_size,
@@ -258,12 +249,9 @@ int cmd_clone(int argc, char **argv)
         rc = clone_run(&o, &stats, &err);
     }
     ticker_stop(ticker, false);
-    unsigned undelivered = graphite_reporter_stop(reporter);
+    graphite_cli_stop("clone", &cli.graphite, reporter);
     walk_filter_free(filter);
     summary(&stats, &g, seconds_since(&live.start));
-    if (undelivered)
-        fprintf(stderr, "haul clone: %u statistics report%s could not be delivered to %s\n", undelivered,
-                undelivered == 1 ? "" : "s", cli.graphite);
     if (rc < 0)
         return fail("clone", &err);
     return EXIT_OK;

@@ -94,6 +94,27 @@ struct xfer_cli {
 int xfer_cli_apply(const char *cmd, const struct xfer_cli *x, struct xfer_opts *xo,
                    struct s3_put_opts *put, struct s3_meta *meta, int meta_cap);
 
+/* --stats-graphite HOST:PORT, --graphite-prefix, --report-interval: the
+ * counters of a long run (clone, backup) to a Graphite receiver. */
+struct graphite_cli {
+    const char *address, *prefix;
+    int interval; /* seconds (callers start it at 30) */
+};
+#define GRAPHITE_CLI_OPTS(cmd, gc)                                                                 \
+    {"stats-graphite", 0, OPT_STRING, &(gc).address, "HOST:PORT", "send counters to a Graphite receiver (plaintext protocol)"}, \
+    {"graphite-prefix", 0, OPT_STRING, &(gc).prefix, "PREFIX", "metric prefix (default haul." cmd ".HOSTNAME)"}, \
+    {"report-interval", 0, OPT_INT, &(gc).interval, "SECONDS", "how often counters go to Graphite (default 30)"}
+struct graphite_reporter;
+struct graphite_metric;
+/* Starts the reporter when --stats-graphite was given (else *out = NULL);
+ * 0, or an exit code after the message (a bad address or interval). */
+int graphite_cli_start(const char *cmd, const struct graphite_cli *gc,
+                       size_t (*sample)(struct graphite_metric *, size_t, void *), void *ctx,
+                       struct graphite_reporter **out);
+/* Sends the last sample, stops, and says on stderr how many reports could
+ * not be delivered. */
+void graphite_cli_stop(const char *cmd, const struct graphite_cli *gc, struct graphite_reporter *r);
+
 /* A line redrawn on stderr a few times a second while it is a terminal:
  * draw prints it (no newline).  NULL (nothing drawn) when not enabled or
  * not a terminal; ticker_stop(NULL) is a no-op.  keep_line: draw it once

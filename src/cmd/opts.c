@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cmd/cmd.h"
+#include "util/graphite.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -331,4 +334,32 @@ void state_dir_resolve(const char *given, char *out, size_t cap)
         snprintf(out, cap, "%s/.local/state/haul", home);
     else
         snprintf(out, cap, ".haul-state"); /* never a shared /tmp path another user could plant */
+}
+
+int graphite_cli_start(const char *cmd, const struct graphite_cli *gc,
+                       size_t (*sample)(struct graphite_metric *, size_t, void *), void *ctx,
+                       struct graphite_reporter **out)
+{
+    *out = NULL;
+    if (gc->interval < 1)
+        return usage_error(cmd, "--report-interval takes a number of seconds, at least 1");
+    if (!gc->address)
+        return 0;
+    char prefix[128], host[64] = "localhost";
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    host[strcspn(host, ".")] = '\0';
+    snprintf(prefix, sizeof prefix, "haul.%s.%s", cmd, host);
+    haul_error err = {0};
+    *out = graphite_reporter_start(gc->address, gc->prefix ? gc->prefix : prefix,
+                                   (unsigned)gc->interval, sample, ctx, &err);
+    return *out ? 0 : fail(cmd, &err);
+}
+
+void graphite_cli_stop(const char *cmd, const struct graphite_cli *gc, struct graphite_reporter *r)
+{
+    unsigned undelivered = graphite_reporter_stop(r);
+    if (undelivered)
+        fprintf(stderr, "haul %s: %u statistics report%s could not be delivered to %s\n", cmd, undelivered,
+                undelivered == 1 ? "" : "s", gc->address);
 }

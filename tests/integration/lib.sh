@@ -49,3 +49,28 @@ run() {
 mkfile() { head -c "$2" /dev/urandom > "$1"; }
 # aws cli v1 (on PATH) against the local server, quiet.
 awscli() { aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
+
+# carbon_start: a Graphite receiver (tests/integration/carbon.py) on a free
+# loopback port: CARBON_PORT, CARBON_PID; lines in $SCRATCH/carbon.good,
+# lines breaking the protocol in $SCRATCH/carbon.bad.
+carbon_start() {
+    rm -f "$SCRATCH/carbon.port"
+    : > "$SCRATCH/carbon.good"; : > "$SCRATCH/carbon.bad"
+    python3 "$ROOT/tests/integration/carbon.py" "$SCRATCH/carbon.port" "$SCRATCH/carbon.good" "$SCRATCH/carbon.bad" &
+    CARBON_PID=$!
+    for _ in $(seq 1 250); do [ -s "$SCRATCH/carbon.port" ] && break; sleep 0.02; done
+    CARBON_PORT=$(cat "$SCRATCH/carbon.port")
+}
+# carbon_last METRIC WANT: the last value received for METRIC, once it is
+# WANT or after 5 s (the final report is sent as the command ends, and may
+# still be on its way when the command has exited)
+carbon_last() {
+    local got=""
+    for _ in $(seq 1 250); do
+        got=$(grep "^$1 " "$SCRATCH/carbon.good" | tail -1 | cut -d' ' -f2)
+        [ "$got" = "$2" ] && break
+        sleep 0.02
+    done
+    echo "$got"
+}
+carbon_stop() { kill "$CARBON_PID"; wait "$CARBON_PID" 2>/dev/null; }

@@ -93,6 +93,22 @@ else
     echo "ok $((_n += 1)) - # SKIP unreadable-file test needs root and setpriv"
 fi
 
+# Statistics to Graphite (a test double for carbon that checks every
+# line): the last values equal the summary's.
+carbon_start
+run backup --json --state-dir "$SCRATCH/state-graphite" --stats-graphite "127.0.0.1:$CARBON_PORT" \
+    --graphite-prefix t.backup --report-interval 1 "$SRC" "s3://$BUCKET/graphite"
+is "$RC" 0 "backup with --stats-graphite exits 0"
+for m in uploaded files_seen; do
+    f=$m; [ $m = files_seen ] && f=files
+    is "$(carbon_last t.backup.$m "$(echo "$OUT" | json_field $f)")" "$(echo "$OUT" | json_field $f)" \
+        "Graphite's last $m equals the summary's"
+done
+is "$(wc -l < "$SCRATCH/carbon.bad")" 0 "every line sent follows the plaintext protocol"
+carbon_stop
+run backup --report-interval 0 "$SRC" "s3://$BUCKET/graphite"
+is "$RC" 2 "--report-interval 0: usage error"
+
 # A backup killed midway, then rerun: nothing lost.  (faultproxy.py, a TEST
 # DOUBLE, holds one upload so the kill lands mid-run deterministically.)
 RULES="$SCRATCH/rules.json"; echo '[]' > "$RULES"

@@ -187,35 +187,14 @@ fi
 
 # Graphite: a listener that parses the plaintext protocol strictly (a test
 # double for carbon: "PATH VALUE TIMESTAMP\n", nothing else accepted).
-cat > "$SCRATCH/carbon.py" <<'PY'
-import re, socket, sys
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
-open(sys.argv[1], "w").write(str(srv.getsockname()[1]))
-line_re = re.compile(rb"^[A-Za-z0-9_.-]+ [0-9]+(\.[0-9]+)? [0-9]{10}$")
-with open(sys.argv[2], "ab", buffering=0) as good, open(sys.argv[3], "ab", buffering=0) as bad:
-    while True:
-        conn, _ = srv.accept()
-        buf = b""
-        while chunk := conn.recv(65536):
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for l in lines:
-                (good if line_re.match(l) else bad).write(l + b"\n")
-        if buf:
-            bad.write(b"unterminated: " + buf + b"\n")
-PY
-python3 "$SCRATCH/carbon.py" "$SCRATCH/carbon.port" "$SCRATCH/carbon.good" "$SCRATCH/carbon.bad" &
-carbon=$!
-for _ in $(seq 1 200); do [ -s "$SCRATCH/carbon.port" ] && break; sleep 0.02; done
-: > "$SCRATCH/carbon.bad"
-run clone --json --stats-graphite "127.0.0.1:$(cat "$SCRATCH/carbon.port")" --graphite-prefix test.clone \
+carbon_start
+run clone --json --stats-graphite "127.0.0.1:$CARBON_PORT" --graphite-prefix test.clone \
     --report-interval 1 "$S" "$SCRATCH/g-dst"
 is "$RC" 0 "clone with --stats-graphite exits 0"
-for _ in $(seq 1 200); do grep -q '^test.clone.failed ' "$SCRATCH/carbon.good" 2>/dev/null && break; sleep 0.02; done
-is "$(grep '^test.clone.copied ' "$SCRATCH/carbon.good" | tail -1 | cut -d' ' -f2)" "$(field "$OUT" copied)" \
+is "$(carbon_last test.clone.copied "$(field "$OUT" copied)")" "$(field "$OUT" copied)" \
     "the final Graphite counter equals the summary"
 is "$(wc -l < "$SCRATCH/carbon.bad")" 0 "every line sent follows the plaintext protocol"
-kill $carbon; wait $carbon 2>/dev/null
+carbon_stop
 run clone --stats-graphite "127.0.0.1:1" "$S" "$SCRATCH/g-dst"
 is "$RC" 0 "an unreachable Graphite receiver does not fail the clone"
 like "$ERR" "graphite 127.0.0.1:1: cannot deliver" "... but says so"

@@ -124,6 +124,18 @@ expect
 CMP=$(python3 "$TREECMP" "$SCRATCH/expect" "$SCRATCH/restored" 2>&1); CRC=$?
 is "$CRC" 0 "restored tree identical to the changed SRC ($CMP)"
 
+# Statistics to Graphite (a test double for carbon that checks every line):
+# the coordinator's aggregated counters, the last values equal to the summary.
+carbon_start
+run backup "${B[@]}" --state-dir "$SCRATCH/state-graphite" --json --stats-graphite "127.0.0.1:$CARBON_PORT" \
+    --graphite-prefix t.dbackup --report-interval 1 "$S/d1" "s3://$BUCKET/graphite"
+is "$RC" 0 "distributed backup with --stats-graphite exits 0"
+for m in uploaded bytes_uploaded; do
+    is "$(carbon_last t.dbackup.$m "$(field "$OUT" $m)")" "$(field "$OUT" $m)" "Graphite's last $m equals the summary's"
+done
+is "$(wc -l < "$SCRATCH/carbon.bad")" 0 "every line sent follows the plaintext protocol"
+carbon_stop
+
 run ctl "${B[@]}" stop
 is "$RC" 0 "ctl stop"
 for n in w1 w2; do eval "p=\$PID_$n"; wait "$p"; is "$?" 0 "worker $n exited 0"; done

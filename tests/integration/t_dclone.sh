@@ -166,27 +166,15 @@ is "$RC" 0 "the workers still work after it"
 
 # Statistics to Graphite: the coordinator's aggregated counters (the
 # reporter of the local clone), the last value equal to the summary.
-cat > "$SCRATCH/carbon.py" <<'PY'
-import socket, sys
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
-open(sys.argv[1], "w").write(str(srv.getsockname()[1]))
-with open(sys.argv[2], "ab", buffering=0) as out:
-    while True:
-        conn, _ = srv.accept()
-        while chunk := conn.recv(65536):
-            out.write(chunk)
-PY
-python3 "$SCRATCH/carbon.py" "$SCRATCH/carbon.port" "$SCRATCH/carbon.txt" &
-carbon=$!
-for _ in $(seq 1 200); do [ -s "$SCRATCH/carbon.port" ] && break; sleep 0.02; done
+carbon_start
 rm -rf "$SCRATCH/dist3"
-run clone "${B[@]}" --json --stats-graphite "127.0.0.1:$(cat "$SCRATCH/carbon.port")" --graphite-prefix t.dclone \
+run clone "${B[@]}" --json --stats-graphite "127.0.0.1:$CARBON_PORT" --graphite-prefix t.dclone \
     --report-interval 1 "$S" "$SCRATCH/dist3"
 is "$RC" 0 "distributed clone with --stats-graphite exits 0"
-for _ in $(seq 1 200); do grep -q '^t.dclone.failed ' "$SCRATCH/carbon.txt" 2>/dev/null && break; sleep 0.02; done
-is "$(grep '^t.dclone.copied ' "$SCRATCH/carbon.txt" | tail -1 | cut -d' ' -f2)" "$(field "$OUT" copied)" \
+is "$(carbon_last t.dclone.copied "$(field "$OUT" copied)")" "$(field "$OUT" copied)" \
     "the final Graphite counter equals the aggregated summary"
-kill $carbon; wait $carbon 2>/dev/null
+is "$(wc -l < "$SCRATCH/carbon.bad")" 0 "every line sent follows the plaintext protocol"
+carbon_stop
 
 # Per-entry failures: counted by the workers, exit status 1 on the
 # coordinator, the path and cause in a worker's log.  (An immutable DST
