@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ struct worker {
     char name[DIST_NODE_MAX + 1];
     unsigned delay_ms;               /* HAUL_TEST_UNIT_DELAY_MS */
     unsigned path_delay_ms;          /* HAUL_TEST_PATH_DELAY_MS */
+    bool die_before_scan_result;     /* HAUL_TEST_DIE_BEFORE_SCAN_RESULT */
     int heartbeat_s;                 /* of the work connections; HAUL_TEST_HEARTBEAT_S, else 60 */
     atomic_bool stop;
     struct wthread *threads[WORKER_THREADS_MAX]; /* [0, nthreads) run; only the control thread touches it */
@@ -544,6 +546,11 @@ static int unit_do(struct wthread *t, struct dist_queue *q, const struct dist_un
 static int result_publish(struct wthread *t, struct dist_queue *q, const struct dist_unit *u, uint32_t children,
                           const struct dist_result *in, haul_error *err)
 {
+    if (t->w->die_before_scan_result && u->kind == DIST_UNIT_SCAN_DIR) {
+        log_warn("haul worker %s: HAUL_TEST_DIE_BEFORE_SCAN_RESULT: SIGKILL before the result of unit %016" PRIx64,
+                 t->w->name, u->id);
+        raise(SIGKILL);
+    }
     struct dist_result_unit ru = {.unit_id = u->id, .children = children, .child_base = t->e->child_base};
     struct dist_result r = *in;
     r.nunits = 1;
@@ -862,6 +869,7 @@ int worker_run(const struct worker_opts *o, haul_error *err)
     w->delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
     const char *path_delay = getenv("HAUL_TEST_PATH_DELAY_MS");
     w->path_delay_ms = path_delay ? (unsigned)strtoul(path_delay, NULL, 10) : 0;
+    w->die_before_scan_result = getenv("HAUL_TEST_DIE_BEFORE_SCAN_RESULT") != NULL;
     const char *heartbeat = getenv("HAUL_TEST_HEARTBEAT_S");
     w->heartbeat_s = heartbeat && atoi(heartbeat) > 0 ? atoi(heartbeat) : 60;
     struct dist_queue_opts qo = {.prefix = w->prefix, .consume = DIST_CONSUME(DIST_CONTROL)};

@@ -28,7 +28,9 @@
  * path sleep N ms before its copy, on the copying thread, while the unit's
  * thread keeps polling the broker (every 5 s, or half the heartbeat if
  * shorter): together they prove a unit longer than the heartbeat timeout
- * keeps its connection. */
+ * keeps its connection.  HAUL_TEST_DIE_BEFORE_SCAN_RESULT=1 makes the worker
+ * SIGKILL itself after a scan published its children, before its result:
+ * the scan is redone elsewhere and the first children become orphans. */
 #ifndef JOB_WORKER_H
 #define JOB_WORKER_H
 

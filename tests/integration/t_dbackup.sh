@@ -280,6 +280,34 @@ run ctl "${B[@]}" stop
 for n in k2; do eval "p=\$PID_$n"; wait "$p"; is "$?" 0 "worker $n exited 0"; done
 WORKERS=()
 
+# A worker that dies after a scan published its children but before its
+# result: the scan is redone by another worker, after the directory
+# changed, under fresh child ids; the first attempt's children (orphans) are
+# done again but never used, so every object is stored and counted once.
+O=$SCRATCH/osrc
+for d in 1 2 3; do
+    mkdir -p "$O/d$d"
+    for f in 1 2 3 4 5; do mkfile "$O/d$d/f$f" 100; done
+done
+start_worker dies HAUL_TEST_DIE_BEFORE_SCAN_RESULT=1
+"$HAUL" backup "${B[@]}" --state-dir "$SCRATCH/state-o" --json "$O" "s3://$BUCKET/orphans" \
+    >"$SCRATCH/o.out" 2>"$SCRATCH/o.err" &
+coord=$!
+wait "$PID_dies"; is "$?" 137 "a worker died by SIGKILL after the root scan published its children"
+like "$(cat "$SCRATCH/dies.log")" "SIGKILL before the result of unit" "... before the scan's result"
+mkdir "$O/d4"; mkfile "$O/d4/late" 100; rm "$O/d1/f1"  # changed before the scan is redone
+start_worker again
+wait "$coord"; rc=$?
+is "$rc" 0 "the scan redone elsewhere completes the run"
+is "$(field "$(cat "$SCRATCH/o.out")" uploaded)" 20 "every object stored and counted once (15 files, 4 dirs, the root)"
+"$HAUL" restore "s3://$BUCKET/orphans" --into "$SCRATCH/orestored" >/dev/null 2>&1
+CMP=$(python3 "$TREECMP" "$O" "$SCRATCH/orestored" 2>&1); CRC=$?
+is "$CRC" 0 "restore identical to the changed SRC ($CMP)"
+is "$(keys orphans | wc -l)" 20 "the bucket holds exactly those 20 objects"
+run ctl "${B[@]}" stop
+wait "$PID_again"; is "$?" 0 "worker again exited 0"
+WORKERS=()
+
 # A worker configured for another endpoint refuses the job (it would
 # store elsewhere) and leaves its units to a worker that can do them.
 start_worker wrong -- --endpoint-url http://127.0.0.1:9
