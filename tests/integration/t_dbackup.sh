@@ -15,6 +15,14 @@
 # unit (src/job/worker.h), so a run can be killed in its middle.
 . "$(dirname "$0")/lib.sh"
 TREECMP="$ROOT/tests/integration/treecmp.py"
+# restored_same PREFIX TREE WHAT: s3://$BUCKET/PREFIX restored is TREE (treecmp)
+restored_same() {
+    local into="$SCRATCH/restored-${1//\//-}" cmp
+    rm -rf "$into"
+    "$HAUL" restore "s3://$BUCKET/$1" --into "$into" >/dev/null 2>&1
+    cmp=$(python3 "$TREECMP" "$2" "$into" 2>&1)
+    is "$?" 0 "$3 ($cmp)"
+}
 . "$(dirname "$0")/brokerlib.sh"
 JOB="t-dbackup-$$"
 QUEUES="haul.$JOB"
@@ -118,11 +126,8 @@ run backup "${B[@]}" "${ST[@]}" "${OPTS[@]}" --delete "$S" "s3://$BUCKET/dist"
 is "$RC" 0 "distributed backup with changes and --delete exits 0"
 is "$(field "$OUT" uploaded)" 4 "uploads the 2 changed files and the 2 directories whose entries changed"
 is "$(field "$OUT" deleted)" 2 "deletes the 2 objects of removed files"
-rm -rf "$SCRATCH/restored"
-"$HAUL" restore "s3://$BUCKET/dist" --into "$SCRATCH/restored" >/dev/null 2>&1
 expect
-CMP=$(python3 "$TREECMP" "$SCRATCH/expect" "$SCRATCH/restored" 2>&1); CRC=$?
-is "$CRC" 0 "restored tree identical to the changed SRC ($CMP)"
+restored_same dist "$SCRATCH/expect" "restored tree identical to the changed SRC"
 
 # Statistics to Graphite (a test double for carbon that checks every line):
 # the coordinator's aggregated counters, the last values equal to the summary.
@@ -255,9 +260,7 @@ ok "$(kill -0 "$coord" 2>/dev/null; echo $?)" "worker k1 killed by SIGKILL while
 wait "$coord"; rc=$?
 is "$rc" 0 "the coordinator still completes (exit 0)"
 is "$(field "$(cat "$SCRATCH/k.out")" uploaded)" 311 "every object uploaded (300 files, 11 directories)"
-"$HAUL" restore "s3://$BUCKET/kill" --into "$SCRATCH/krestored" >/dev/null 2>&1
-CMP=$(python3 "$TREECMP" "$K" "$SCRATCH/krestored" 2>&1); CRC=$?
-is "$CRC" 0 "restore identical to SRC after the worker's death ($CMP)"
+restored_same kill "$K" "restore identical to SRC after the worker's death"
 
 rm -rf "$SCRATCH/state2"
 "$HAUL" backup "${B[@]}" --state-dir "$SCRATCH/state2" --json -v "$K" "s3://$BUCKET/kill2" >"$SCRATCH/k2c.out" 2>&1 &
@@ -271,9 +274,7 @@ is "$rc" 137 "the coordinator was killed by SIGKILL mid-run" || cat "$SCRATCH/k2
 run backup "${B[@]}" --state-dir "$SCRATCH/state2" --json "$K" "s3://$BUCKET/kill2"
 is "$RC" 0 "the same command run again completes"
 is "$(field "$OUT" errors)" 0 "... without errors"
-"$HAUL" restore "s3://$BUCKET/kill2" --into "$SCRATCH/krestored2" >/dev/null 2>&1
-CMP=$(python3 "$TREECMP" "$K" "$SCRATCH/krestored2" 2>&1); CRC=$?
-is "$CRC" 0 "restore identical to SRC after the coordinator's restart ($CMP)"
+restored_same kill2 "$K" "restore identical to SRC after the coordinator's restart"
 run backup "${B[@]}" --state-dir "$SCRATCH/state2" --json "$K" "s3://$BUCKET/kill2"
 is "$(field "$OUT" uploaded)" 0 "a third run uploads nothing: every object was recorded"
 run ctl "${B[@]}" stop
@@ -300,9 +301,7 @@ start_worker again
 wait "$coord"; rc=$?
 is "$rc" 0 "the scan redone elsewhere completes the run"
 is "$(field "$(cat "$SCRATCH/o.out")" uploaded)" 20 "every object stored and counted once (15 files, 4 dirs, the root)"
-"$HAUL" restore "s3://$BUCKET/orphans" --into "$SCRATCH/orestored" >/dev/null 2>&1
-CMP=$(python3 "$TREECMP" "$O" "$SCRATCH/orestored" 2>&1); CRC=$?
-is "$CRC" 0 "restore identical to the changed SRC ($CMP)"
+restored_same orphans "$O" "restore identical to the changed SRC"
 is "$(keys orphans | wc -l)" 20 "the bucket holds exactly those 20 objects"
 run ctl "${B[@]}" stop
 wait "$PID_again"; is "$?" 0 "worker again exited 0"
