@@ -194,11 +194,12 @@ struct rm_ctx {
     bool dry_run, quiet;
 };
 
-static void rm_done(const char *key, bool sent, void *arg)
+static int rm_done(const char *key, bool deleted, void *arg)
 {
     const struct rm_ctx *r = arg;
-    if (sent && !r->quiet)
+    if (deleted && !r->quiet)
         printf("delete: s3://%s/%s\n", r->d.bucket, key);
+    return 0;
 }
 
 static int rm_entry(const struct s3_list_entry *e, void *arg)

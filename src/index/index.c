@@ -229,7 +229,7 @@ int index_run_begin(struct index *ix, haul_error *err)
 
 /* Pages through unseen keys 1000 at a time (keyset pagination), so memory
  * stays flat even when millions of files are gone. */
-int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, bool remove, haul_error *err)
+int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, haul_error *err)
 {
     char last[1100] = "";
     char (*page)[1100] = malloc(1000 * sizeof *page);
@@ -249,11 +249,8 @@ int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, bool remove,
         if (n == 0)
             break;
         snprintf(last, sizeof last, "%s", page[n - 1]);
-        for (int i = 0; i < n && rc == 0; i++) {
+        for (int i = 0; i < n && rc == 0; i++)
             rc = fn(page[i], ctx);
-            if (rc == 0 && remove)
-                rc = index_delete(ix, page[i], err);
-        }
         if (rc != 0)
             break;
     }

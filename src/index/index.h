@@ -49,9 +49,10 @@ int index_touch(struct index *ix, const char *key, haul_error *err);
 int index_run_begin(struct index *ix, haul_error *err);
 
 /* Calls fn for every entry not seen in the current run (keys of files that
- * are gone); then removes the ones fn returned 0 for when remove is true. */
+ * are gone), in key order, a page at a time without the lock held: fn may
+ * delete entries (index_delete).  Stops at fn's first non-zero return. */
 typedef int (*index_key_fn)(const char *key, void *ctx);
-int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, bool remove, haul_error *err);
+int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, haul_error *err);
 
 /* Removes key (its object was deleted). */
 int index_delete(struct index *ix, const char *key, haul_error *err);

@@ -446,11 +446,22 @@ static void *worker_main(void *arg)
 
 /* ---- deleting what is gone ------------------------------------------------ */
 
-static void delete_done(const char *key, bool sent, void *ctx)
+struct delete_ctx {
+    const struct backup_opts *o;
+    struct index *ix;
+    haul_error *err;
+};
+
+/* The index forgets a key only once its object is surely gone, so a
+ * --delete that failed is taken up by the next run. */
+static int delete_done(const char *key, bool deleted, void *arg)
 {
-    const struct backup_opts *o = ctx;
-    if (sent && o->line)
-        o->line("delete", key, o->line_ctx);
+    const struct delete_ctx *x = arg;
+    if (!deleted)
+        return 0;
+    if (x->o->line)
+        x->o->line("delete", key, x->o->line_ctx);
+    return index_delete(x->ix, key, x->err);
 }
 
 static int delete_one(const char *key, void *ctx)
@@ -466,11 +477,9 @@ int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct 
                  (unsigned long long)atomic_load(&stats->errors));
         return 0;
     }
-    struct s3_deleter d = {.c = c, .bucket = o->bucket, .done = delete_done, .ctx = (void *)o, .err = err};
-    /* Index entries are removed as they are listed; a batch that then fails
-     * to delete leaves objects the next --delete run cannot see: flush
-     * before trusting the removal (errors end the run with that message). */
-    int rc = index_unseen_each(ix, delete_one, &d, true, err);
+    struct delete_ctx x = {.o = o, .ix = ix, .err = err};
+    struct s3_deleter d = {.c = c, .bucket = o->bucket, .done = delete_done, .ctx = &x, .err = err};
+    int rc = index_unseen_each(ix, delete_one, &d, err);
     if (rc == 0)
         rc = s3_deleter_flush(&d);
     s3_deleter_release(&d);

@@ -228,7 +228,7 @@ static int compare(struct diff *d, haul_error *err)
         pthread_join(threads[i], NULL);
     free(threads);
     if (rc == 0)
-        rc = index_unseen_each(d->remote, only_remote, d, false, err);
+        rc = index_unseen_each(d->remote, only_remote, d, err);
     return rc;
 }
 

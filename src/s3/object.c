@@ -67,12 +67,21 @@ struct delete_errors {
     const char *bucket;
     size_t failed;
     haul_error *err;
+    const char *const *keys; /* optional: the batch, and which of its keys failed */
+    size_t n, marked;
+    bool *bad;
 };
 
 static int delete_error(const char *key, const char *code, const char *message, void *arg)
 {
     struct delete_errors *d = arg;
     d->failed++;
+    for (size_t i = 0; d->bad && i < d->n; i++)
+        if (!d->bad[i] && strcmp(d->keys[i], key) == 0) {
+            d->bad[i] = true;
+            d->marked++;
+            break;
+        }
     err_set(d->err, HAUL_ES3, "DeleteObjects s3://%s/%s: %s: %s", d->bucket, key, code, message);
     return 0;
 }
@@ -103,7 +112,7 @@ static int delete_batch(struct s3_client *c, const char *bucket, const char *con
 int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const *keys, size_t n,
                       size_t *failed, haul_error *err)
 {
-    struct delete_errors d = {bucket, 0, err};
+    struct delete_errors d = {.bucket = bucket, .err = err};
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i += 1000)
         rc = delete_batch(c, bucket, keys + i, n - i < 1000 ? n - i : 1000, &d, err);
@@ -116,16 +125,23 @@ int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const
 
 int s3_deleter_flush(struct s3_deleter *d)
 {
-    size_t failed = 0;
-    int rc = d->n ? s3_objects_delete(d->c, d->bucket, (const char *const *)d->keys, d->n, &failed, d->err) : 0;
-    bool request_failed = rc < 0 && failed == 0;
+    if (!d->n)
+        return 0;
+    bool bad[sizeof d->keys / sizeof *d->keys] = {0};
+    struct delete_errors e = {d->bucket, 0, d->err, (const char *const *)d->keys, d->n, 0, bad};
+    int rc = delete_batch(d->c, d->bucket, (const char *const *)d->keys, d->n, &e, d->err);
+    if (rc == 0 && e.failed)
+        rc = -HAUL_ES3;
+    /* Failed as a whole, or failures we cannot tie to their keys: none is
+     * vouched for. */
+    bool none = (rc < 0 && e.failed == 0) || e.marked < e.failed;
     for (size_t i = 0; i < d->n; i++) {
-        if (d->done)
-            d->done(d->keys[i], !request_failed, d->ctx);
+        int drc = d->done ? d->done(d->keys[i], !none && !bad[i], d->ctx) : 0;
+        rc = rc ? rc : drc;
         free(d->keys[i]);
     }
-    d->deleted += request_failed ? 0 : d->n - failed;
-    d->failed += request_failed ? d->n : failed;
+    d->deleted += none ? 0 : d->n - e.failed;
+    d->failed += none ? d->n : e.failed;
     d->n = 0;
     return rc;
 }

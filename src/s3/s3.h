@@ -110,13 +110,13 @@ int s3_objects_delete(struct s3_client *c, const char *bucket, const char *const
 
 /* Keys gathered for DeleteObjects and sent 1000 a request, so memory stays
  * flat however many go.  done (may be NULL) hears each key once its request
- * was answered; sent is false when the request failed as a whole (nothing
- * in it can be vouched for).  Fill c, bucket, done, ctx and err; the rest
- * starts at zero. */
+ * was answered: deleted, or not (the server refused that key, or the whole
+ * request failed); a negative return fails the flush.  Fill c, bucket,
+ * done, ctx and err; the rest starts at zero. */
 struct s3_deleter {
     struct s3_client *c;
     const char *bucket;
-    void (*done)(const char *key, bool sent, void *ctx);
+    int (*done)(const char *key, bool deleted, void *ctx);
     void *ctx;
     haul_error *err;         /* the first failure */
     uint64_t deleted, failed; /* keys so far */

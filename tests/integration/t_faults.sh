@@ -2,7 +2,9 @@
 # Failures the real server cannot produce on demand come from faultproxy.py, a
 # TEST DOUBLE between haul and RGW: 503 SlowDown, a connection reset midway
 # through a download, a dropped connection, a malformed listing, an upload
-# whose parts keep failing (it must be aborted, leaving no multipart upload).
+# whose parts keep failing (it must be aborted, leaving no multipart upload),
+# a backup --delete refused as a whole or for one key (the index keeps what
+# was not deleted, so the next run deletes it).
 . "$(dirname "$0")/lib.sh"
 
 run mb "s3://$BUCKET"; ok $RC "mb"
@@ -58,4 +60,37 @@ echo '[{"method":"GET","action":"status","status":500,"code":"InternalError","ti
 run get $P "s3://$BUCKET/slowdown" "$SCRATCH/after500"
 ok $RC "one 500 InternalError is retried"
 echo '[]' > "$RULES"
+
+# backup --delete whose DeleteObjects is refused as a whole: exit 1, nothing
+# counted as deleted, the object still there, and the next run (the fault
+# gone) still deletes it: the index forgets nothing it did not delete.
+T=$SCRATCH/tree; mkdir -p "$T"; mkfile "$T/keep" 100; mkfile "$T/gone" 100
+ST="--state-dir $SCRATCH/state"
+run backup $P $ST --json "$T" "s3://$BUCKET/del"
+is "$RC" 0 "backup through the proxy"
+rm "$T/gone"
+echo '[{"method":"POST","match":"delete","action":"status","status":403,"code":"AccessDenied"}]' > "$RULES"
+run backup $P $ST --json --delete "$T" "s3://$BUCKET/del"
+is "$RC" 1 "--delete refused by the server: exit 1"
+like "$ERR" "DeleteObjects s3://$BUCKET.*AccessDenied" "... saying which request and why"
+is "$(echo "$OUT" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])["deleted"])')" 0 \
+    "... counting nothing as deleted"
+echo '[]' > "$RULES"
+run stat $P "s3://$BUCKET/del/gone"
+is "$RC" 0 "... the object is still there"
+run backup $P $ST --json --delete "$T" "s3://$BUCKET/del"
+is "$RC" 0 "the next run, the fault gone, exits 0"
+run stat $P "s3://$BUCKET/del/gone"
+is "$RC" 1 "... and deletes the object"
+# The same when the answer names one key as failed (the body replaced after
+# the request went through: the server did delete it).
+rm "$T/keep"
+echo '[{"method":"POST","match":"delete","action":"malformed","body":"<DeleteResult><Error><Key>del/keep</Key><Code>InternalError</Code><Message>try again</Message></Error></DeleteResult>"}]' > "$RULES"
+run backup $P $ST --json --delete "$T" "s3://$BUCKET/del"
+is "$RC" 1 "a key DeleteObjects reports failed: exit 1"
+like "$ERR" "DeleteObjects s3://$BUCKET/del/keep: InternalError: try again" "... naming the key and the code"
+echo '[]' > "$RULES"
+run backup $P $ST --json --delete "$T" "s3://$BUCKET/del"
+is "$(echo "$OUT" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])["deleted"])')" 1 \
+    "the next run deletes it again (the index kept the key)"
 done_testing
