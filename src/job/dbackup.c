@@ -42,7 +42,7 @@ bool dbackup_spec_is(const void *buf, size_t len)
 
 #define F(kind, m, ...) KV_FIELD_##kind(struct dbackup_spec, m, __VA_ARGS__)
 static const struct kv_field spec_fields[] = {
-    F(STR, run, true),
+    F(STRN, run, 16, 16, true), /* 16 hex digits */
     F(STR, src, true),
     F(STR, endpoint, true),
     F(STR, bucket, true),
@@ -61,22 +61,17 @@ static const struct kv_field spec_fields[] = {
 
 int dbackup_spec_encode(const struct dbackup_spec *s, struct strbuf *out, haul_error *err)
 {
-    kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s);
-    return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
+    return kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s, err);
 }
 
 /* Empty values (prefix, storage class) decode as "". */
 int dbackup_spec_decode(const void *buf, size_t len, struct dbackup_spec *out, haul_error *err)
 {
-    memset(out, 0, sizeof *out);
-    char why[128];
-    if (kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, why, sizeof why) < 0)
-        return err_set(err, HAUL_EPROTO, "job description: %s", why);
-    if (strlen(out->run) != 16)
-        return err_set(err, HAUL_EPROTO, "job description: bad value for 'run'");
-    if (out->src[0] != '/')
-        return err_set(err, HAUL_EPROTO, "job description: 'src' is not an absolute path");
-    return 0;
+    int rc = kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, sizeof *out,
+                       err);
+    if (rc == 0 && out->src[0] != '/')
+        rc = err_set(err, HAUL_EPROTO, "job description: 'src' is not an absolute path");
+    return rc;
 }
 
 /* ---- payloads ----

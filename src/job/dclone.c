@@ -25,7 +25,7 @@
 
 #define F(kind, m, ...) KV_FIELD_##kind(struct dclone_spec, m, __VA_ARGS__)
 static const struct kv_field spec_fields[] = {
-    F(STR, run, true),
+    F(STRN, run, 16, 16, true), /* 16 hex digits */
     F(NUM, pass, DIST_PASS_COPY, DIST_PASS_DIRTIMES, true),
     F(STR, src, true),
     F(STR, dst, true),
@@ -46,21 +46,16 @@ static const char spec_head[] = "haul-dclone 1\n";
 
 int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err)
 {
-    kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s);
-    return out->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
+    return kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s, err);
 }
 
 int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err)
 {
-    memset(out, 0, sizeof *out);
-    char why[128];
-    if (kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, why, sizeof why) < 0)
-        return err_set(err, HAUL_EPROTO, "job description: %s", why);
-    if (strlen(out->run) != 16)
-        return err_set(err, HAUL_EPROTO, "job description: bad value for 'run'");
-    if (out->range_size && out->range_size < (1u << 20))
-        return err_set(err, HAUL_EPROTO, "job description: bad value for 'range_size'");
-    return 0;
+    int rc = kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, sizeof *out,
+                       err);
+    if (rc == 0 && out->range_size && out->range_size < (1u << 20))
+        rc = err_set(err, HAUL_EPROTO, "job description: bad value for 'range_size'");
+    return rc;
 }
 
 /* ---- tickets of large files copied in ranges ---- */

@@ -2,8 +2,9 @@
 #include "util/kv.h"
 
 #include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
+
+#include "util/err.h"
 
 static void kv_put_str(struct strbuf *sb, const char *key, const char *v)
 {
@@ -103,7 +104,8 @@ static void num_store(void *at, size_t size, uint64_t v)
         memcpy(at, &v, 8);
 }
 
-void kv_encode(struct strbuf *sb, const char *head, const struct kv_field *fields, size_t n, const void *in)
+int kv_encode(struct strbuf *sb, const char *head, const struct kv_field *fields, size_t n, const void *in,
+              haul_error *err)
 {
     strbuf_adds(sb, head);
     const char *base = in;
@@ -119,13 +121,18 @@ void kv_encode(struct strbuf *sb, const char *head, const struct kv_field *field
                 kv_put_str(sb, f->key, base + f->offset + i * f->size);
         }
     }
+    return sb->failed ? err_set(err, HAUL_ENOMEM, "job description: out of memory") : 0;
 }
 
 /* One value into its member; false when bad. */
 static bool field_take(const struct kv_field *f, const char *v, const char *vend, char *base)
 {
-    if (f->kind == KV_STR)
-        return kv_get_str(v, vend, base + f->offset, f->size) && (!f->required || base[f->offset]);
+    if (f->kind == KV_STR) {
+        if (!kv_get_str(v, vend, base + f->offset, f->size))
+            return false;
+        size_t len = strlen(base + f->offset);
+        return (!f->required || len) && (!f->max || (len >= f->min && len <= f->max));
+    }
     if (f->kind == KV_NUM) {
         uint64_t x;
         uint64_t max = f->max ? f->max : f->size == 1 ? 1 : f->size == 4 ? UINT32_MAX : UINT64_MAX;
@@ -144,13 +151,13 @@ static bool field_take(const struct kv_field *f, const char *v, const char *vend
 }
 
 int kv_decode(const void *buf, size_t len, const char *head, const struct kv_field *fields, size_t n, void *out,
-              char *why, size_t why_cap)
+              size_t out_size, haul_error *err)
 {
+    memset(out, 0, out_size);
     size_t hl = strlen(head);
-    if (len < hl || memcmp(buf, head, hl) != 0) {
-        snprintf(why, why_cap, "not a '%.*s' description", (int)(hl && head[hl - 1] == '\n' ? hl - 1 : hl), head);
-        return -1;
-    }
+    if (len < hl || memcmp(buf, head, hl) != 0)
+        return err_set(err, HAUL_EPROTO, "job description: not a '%.*s' description",
+                       (int)(hl && head[hl - 1] == '\n' ? hl - 1 : hl), head);
     const char *p = (const char *)buf + hl, *end = (const char *)buf + len;
     char *base = out;
     uint64_t seen = 0; /* a bit per row (tables are short) */
@@ -162,22 +169,16 @@ int kv_decode(const void *buf, size_t len, const char *head, const struct kv_fie
             const struct kv_field *f = &fields[i];
             if (strlen(f->key) != kn || memcmp(f->key, k, kn) != 0)
                 continue;
-            if (!field_take(f, v, vend, base)) {
-                snprintf(why, why_cap, "bad value for '%s'", f->key);
-                return -1;
-            }
+            if (!field_take(f, v, vend, base))
+                return err_set(err, HAUL_EPROTO, "job description: bad value for '%s'", f->key);
             seen |= 1ull << i;
             break;
         }
     }
-    if (more < 0) {
-        snprintf(why, why_cap, "malformed line");
-        return -1;
-    }
+    if (more < 0)
+        return err_set(err, HAUL_EPROTO, "job description: malformed line");
     for (size_t i = 0; i < n && i < 64; i++)
-        if (fields[i].required && !(seen & (1ull << i))) {
-            snprintf(why, why_cap, "'%s' missing", fields[i].key);
-            return -1;
-        }
+        if (fields[i].required && !(seen & (1ull << i)))
+            return err_set(err, HAUL_EPROTO, "job description: '%s' missing", fields[i].key);
     return 0;
 }
