@@ -119,19 +119,6 @@ static void parts_ticket_put(struct strbuf *sb, const struct parts_ticket *t)
     wire_put_u64(sb, t->ino);
 }
 
-static bool wire_get_cstr(struct wire_reader *r, char *out, size_t cap)
-{
-    const unsigned char *p;
-    size_t n = wire_get_str(r, &p);
-    if (r->why || n >= cap || memchr(p, 0, n)) {
-        wire_fail(r, "bad string");
-        return false;
-    }
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return true;
-}
-
 static bool parts_ticket_get(struct wire_reader *r, struct parts_ticket *t)
 {
     if (wire_get_u8(r) != PAYLOAD_PARTS)
@@ -556,13 +543,9 @@ static int upload_do(struct dbackup_engine *e, struct dist_queue *q, const struc
     wire_put_u32(payload, 0);
     uint32_t n = 0;
     for (size_t i = 0; i < u->npaths; i++) {
-        const unsigned char *lp;
-        size_t ln = wire_get_str(&links, &lp);
         char link[4097];
-        if (links.why || ln >= sizeof link)
+        if (!wire_get_cstr(&links, link, sizeof link))
             return err_set(err, HAUL_EPROTO, "upload unit: bad payload");
-        memcpy(link, lp, ln);
-        link[ln] = '\0';
         haul_error ierr = {0};
         struct backup_item *it = NULL;
         struct index_entry rec;
@@ -1144,34 +1127,28 @@ static int records_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_e
 {
     for (uint32_t i = 0; i < n; i++) {
         unsigned ok = wire_get_u8(r);
-        const unsigned char *a, *b;
         if (!ok) {
-            size_t an = wire_get_str(r, &a), bn = wire_get_str(r, &b);
+            const unsigned char *b;
+            wire_get_str(r, &b); /* the path: the message names it */
+            size_t bn = wire_get_str(r, &b);
             if (r->why)
                 break;
             char msg[sizeof((haul_error *)0)->msg];
             snprintf(msg, sizeof msg, "%.*s", (int)bn, (const char *)b);
-            (void)an;
             report(k, "error", msg); /* counted by the worker's counters */
             log_error("%s", msg);
             continue;
         }
         struct index_entry rec = {0};
-        size_t kn = wire_get_str(r, &a);
+        wire_get_cstr(r, rec.key, sizeof rec.key);
         rec.size = wire_get_u64(r);
         rec.mtime_ns = (int64_t)wire_get_u64(r);
         rec.mode = wire_get_u32(r);
         rec.uid = wire_get_u32(r);
         rec.gid = wire_get_u32(r);
-        const unsigned char *et, *sc;
-        size_t en = wire_get_str(r, &et), sn = wire_get_str(r, &sc);
-        if (r->why || kn >= sizeof rec.key || en >= sizeof rec.etag || sn >= sizeof rec.storage_class) {
-            wire_fail(r, "field too long");
+        wire_get_cstr(r, rec.etag, sizeof rec.etag);
+        if (!wire_get_cstr(r, rec.storage_class, sizeof rec.storage_class))
             break;
-        }
-        memcpy(rec.key, a, kn);
-        memcpy(rec.etag, et, en);
-        memcpy(rec.storage_class, sc, sn);
         int rc = index_put(k->ix, &rec, err);
         if (rc < 0)
             return rc;

@@ -1,6 +1,8 @@
 /* util/wire: see wire.h. */
 #include "util/wire.h"
 
+#include <string.h>
+
 /* ---- writing ---- */
 
 void wire_put_u8(struct strbuf *sb, unsigned v)
@@ -103,6 +105,19 @@ size_t wire_get_str(struct wire_reader *r, const unsigned char **s)
     r->p += n;
     r->left -= n;
     return n;
+}
+
+bool wire_get_cstr(struct wire_reader *r, char *out, size_t cap)
+{
+    const unsigned char *p;
+    size_t n = wire_get_str(r, &p);
+    if (r->why || n >= cap || memchr(p, 0, n)) {
+        wire_fail(r, "bad string");
+        return false;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
 }
 
 void wire_fail(struct wire_reader *r, const char *why)

@@ -32,6 +32,9 @@ uint32_t wire_get_u32(struct wire_reader *r);
 uint64_t wire_get_u64(struct wire_reader *r);
 /* A length-prefixed string: points *s into the message (not terminated). */
 size_t wire_get_str(struct wire_reader *r, const unsigned char **s);
+/* A length-prefixed string copied into out (cap bytes with the NUL); false,
+ * the message marked bad, when it does not fit or holds a NUL. */
+bool wire_get_cstr(struct wire_reader *r, char *out, size_t cap);
 /* Marks the message bad (the first reason stays). */
 void wire_fail(struct wire_reader *r, const char *why);
 

@@ -17,6 +17,7 @@
 #include "dist/tracker.h"
 #include "dist/waiter.h"
 #include "util/err.h"
+#include "util/wire.h"
 
 /* ---- helpers ---- */
 
@@ -505,6 +506,27 @@ static void test_tracker(void **state)
     dist_tracker_free(t);
 }
 
+/* util/wire's C strings: copied with their NUL; one that does not fit, or
+ * holds a NUL, marks the message bad and keeps it bad. */
+static void test_wire_cstr(void **state)
+{
+    (void)state;
+    struct strbuf sb = STRBUF_INIT;
+    wire_put_str(&sb, "abc", 3);
+    wire_put_str(&sb, "a\0b", 3);
+    wire_put_str(&sb, "ok", 2);
+    char out[4];
+    struct wire_reader r = {(const unsigned char *)sb.s, sb.len, NULL};
+    assert_true(wire_get_cstr(&r, out, sizeof out));
+    assert_string_equal(out, "abc");
+    assert_false(wire_get_cstr(&r, out, sizeof out));
+    assert_string_equal(r.why, "bad string");
+    assert_false(wire_get_cstr(&r, out, sizeof out)); /* bad stays bad */
+    struct wire_reader tight = {(const unsigned char *)sb.s, sb.len, NULL};
+    assert_false(wire_get_cstr(&tight, out, 3)); /* "abc" needs 4 bytes */
+    strbuf_release(&sb);
+}
+
 /* The optional payload trailers of units and results: round trip (bytes
  * equal, NULs included), absent = none, every cut or extension refused. */
 static void test_payloads(void **state)
@@ -948,6 +970,7 @@ int main(void)
         cmocka_unit_test(test_result_codec),
         cmocka_unit_test(test_result_counters),
         cmocka_unit_test(test_payloads),
+        cmocka_unit_test(test_wire_cstr),
         cmocka_unit_test(test_tracker),
         cmocka_unit_test(test_mem_job),
         cmocka_unit_test(test_control_codec),
