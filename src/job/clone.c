@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "index/linkmap.h"
-#include "job/fsops.h"
+#include "fs/fs.h"
 #include "job/layout.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -538,8 +538,11 @@ static int dir_visit(struct clone *c, const struct walk_entry *e, haul_error *er
     int rc = 0;
     if (have && S_ISDIR(d.st_mode)) {
         /* Fill a read-only directory from an earlier pass; dir_done restores it. */
-        if (!c->o->dry_run && (d.st_mode & 0700) != 0700 && fchmodat(pfd, name, (d.st_mode & 07777) | 0700, 0) < 0)
-            rc = err_errno(err, errno, "destination: chmod");
+        if (!c->o->dry_run && (d.st_mode & 0700) != 0700 &&
+            fs_chmod_at(pfd, name, S_IFDIR, (d.st_mode & 07777) | 0700, err) < 0) {
+            err_prefix(err, "destination: ");
+            rc = -HAUL_EIO;
+        }
     } else if (c->o->dry_run) {
         report(c, "mkdir", e->path, NULL);
     } else if (have && fs_remove(pfd, name, err) < 0) {

@@ -20,7 +20,7 @@
 #include "dist/waiter.h"
 #include "index/index.h"
 #include "job/dclone.h"
-#include "job/fsops.h"
+#include "fs/fs.h"
 #include "meta/meta.h"
 #include "util/err.h"
 #include "util/fdio.h"

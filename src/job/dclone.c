@@ -15,7 +15,7 @@
 
 #include "dist/tracker.h"
 #include "dist/waiter.h"
-#include "job/fsops.h"
+#include "fs/fs.h"
 #include "util/err.h"
 #include "util/kv.h"
 #include "util/log.h"

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs/fs.h"
 #include "index/restore_state.h"
 #include "meta/meta.h"
 #include "util/err.h"
@@ -523,8 +524,10 @@ static int special_make(struct worker *w, int dfd, const char *name, const char 
                  (pm->has & META_HAS_GID) ? pm->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
         rc = err_errno(err, errno, "%s/%s: chown", r->root_name, path);
     /* tmp is the node made just above (mknodat never replaces a name). */
-    if (rc == 0 && (pm->has & META_HAS_MODE) && fchmodat(dfd, tmp, pm->mode & 07777, 0) < 0)
-        rc = err_errno(err, errno, "%s/%s: chmod", r->root_name, path);
+    if (rc == 0 && (pm->has & META_HAS_MODE) && fs_chmod_at(dfd, tmp, pm->mode & S_IFMT, pm->mode & 07777, err) < 0) {
+        err_prefix(err, "%s/%s: ", r->root_name, path);
+        rc = -HAUL_EIO;
+    }
     struct timespec ts[2];
     times_of(pm, last_modified, ts);
     if (rc == 0 && utimensat(dfd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)

@@ -1,5 +1,5 @@
 /* Unit tests for clone's building blocks: the local copy engine
- * (xfer/fcopy), confined destination operations (job/fsops) and the
+ * (xfer/fcopy), confined destination operations (fs) and the
  * hard-link map (index/linkmap).  Real files in a temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "index/linkmap.h"
-#include "job/fsops.h"
+#include "fs/fs.h"
 #include "xfer/fcopy.h"
 
 static char dir[] = "/tmp/haul-unit-clone.XXXXXX";

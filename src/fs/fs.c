@@ -1,5 +1,5 @@
-/* job/fsops: confined operations on the destination tree (see fsops.h). */
-#include "job/fsops.h"
+/* fs: confined operations below a root (see fs.h). */
+#include "fs/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -190,15 +190,101 @@ int fs_meta_apply(int dst, int src_fd, const struct stat *st, const struct fs_me
     return 0;
 }
 
+/* Opens name in dirfd as an O_PATH descriptor without following it, and
+ * checks that it is still of the type the caller decided on: whatever is
+ * done next goes to that inode, even if the name is swapped a moment
+ * later (a symlink planted there is never followed). */
+static int entry_pin(int dirfd, const char *name, mode_t type, struct stat *now, haul_error *err)
+{
+    int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return err_errno(err, errno, "open");
+    if (fstat(fd, now) < 0) {
+        int saved = errno;
+        close(fd);
+        return err_errno(err, saved, "stat");
+    }
+    if ((now->st_mode & S_IFMT) != type) {
+        close(fd);
+        return err_set(err, HAUL_EIO, "changed type while being updated (not touched)");
+    }
+    return fd;
+}
+
+/* chmod through the pinned descriptor: /proc/self/fd/N names exactly the
+ * inode opened (Linux's fchmodat has no working AT_SYMLINK_NOFOLLOW before
+ * fchmodat2, and fchmod refuses O_PATH descriptors). */
+static int chmod_pinned(int fd, mode_t mode)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return chmod(proc, mode);
+}
+
 int fs_meta_apply_at(int dirfd, const char *name, const struct stat *st, const struct fs_meta_opts *o,
                      haul_error *err)
 {
-    if (o->owner && fchownat(dirfd, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
-        return err_errno(err, errno, "chown");
-    if (!S_ISLNK(st->st_mode) && fchmodat(dirfd, name, st->st_mode & 07777, 0) < 0)
-        return err_errno(err, errno, "chmod");
+    struct stat now;
+    int fd = entry_pin(dirfd, name, st->st_mode & S_IFMT, &now, err);
+    if (fd < 0)
+        return -HAUL_EIO;
+    int rc = 0;
+    if (o->owner && fchownat(fd, "", st->st_uid, st->st_gid, AT_EMPTY_PATH) < 0)
+        rc = err_errno(err, errno, "chown");
+    if (rc == 0 && !S_ISLNK(st->st_mode) && chmod_pinned(fd, st->st_mode & 07777) < 0)
+        rc = err_errno(err, errno, "chmod");
     struct timespec times[2] = {st->st_atim, st->st_mtim};
-    if (utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW) < 0)
-        return err_errno(err, errno, "set times");
-    return 0;
+    if (rc == 0) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        /* A symlink's own times can only be set by name; NOFOLLOW keeps
+         * that from reaching anything the name might point to. */
+        int t = S_ISLNK(st->st_mode) ? utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW)
+                                     : utimensat(AT_FDCWD, proc, times, 0);
+        if (t < 0)
+            rc = err_errno(err, errno, "set times");
+    }
+    close(fd);
+    return rc;
+}
+
+int fs_chmod_at(int dirfd, const char *name, mode_t type, mode_t mode, haul_error *err)
+{
+    struct stat now;
+    int fd = entry_pin(dirfd, name, type, &now, err);
+    if (fd < 0)
+        return -HAUL_EIO;
+    int rc = chmod_pinned(fd, mode) < 0 ? err_errno(err, errno, "chmod") : 0;
+    close(fd);
+    return rc;
+}
+
+int fs_source_open(int dirfd, const char *name, const struct stat *walked, haul_error *err)
+{
+    /* O_NONBLOCK: a FIFO or device swapped in since the walk must not
+     * block the open; O_NOATIME only works for the owner (or CAP_FOWNER). */
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    int fd = openat(dirfd, name, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dirfd, name, flags);
+    if (fd < 0)
+        return err_errno(err, errno, "open");
+    struct stat now;
+    if (fstat(fd, &now) < 0) {
+        int saved = errno;
+        close(fd);
+        return err_errno(err, saved, "stat");
+    }
+    if (!S_ISREG(now.st_mode) || (walked && (now.st_dev != walked->st_dev || now.st_ino != walked->st_ino))) {
+        close(fd);
+        return err_set(err, HAUL_EIO, "replaced by %s since it was listed (skipped)",
+                       S_ISREG(now.st_mode) ? "another file" : "something that is not a regular file");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int saved = errno;
+        close(fd);
+        return err_errno(err, saved, "fcntl");
+    }
+    return fd;
 }

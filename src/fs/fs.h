@@ -1,12 +1,12 @@
-/* job/fsops: the filesystem operations clone performs on the destination
- * tree, each confined to it: a path is resolved below the tree's root
+/* fs: the confined-filesystem module: operations below a root (clone's
+ * destination, a restore target), each confined to it: a path is resolved below the tree's root
  * without following any symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS,
  * or one O_NOFOLLOW component at a time on kernels before 5.6), so a
  * symlink planted in the destination can never redirect a write outside
  * it.  Failures fill haul_error with the errno in words; the caller adds
  * the path. */
-#ifndef JOB_FSOPS_H
-#define JOB_FSOPS_H
+#ifndef FS_FS_H
+#define FS_FS_H
 
 #include <haul/error.h>
 #include <stdbool.h>
@@ -43,8 +43,22 @@ struct fs_meta_opts {
 int fs_meta_apply(int dst, int src_fd, const struct stat *st, const struct fs_meta_opts *o, haul_error *err);
 
 /* The same for an entry that cannot be opened (a symlink, a FIFO, a
- * device): owner and times through dirfd + name, without following. */
+ * device) or is only known by name: the entry is pinned with an O_PATH,
+ * O_NOFOLLOW descriptor, checked to still be of st's file type, and
+ * changed through that descriptor, so a name swapped for a symlink is
+ * never followed (a type change is an error and nothing is touched). */
 int fs_meta_apply_at(int dirfd, const char *name, const struct stat *st, const struct fs_meta_opts *o,
                      haul_error *err);
+
+/* chmod of name in dirfd the same way: only if it is still of file type
+ * `type` (S_IFDIR, S_IFREG...), through a descriptor, never following. */
+int fs_chmod_at(int dirfd, const char *name, mode_t type, mode_t mode, haul_error *err);
+
+/* Opens a source file for reading: never following a symlink, never
+ * blocking on a FIFO or device swapped in for it, and only if it is a
+ * regular file, the same one (st_dev, st_ino) as `walked` when given.
+ * O_NOATIME where allowed.  Returns the descriptor in blocking mode, or -1
+ * with err filled (the caller adds the path). */
+int fs_source_open(int dirfd, const char *name, const struct stat *walked, haul_error *err);
 
 #endif
