@@ -51,6 +51,35 @@ static void on_line(const char *what, const char *detail, void *arg)
     }
 }
 
+/* One line, when the safety policy left something out (each entry has a
+ * "strip" or "note" line too, the strip lines with --verbose). */
+static void safety_summary(const struct restore_stats *s)
+{
+    char line[512] = "";
+    size_t n = 0;
+    const char *sep = "";
+    if (s->setid_removed) {
+        n += (size_t)snprintf(line + n, sizeof line - n,
+                              "set-user/group-ID bits of %llu entr%s (as root, --preserve-setuid "
+                              "keeps them)",
+                              (unsigned long long)s->setid_removed, s->setid_removed == 1 ? "y" : "ies");
+        sep = "; ";
+    }
+    if (s->world_write_removed) {
+        n += (size_t)snprintf(line + n, sizeof line - n,
+                              "%sothers' write permission of %llu entr%s (--keep-world-writable "
+                              "keeps it)",
+                              sep, (unsigned long long)s->world_write_removed,
+                              s->world_write_removed == 1 ? "y" : "ies");
+        sep = "; ";
+    }
+    if (s->devices_refused)
+        snprintf(line + n, sizeof line - n, "%s%llu device file%s (as root, --devices creates them)",
+                 sep, (unsigned long long)s->devices_refused, s->devices_refused == 1 ? "" : "s");
+    if (line[0])
+        printf("restore: not restored from the bucket's metadata: %s\n", line);
+}
+
 static void summary(const struct restore_stats *s, const struct global_opts *g, const char *target,
                     double secs)
 {
@@ -59,14 +88,17 @@ static void summary(const struct restore_stats *s, const struct global_opts *g, 
         json_string(stdout, target);
         printf(",\"objects\":%llu,\"files\":%llu,\"dirs\":%llu,\"symlinks\":%llu,\"hardlinks\":%llu,"
                "\"specials\":%llu,\"bytes\":%llu,\"skipped\":%llu,\"restore_requests\":%llu,"
-               "\"pending\":%llu,\"errors\":%llu,\"seconds\":%.3f,\"complete\":%s}\n",
+               "\"pending\":%llu,\"errors\":%llu,\"setid_removed\":%llu,"
+               "\"world_write_removed\":%llu,\"devices_not_created\":%llu,\"seconds\":%.3f,"
+               "\"complete\":%s}\n",
                (unsigned long long)s->objects, (unsigned long long)s->files,
                (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
                (unsigned long long)s->hardlinks, (unsigned long long)s->specials,
                (unsigned long long)s->bytes, (unsigned long long)s->skipped,
                (unsigned long long)s->requested, (unsigned long long)s->pending,
-               (unsigned long long)s->errors, secs,
-               s->pending == 0 && s->errors == 0 ? "true" : "false");
+               (unsigned long long)s->errors, (unsigned long long)s->setid_removed,
+               (unsigned long long)s->world_write_removed, (unsigned long long)s->devices_refused,
+               secs, s->pending == 0 && s->errors == 0 ? "true" : "false");
     } else if (!g->quiet) {
         char bytes[32];
         format_size(s->bytes, bytes, sizeof bytes);
@@ -79,6 +111,7 @@ static void summary(const struct restore_stats *s, const struct global_opts *g, 
                (unsigned long long)s->symlinks, (unsigned long long)s->hardlinks, specials,
                (unsigned long long)s->skipped, (unsigned long long)s->pending,
                (unsigned long long)s->errors, secs, target);
+        safety_summary(s);
     }
 }
 
@@ -98,6 +131,7 @@ struct restore_cli {
     int days, poll, workers, large_workers, large_buffers;
     uint64_t part_size;
     bool wait, dry_run, restore_flag, backup_flag, no_verify;
+    bool no_same_owner, preserve_setuid, devices, keep_world_writable;
 };
 
 int cmd_restore(int argc, char **argv)
@@ -113,6 +147,15 @@ int cmd_restore(int argc, char **argv)
         "refused with a message and nothing is written for them; no symlink already in the\n"
         "target is ever followed. Each file is written under a temporary name in its directory\n"
         "and renamed into place once complete and checked against its ETag.\n"
+        "What the bucket's metadata may do is limited, since its writers need not be trusted as\n"
+        "much as whoever restores: owners are applied only as root (not with --no-same-owner);\n"
+        "set-user-ID and set-group-ID bits are removed unless root restores the owner and gives\n"
+        "--preserve-setuid (a directory keeps its set-group-ID bit); device files are created\n"
+        "only as root with --devices, else skipped with a line each (not an error: the exit\n"
+        "status stays 0); files, FIFOs and directories without the sticky bit lose others'\n"
+        "write permission unless --keep-world-writable. The summary says how many entries lost\n"
+        "what (--verbose: each). Control characters in keys, paths and link targets are shown\n"
+        "as \\xNN.\n"
         "Glacier: objects in GLACIER or DEEP_ARCHIVE that are not readable yet get a\n"
         "RestoreObject request (--restore-tier, --restore-days) and are reported as pending;\n"
         "with --wait haul polls them every --poll-interval seconds and downloads them as they\n"
@@ -134,6 +177,10 @@ int cmd_restore(int argc, char **argv)
         {"part-size", 0, OPT_SIZE, &cli.part_size, "BYTES", "range size for large objects (default 8M)"},
         {"no-verify", 0, OPT_FLAG, &cli.no_verify, NULL, "skip the ETag check of large objects' bytes"},
         {"dry-run", 'n', OPT_FLAG, &cli.dry_run, NULL, "print what would be restored or requested; change nothing"},
+        {"no-same-owner", 0, OPT_FLAG, &cli.no_same_owner, NULL, "as root too, leave files owned by the user running the restore"},
+        {"preserve-setuid", 0, OPT_FLAG, &cli.preserve_setuid, NULL, "as root restoring owners: keep set-user-ID and set-group-ID bits"},
+        {"devices", 0, OPT_FLAG, &cli.devices, NULL, "as root: create block and character device files"},
+        {"keep-world-writable", 0, OPT_FLAG, &cli.keep_world_writable, NULL, "keep others' write permission on files and non-sticky directories"},
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "where the run keeps its temporary table (default ~/.local/state/haul)"},
         {"bucketname", 0, OPT_STRING, &cli.bucketname, "BUCKET", "the bucket (instead of the s3:// argument)"},
         {"restore", 0, OPT_FLAG, &cli.restore_flag, NULL, "accepted for compatibility (this is the restore command)"},
@@ -180,6 +227,11 @@ int cmd_restore(int argc, char **argv)
         return usage_error("restore", "--num-workers must be at least 1");
     if (cli.part_size && (cli.part_size < XFER_PART_MIN || cli.part_size > XFER_PART_MAX))
         return usage_error("restore", "--part-size must be between 5M and 5G");
+    if ((cli.devices || cli.preserve_setuid) && geteuid() != 0)
+        return usage_error("restore", "%s needs root (%s)", cli.devices ? "--devices" : "--preserve-setuid",
+                           cli.devices ? "mknod of a device does" : "set-ID bits are kept only with their owner");
+    if (cli.preserve_setuid && cli.no_same_owner)
+        return usage_error("restore", "--preserve-setuid keeps set-ID bits only with their owner: not with --no-same-owner");
 
     haul_error err = {0};
     struct s3_url url;
@@ -216,6 +268,8 @@ int cmd_restore(int argc, char **argv)
         .xfer = {.part_size = cli.part_size, .workers = cli.large_workers,
                  .buffers = cli.large_buffers, .no_verify = cli.no_verify},
         .dry_run = cli.dry_run, .state_dir = state, .cancel = &cmd_interrupted,
+        .no_same_owner = cli.no_same_owner, .preserve_setuid = cli.preserve_setuid,
+        .devices = cli.devices, .keep_world_writable = cli.keep_world_writable,
         .line = on_line, .line_ctx = &lc,
     };
     struct restore_stats stats;

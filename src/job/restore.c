@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ struct restore {
     int root;                 /* the restore root; -1 in a dry run when it does not exist */
     char root_name[4400];     /* for messages */
     bool as_root;             /* euid 0: owners are restored */
+    struct meta_restore_rules rules; /* what metadata is applied (meta_restore_policy) */
     mode_t umask;
     int workers;
     struct queue *queue;
@@ -79,7 +81,27 @@ static void report(struct restore *r, const char *what, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    r->o->line(what, msg, r->o->line_ctx);
+    /* Keys, paths and link targets come from the bucket: no control character
+     * reaches the terminal (every line of the run passes here). */
+    char shown[4 * sizeof msg];
+    r->o->line(what, meta_text_escape(msg, strlen(msg), shown, sizeof shown), r->o->line_ctx);
+}
+
+/* The metadata this run applies to path (meta_restore_policy), counting and
+ * reporting (a "strip" line) the bits it leaves out. */
+static void plan_make(struct restore *r, const struct meta_posix *pm, const char *path,
+                      struct meta_restore_plan *p)
+{
+    meta_restore_policy(pm, &r->rules, p);
+    if (p->dropped & META_DROP_SETID)
+        atomic_fetch_add(&r->st->setid_removed, 1);
+    if (p->dropped & META_DROP_WORLD_WRITE)
+        atomic_fetch_add(&r->st->world_write_removed, 1);
+    if (p->dropped & (META_DROP_SETID | META_DROP_WORLD_WRITE))
+        report(r, "strip", "%s: mode 0%o restored as 0%o (%s%s%s)", path, (unsigned)(pm->mode & 07777),
+               (unsigned)p->mode, (p->dropped & META_DROP_SETID) ? "set-ID bits removed" : "",
+               (p->dropped & META_DROP_SETID) && (p->dropped & META_DROP_WORLD_WRITE) ? ", " : "",
+               (p->dropped & META_DROP_WORLD_WRITE) ? "others' write removed" : "");
 }
 
 static void entry_failed(struct restore *r, const haul_error *err)
@@ -250,12 +272,12 @@ static void times_of(const struct meta_posix *pm, time_t last_modified, struct t
 static int file_meta_apply(struct restore *r, int fd, const struct meta_posix *pm,
                            time_t last_modified, const char *path, haul_error *err)
 {
-    if (r->as_root && (pm->has & (META_HAS_UID | META_HAS_GID)) &&
-        fchown(fd, (pm->has & META_HAS_UID) ? pm->uid : (uid_t)-1,
-               (pm->has & META_HAS_GID) ? pm->gid : (gid_t)-1) < 0)
+    struct meta_restore_plan p;
+    plan_make(r, pm, path, &p);
+    if ((p.has & (META_HAS_UID | META_HAS_GID)) && fchown(fd, p.uid, p.gid) < 0)
         return err_errno(err, errno, "%s/%s: chown", r->root_name, path);
     /* After chown, which clears set-user-ID bits. */
-    mode_t mode = (pm->has & META_HAS_MODE) ? (pm->mode & 07777) : (0666 & ~r->umask);
+    mode_t mode = (p.has & META_HAS_MODE) ? p.mode : (0666 & ~r->umask);
     if (fchmod(fd, mode) < 0)
         return err_errno(err, errno, "%s/%s: chmod", r->root_name, path);
     struct timespec ts[2];
@@ -489,9 +511,10 @@ static int symlink_make(struct worker *w, int dfd, const char *name, const char 
     }
     if (rc < 0)
         return err_set(err, HAUL_EIO, "%s/%s: no free temporary name", r->root_name, path);
-    if (r->as_root && (pm->has & (META_HAS_UID | META_HAS_GID)) &&
-        fchownat(dfd, tmp, (pm->has & META_HAS_UID) ? pm->uid : (uid_t)-1,
-                 (pm->has & META_HAS_GID) ? pm->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+    struct meta_restore_plan p;
+    plan_make(r, pm, path, &p);
+    if ((p.has & (META_HAS_UID | META_HAS_GID)) &&
+        fchownat(dfd, tmp, p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0)
         rc = err_errno(err, errno, "%s/%s: chown", r->root_name, path);
     struct timespec ts[2];
     times_of(pm, last_modified, ts);
@@ -504,7 +527,7 @@ static int symlink_make(struct worker *w, int dfd, const char *name, const char 
     return commit(r, dfd, tmp, name, path, err);
 }
 
-/* FIFOs and devices (devices need root). */
+/* FIFOs and devices (devices need root and --devices: see entry_restore). */
 static int special_make(struct worker *w, int dfd, const char *name, const char *path,
                         const struct meta_posix *pm, time_t last_modified, haul_error *err)
 {
@@ -519,12 +542,13 @@ static int special_make(struct worker *w, int dfd, const char *name, const char 
     }
     if (rc < 0)
         return err_set(err, HAUL_EIO, "%s/%s: no free temporary name", r->root_name, path);
-    if (r->as_root && (pm->has & (META_HAS_UID | META_HAS_GID)) &&
-        fchownat(dfd, tmp, (pm->has & META_HAS_UID) ? pm->uid : (uid_t)-1,
-                 (pm->has & META_HAS_GID) ? pm->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+    struct meta_restore_plan p;
+    plan_make(r, pm, path, &p);
+    if ((p.has & (META_HAS_UID | META_HAS_GID)) &&
+        fchownat(dfd, tmp, p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0)
         rc = err_errno(err, errno, "%s/%s: chown", r->root_name, path);
     /* tmp is the node made just above (mknodat never replaces a name). */
-    if (rc == 0 && (pm->has & META_HAS_MODE) && fs_chmod_at(dfd, tmp, pm->mode & S_IFMT, pm->mode & 07777, err) < 0) {
+    if (rc == 0 && (p.has & META_HAS_MODE) && fs_chmod_at(dfd, tmp, pm->mode & S_IFMT, p.mode, err) < 0) {
         err_prefix(err, "%s/%s: ", r->root_name, path);
         rc = -HAUL_EIO;
     }
@@ -697,10 +721,12 @@ static int dir_entry(struct worker *w, const char *path, const struct meta_posix
         close(fd);
     }
     struct timespec mtime = mtime_of(pm, last_modified);
+    struct meta_restore_plan p; /* what dir_finish applies at the end */
+    plan_make(r, pm, path, &p);
     struct restore_dir d = {
         .path = path, .depth = depth_of(path),
-        .has = (pm->has & (META_HAS_MODE | META_HAS_UID | META_HAS_GID | META_HAS_ATIME)) | META_HAS_MTIME,
-        .mode = pm->mode, .uid = pm->uid, .gid = pm->gid,
+        .has = p.has | (pm->has & META_HAS_ATIME) | META_HAS_MTIME,
+        .mode = (pm->mode & S_IFMT) | p.mode, .uid = p.uid, .gid = p.gid,
         .mtime_sec = mtime.tv_sec, .mtime_nsec = mtime.tv_nsec,
         .atime_sec = pm->atime.tv_sec, .atime_nsec = pm->atime.tv_nsec,
     };
@@ -745,6 +771,15 @@ static int entry_restore(struct worker *w, const struct task *t, const char *pat
         return dir_entry(w, path, pm, info->mtime, err);
     if (type == S_IFSOCK) {
         report(r, "note", "%s: a socket; not restored", path);
+        return DONE;
+    }
+    struct meta_restore_plan plan;
+    meta_restore_policy(pm, &r->rules, &plan);
+    if (plan.refused) { /* not a failure: the run's choice (exit status unaffected) */
+        atomic_fetch_add(&r->st->devices_refused, 1);
+        report(r, "note", "%s: a %s device (%u:%u); not created: %s", path,
+               type == S_IFBLK ? "block" : "character", major(pm->rdev), minor(pm->rdev),
+               plan.refused);
         return DONE;
     }
     if (pm->has & META_HAS_HARDLINK) {
@@ -1176,6 +1211,10 @@ int restore_run(struct s3_client *c, const struct restore_opts *opts, struct res
     struct restore r = {.c = c, .o = opts, .st = stats, .root = -1};
     r.workers = opts->workers > 0 ? opts->workers : 16;
     r.as_root = geteuid() == 0;
+    r.rules = (struct meta_restore_rules){
+        .as_root = r.as_root, .no_same_owner = opts->no_same_owner,
+        .preserve_setuid = opts->preserve_setuid, .devices = opts->devices,
+        .keep_world_writable = opts->keep_world_writable};
     r.umask = umask(0);
     umask(r.umask);
     pthread_mutex_init(&r.lock, NULL);
@@ -1232,6 +1271,11 @@ int restore_run(struct s3_client *c, const struct restore_opts *opts, struct res
     if (rc == 0 && stats->errors)
         rc = err_set(err, HAUL_EIO, "%llu entr%s could not be restored (see the messages above)",
                      (unsigned long long)stats->errors, stats->errors == 1 ? "y" : "ies");
+    if (rc < 0) { /* the caller prints it: a key or path in it is escaped as report's lines */
+        char shown[sizeof err->msg];
+        meta_text_escape(err->msg, strlen(err->msg), shown, sizeof shown);
+        memcpy(err->msg, shown, sizeof shown);
+    }
     restore_state_close(r.state);
     if (r.root >= 0)
         close(r.root);

@@ -10,8 +10,9 @@
  * component by component with openat(O_NOFOLLOW | O_DIRECTORY).  Files are
  * written to a temporary name in their final directory (O_EXCL | O_NOFOLLOW)
  * and renamed into place only once complete and verified (ETag), with mode,
- * owner (as root) and times already applied.  Sparse files (haul-sparse) are
- * written skipping zero blocks.  Directory metadata and hard links go to an
+ * owner (as root) and times already applied, as far as meta_restore_policy
+ * allows (restore_opts: no set-ID bits, devices or others' write by
+ * default).  Sparse files (haul-sparse) are written skipping zero blocks.  Directory metadata and hard links go to an
  * on-disk table (index/restore_state) and are applied at the end: links once
  * every file exists, then directories deepest first.
  *
@@ -46,11 +47,16 @@ struct restore_stats {
     atomic_uint_fast64_t requested; /* RestoreObject requests sent by this run */
     atomic_uint_fast64_t pending;   /* archived objects not readable yet at the end */
     atomic_uint_fast64_t errors;    /* entries that could not be restored */
+    atomic_uint_fast64_t setid_removed;       /* entries restored without their set-user/group-ID bits */
+    atomic_uint_fast64_t world_write_removed; /* entries restored without others' write permission */
+    atomic_uint_fast64_t devices_refused;     /* device files not created (not counted as errors) */
 };
 
 /* Reports one event: what is "error" (detail is the message), "file",
  * "dir", "symlink", "link", "special", "skip", "restore-requested",
- * "pending", "waiting" (detail: how many and when), "note". */
+ * "pending", "waiting" (detail: how many and when), "strip" (mode bits the
+ * safety policy left out), "note" (a socket or device file not created, ...).
+ * detail holds no control character (meta_text_escape). */
 typedef void (*restore_line_fn)(const char *what, const char *detail, void *ctx);
 
 struct restore_opts {
@@ -67,6 +73,13 @@ struct restore_opts {
     int large_downloads;       /* objects over the part size downloading at once (default 2) */
     struct xfer_opts xfer;     /* part size, ranges in flight per large object, buffers */
     bool dry_run;              /* list, HEAD and report; write nothing, request nothing */
+    /* What of the bucket's metadata is trusted (meta_restore_policy in meta/meta.h): by
+     * default owners only as root, no set-user/group-ID bits, no device files, nothing
+     * writable by others but sticky directories. */
+    bool no_same_owner;        /* never apply uid/gid, even as root */
+    bool preserve_setuid;      /* as root, with the owner applied: keep set-ID bits */
+    bool devices;              /* as root: create block and character devices */
+    bool keep_world_writable;  /* keep others' write permission as stored */
     const char *state_dir;     /* the run's temporary table lives here */
     const atomic_bool *cancel; /* stop soon when it becomes true */
     restore_line_fn line;      /* may be NULL */

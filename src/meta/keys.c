@@ -10,23 +10,29 @@
 
 #define ESC_BASE 0xE000u /* U+E000 + byte stands for a byte (s3fs's wtf8) */
 
-const char *meta_quote(const char *s, size_t n, char out[META_QUOTE_SIZE])
+/* Writes c as \xNN at out (4 bytes, no NUL); returns 4. */
+static size_t hex_escape(char *out, unsigned char c)
 {
     static const char digits[] = "0123456789abcdef";
+    out[0] = '\\';
+    out[1] = 'x';
+    out[2] = digits[c >> 4];
+    out[3] = digits[c & 0x0f];
+    return 4;
+}
+
+const char *meta_quote(const char *s, size_t n, char out[META_QUOTE_SIZE])
+{
     size_t o = 0;
     size_t shown = n > 96 ? 96 : n;
 
     out[o++] = '"';
     for (size_t i = 0; i < shown; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
             out[o++] = (char)c;
-        } else {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = digits[c >> 4];
-            out[o++] = digits[c & 0x0f];
-        }
+        else
+            o += hex_escape(out + o, c);
     }
     out[o++] = '"';
     if (shown < n) {
@@ -75,6 +81,33 @@ size_t meta_utf8_char(const unsigned char *s, size_t n, uint32_t *cp)
         *cp = *cp << 6 | (s[i] & 0x3f);
     }
     return len;
+}
+
+const char *meta_text_escape(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = meta_utf8_char((const unsigned char *)s + i, n - i, &cp);
+        /* A control (C0, DEL, C1) or a byte that is not UTF-8 is shown byte by byte. */
+        bool shown_as_is = len > 0 && !(cp < 0x20 || (cp >= 0x7f && cp <= 0x9f));
+        size_t take = len ? len : 1, need = shown_as_is ? take : 4 * take;
+        if (o + need + 4 > cap) { /* room for "..." and the NUL */
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (shown_as_is) {
+            memcpy(out + o, s + i, take);
+            o += take;
+        } else {
+            for (size_t k = 0; k < take; k++)
+                o += hex_escape(out + o, (unsigned char)s[i + k]);
+        }
+        i += take;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 static bool is_escape(uint32_t cp)

@@ -1,5 +1,7 @@
 /* meta: POSIX metadata <-> S3 user metadata, the Glacier SHA-256 tree hash,
- * and object keys <-> relative paths with the restore-side safety check.
+ * object keys <-> relative paths with the restore-side safety check, the
+ * restore policy (which owners, mode bits and device files a restore applies)
+ * and the escape of bucket-supplied text for terminals.
  * Everything here is pure (no I/O, no globals); only the tree hasher allocates.
  *
  * ==== Object layout and metadata convention ===================================
@@ -179,6 +181,60 @@ struct meta_posix {
  * ("bad metadata x-amz-meta-uid \"-5\": negative"). */
 int meta_stat_decode(const struct s3_meta *meta, size_t n, bool dir_key, struct meta_posix *out,
                      haul_error *err);
+
+/* ---- What a restore applies: its safety policy ---------------------------------
+ * A bucket is often writable by more principals than the person restoring
+ * from it, so the metadata it carries is applied only as far as it cannot
+ * hand those principals (or other local users) more than the files. */
+
+/* What the person restoring allows (restore's options). */
+struct meta_restore_rules {
+    bool as_root;             /* the run has euid 0: owners can be applied, devices made */
+    bool no_same_owner;       /* --no-same-owner: never apply uid/gid */
+    bool preserve_setuid;     /* --preserve-setuid */
+    bool devices;             /* --devices */
+    bool keep_world_writable; /* --keep-world-writable */
+};
+
+/* What the policy took away (struct meta_restore_plan.dropped). */
+enum meta_drop {
+    META_DROP_SETID = 1u << 0,       /* set-user-ID and/or set-group-ID bits */
+    META_DROP_WORLD_WRITE = 1u << 1, /* write permission for others */
+    META_DROP_OWNER = 1u << 2,       /* uid/gid (not root, or no_same_owner) */
+};
+
+/* What to do with one entry. */
+struct meta_restore_plan {
+    const char *refused; /* NULL: create the entry; else why not (a device file) */
+    unsigned has;        /* META_HAS_MODE, _UID, _GID: which fields below to apply */
+    mode_t mode;         /* permission bits (07777 at most), with META_HAS_MODE */
+    uid_t uid;           /* (uid_t)-1 without META_HAS_UID (fchown's "leave it") */
+    gid_t gid;           /* (gid_t)-1 without META_HAS_GID */
+    unsigned dropped;    /* META_DROP_* */
+};
+
+/* The restore policy, for one decoded entry (pure):
+ * - owners: uid/gid only as root and without no_same_owner;
+ * - set-user-ID / set-group-ID: kept only as root with preserve_setuid and
+ *   with the owner they refer to applied (S_ISUID the uid, S_ISGID the gid);
+ *   else removed.  Exception: a directory's set-group-ID bit, which only
+ *   makes new entries inherit its group and runs nothing, is kept;
+ * - block and character devices: created only as root with devices, else
+ *   refused (out->refused says why);
+ * - others' write permission: removed from regular files, FIFOs and
+ *   directories without the sticky bit unless keep_world_writable (devices,
+ *   opted into with devices, keep their modes; a symlink has no mode to set).
+ * Never fails; out is always filled. */
+void meta_restore_policy(const struct meta_posix *in, const struct meta_restore_rules *rules,
+                         struct meta_restore_plan *out);
+
+/* Writes s (n bytes) for a terminal or a log: valid UTF-8 as is, but C0
+ * controls, DEL, C1 controls (U+0080..U+009F) and bytes that are not UTF-8
+ * as \xNN, so a key, path or link target from a bucket cannot move the cursor
+ * or rewrite a terminal.  A backslash is left as is (text already quoted with
+ * \xNN stays readable).  Cut at a character with "..." when it does not fit
+ * in out (cap >= 4 bytes, NUL included).  Returns out. */
+const char *meta_text_escape(const char *s, size_t n, char *out, size_t cap);
 
 /* ---- SHA-256 tree hash (Amazon Glacier) --------------------------------------
  * 1 MiB leaves, each hashed with SHA-256; adjacent pairs combined by SHA-256 of

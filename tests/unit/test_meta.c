@@ -1,7 +1,9 @@
 /* Unit tests for meta: POSIX metadata <-> x-amz-meta-* (round trips, what s3fs
  * and rclone write, malformed values), the Glacier SHA-256 tree hash (botocore's
  * published vectors and python3 hashlib ones), and keys <-> paths (the escape
- * for names that are not UTF-8, and the restore-side refusal of hostile keys). */
+ * for names that are not UTF-8, and the restore-side refusal of hostile keys),
+ * the restore policy (owners, set-ID bits, devices, others' write) and the
+ * escape of control characters for terminals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1024,6 +1026,193 @@ static void test_path_check(void **state)
     }
 }
 
+/* ---- the restore policy ----------------------------------------------------------- */
+
+/* Decoded metadata of an entry with mode, uid 0 and gid 0. */
+static struct meta_posix posix_of(mode_t mode)
+{
+    struct meta_posix p;
+    memset(&p, 0, sizeof p);
+    p.has = META_HAS_MODE | META_HAS_UID | META_HAS_GID | META_HAS_MTIME;
+    p.mode = mode;
+    return p;
+}
+
+static struct meta_restore_plan plan_of(mode_t mode, struct meta_restore_rules rules)
+{
+    struct meta_posix p = posix_of(mode);
+    struct meta_restore_plan plan;
+    meta_restore_policy(&p, &rules, &plan);
+    return plan;
+}
+
+static const struct meta_restore_rules USER = {0}, ROOT = {.as_root = true},
+                                       ROOT_SETUID = {.as_root = true, .preserve_setuid = true};
+
+static void test_policy_owner(void **state)
+{
+    (void)state;
+    struct meta_restore_plan p = plan_of(S_IFREG | 0644, USER);
+    assert_null(p.refused);
+    assert_int_equal(p.has, META_HAS_MODE); /* no owner as a user */
+    assert_int_equal(p.uid, (uid_t)-1);
+    assert_int_equal(p.gid, (gid_t)-1);
+    assert_int_equal(p.dropped, META_DROP_OWNER);
+    assert_int_equal(p.mode, 0644);
+
+    p = plan_of(S_IFREG | 0644, ROOT);
+    assert_int_equal(p.has, META_HAS_MODE | META_HAS_UID | META_HAS_GID);
+    assert_int_equal(p.uid, 0);
+    assert_int_equal(p.gid, 0);
+    assert_int_equal(p.dropped, 0);
+
+    p = plan_of(S_IFREG | 0644, (struct meta_restore_rules){.as_root = true, .no_same_owner = true});
+    assert_int_equal(p.has, META_HAS_MODE);
+    assert_int_equal(p.uid, (uid_t)-1);
+    assert_int_equal(p.dropped, META_DROP_OWNER);
+
+    /* Only what the metadata carries: a uid without a gid, no mode at all. */
+    struct meta_posix in = posix_of(S_IFREG | 0644);
+    in.has = META_HAS_UID;
+    in.uid = 1234;
+    struct meta_restore_plan q;
+    meta_restore_policy(&in, &ROOT, &q);
+    assert_int_equal(q.has, META_HAS_UID);
+    assert_int_equal(q.uid, 1234);
+    assert_int_equal(q.gid, (gid_t)-1);
+}
+
+static void test_policy_setid(void **state)
+{
+    (void)state;
+    /* The audit's 0104755 and 0102755: stripped unless root keeps owners and asks. */
+    const mode_t modes[] = {S_IFREG | 04755, S_IFREG | 02755, S_IFREG | 06755, S_IFIFO | 04644};
+    for (size_t i = 0; i < COUNT(modes); i++) {
+        const struct meta_restore_rules strip[] = {
+            USER, ROOT, {.preserve_setuid = true},
+            {.as_root = true, .preserve_setuid = true, .no_same_owner = true}};
+        for (size_t j = 0; j < COUNT(strip); j++) {
+            struct meta_restore_plan p = plan_of(modes[i], strip[j]);
+            assert_int_equal(p.mode, modes[i] & 0777);
+            assert_true(p.dropped & META_DROP_SETID);
+        }
+        struct meta_restore_plan p = plan_of(modes[i], ROOT_SETUID);
+        assert_int_equal(p.mode, modes[i] & 07777);
+        assert_false(p.dropped & META_DROP_SETID);
+    }
+    /* Each bit needs its own owner applied: no uid in the metadata, no S_ISUID. */
+    struct meta_posix in = posix_of(S_IFREG | 06755);
+    in.has &= ~(unsigned)META_HAS_UID;
+    struct meta_restore_plan p;
+    meta_restore_policy(&in, &ROOT_SETUID, &p);
+    assert_int_equal(p.mode, 02755);
+    assert_true(p.dropped & META_DROP_SETID);
+    in.has = (in.has | META_HAS_UID) & ~(unsigned)META_HAS_GID;
+    meta_restore_policy(&in, &ROOT_SETUID, &p);
+    assert_int_equal(p.mode, 04755);
+    /* A directory keeps its set-group-ID bit (group inheritance), not set-user-ID. */
+    p = plan_of(S_IFDIR | 02775, USER);
+    assert_int_equal(p.mode, 02775);
+    assert_false(p.dropped & META_DROP_SETID);
+    p = plan_of(S_IFDIR | 06775, ROOT);
+    assert_int_equal(p.mode, 02775);
+    assert_true(p.dropped & META_DROP_SETID);
+    /* The sticky bit is no set-ID bit. */
+    p = plan_of(S_IFREG | 01755, USER);
+    assert_int_equal(p.mode, 01755);
+    assert_int_equal(p.dropped & ~(unsigned)META_DROP_OWNER, 0);
+}
+
+static void test_policy_devices(void **state)
+{
+    (void)state;
+    const mode_t devs[] = {S_IFCHR | 0666, S_IFBLK | 0660};
+    for (size_t i = 0; i < COUNT(devs); i++) {
+        assert_string_equal(plan_of(devs[i], USER).refused,
+                            "device files are created only with --devices");
+        assert_string_equal(plan_of(devs[i], ROOT).refused,
+                            "device files are created only with --devices");
+        assert_string_equal(plan_of(devs[i], (struct meta_restore_rules){.devices = true}).refused,
+                            "device files are created only by root");
+        struct meta_restore_plan p =
+            plan_of(devs[i], (struct meta_restore_rules){.as_root = true, .devices = true});
+        assert_null(p.refused);
+        assert_int_equal(p.mode, devs[i] & 0777); /* opted in: its mode, o+w included */
+        assert_int_equal(p.dropped, 0);
+    }
+    /* FIFOs and the rest are always created. */
+    const mode_t others[] = {S_IFIFO | 0644, S_IFREG | 0644, S_IFDIR | 0755, S_IFLNK | 0777,
+                             S_IFSOCK | 0755};
+    for (size_t i = 0; i < COUNT(others); i++)
+        assert_null(plan_of(others[i], USER).refused);
+}
+
+static void test_policy_world_writable(void **state)
+{
+    (void)state;
+    struct meta_restore_plan p = plan_of(S_IFDIR | 0777, ROOT);
+    assert_int_equal(p.mode, 0775);
+    assert_int_equal(p.dropped, META_DROP_WORLD_WRITE);
+    p = plan_of(S_IFDIR | 0777, (struct meta_restore_rules){.as_root = true, .keep_world_writable = true});
+    assert_int_equal(p.mode, 0777);
+    assert_int_equal(p.dropped, 0);
+    p = plan_of(S_IFDIR | 01777, USER); /* /tmp-like: others cannot remove what is not theirs */
+    assert_int_equal(p.mode, 01777);
+    assert_int_equal(p.dropped, META_DROP_OWNER);
+    p = plan_of(S_IFREG | 0666, USER);
+    assert_int_equal(p.mode, 0664);
+    assert_int_equal(p.dropped, META_DROP_OWNER | META_DROP_WORLD_WRITE);
+    p = plan_of(S_IFIFO | 0622, ROOT);
+    assert_int_equal(p.mode, 0620);
+    p = plan_of(S_IFREG | 04777, USER); /* both at once */
+    assert_int_equal(p.mode, 0775);
+    assert_int_equal(p.dropped, META_DROP_OWNER | META_DROP_SETID | META_DROP_WORLD_WRITE);
+    /* A symlink: no mode to apply, nothing dropped but (as a user) its owner. */
+    p = plan_of(S_IFLNK | 0777, ROOT);
+    assert_int_equal(p.has, META_HAS_UID | META_HAS_GID);
+    assert_int_equal(p.dropped, 0);
+    /* No mode in the metadata: the creation mode stays. */
+    struct meta_posix in = posix_of(S_IFREG | 0666);
+    in.has = META_HAS_MTIME;
+    meta_restore_policy(&in, &USER, &p);
+    assert_int_equal(p.has, 0);
+    assert_int_equal(p.dropped, 0);
+}
+
+static void test_text_escape(void **state)
+{
+    (void)state;
+    char out[64];
+#define L(s) s, sizeof(s) - 1
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {L("plain/path.txt"), "plain/path.txt"},
+        {L("caf\xc3\xa9 \xe2\x98\x83"), "caf\xc3\xa9 \xe2\x98\x83"}, /* UTF-8 as is */
+        {L("a\033[31mred"), "a\\x1b[31mred"},                       /* ESC */
+        {L("t\ab\tn\nr\r"), "t\\x07b\\x09n\\x0ar\\x0d"},
+        {L("del\x7f"), "del\\x7f"},
+        {L("c1\xc2\x9b" "2J"), "c1\\xc2\\x9b2J"},       /* U+009B, the 8-bit CSI */
+        {L("c1 \xc2\xa0"), "c1 \xc2\xa0"},              /* U+00A0 is no control */
+        {L("raw\x9b\xff"), "raw\\x9b\\xff"},            /* not UTF-8 */
+        {L("nul\0x"), "nul\\x00x"},
+        {L("back\\slash \"q\""), "back\\slash \"q\""}, /* left as they are */
+        {L(""), ""},
+    };
+#undef L
+    for (size_t i = 0; i < COUNT(cases); i++)
+        assert_string_equal(meta_text_escape(cases[i].in, cases[i].n, out, sizeof out), cases[i].want);
+    /* Cut at a whole character, never inside an escape or a UTF-8 sequence. */
+    assert_string_equal(meta_text_escape("abcdefghij", 10, out, 8), "abcd...");
+    assert_string_equal(meta_text_escape("ab\033cdef", 7, out, 8), "ab...");
+    assert_string_equal(meta_text_escape("ab\xe2\x98\x83zz", 7, out, 8), "ab...");
+    assert_string_equal(meta_text_escape("ab\xe2\x98\x83", 5, out, 9), "ab\xe2\x98\x83");
+    assert_string_equal(meta_text_escape("abc", 3, out, 4), "...");
+    assert_string_equal(meta_text_escape("abc", 3, out, 7), "abc");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1051,6 +1240,11 @@ int main(void)
         cmocka_unit_test(test_key_hostile),
         cmocka_unit_test(test_key_limits_ok),
         cmocka_unit_test(test_path_check),
+        cmocka_unit_test(test_policy_owner),
+        cmocka_unit_test(test_policy_setid),
+        cmocka_unit_test(test_policy_devices),
+        cmocka_unit_test(test_policy_world_writable),
+        cmocka_unit_test(test_text_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
