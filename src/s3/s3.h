@@ -194,4 +194,16 @@ int s3_bucket_create(struct s3_client *c, const char *bucket, haul_error *err);
 int s3_bucket_delete(struct s3_client *c, const char *bucket, haul_error *err);
 int s3_buckets_list(struct s3_client *c, s3_bucket_fn fn, void *ctx, haul_error *err);
 
+/* The checksum a server keeps of an object's bytes (x-amz-checksum-*, sent
+ * on HEAD with x-amz-checksum-mode: ENABLED; servers without checksums,
+ * such as RGW 16, send none).  name is "" when the server sent none. */
+struct s3_checksum {
+    char name[16];  /* "crc32", "crc32c", "crc64nvme", "sha1", "sha256" */
+    char value[96]; /* base64, "-N" appended for a composite of N parts */
+    char type[16];  /* x-amz-checksum-type: "COMPOSITE", "FULL_OBJECT" or "" */
+};
+/* HeadObject asking for the checksum: info as s3_object_head fills it. */
+int s3_object_head_checksum(struct s3_client *c, const char *bucket, const char *key,
+                            struct s3_object_info *info, struct s3_checksum *sum, haul_error *err);
+
 #endif

@@ -129,3 +129,5 @@ void hash_free(struct hash_ctx *ctx)
     EVP_MD_CTX_free(ctx->md);
     free(ctx);
 }
+
+struct hash_ctx *hash_sha1_new(void) { return ctx_new(EVP_sha1(), SHA1_LEN); }

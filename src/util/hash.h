@@ -30,4 +30,8 @@ void hash_update(struct hash_ctx *ctx, const void *data, size_t n);
 void hash_final(struct hash_ctx *ctx, uint8_t *out);
 void hash_free(struct hash_ctx *ctx); /* without a digest; NULL is a no-op */
 
+/* Streaming SHA-1 (20 bytes), for S3's x-amz-checksum-sha1 only. */
+#define SHA1_LEN 20
+struct hash_ctx *hash_sha1_new(void);
+
 #endif
