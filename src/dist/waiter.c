@@ -46,7 +46,8 @@ static int refused_check(struct dist_waiter *w, haul_error *err)
 {
     struct dist_depth d;
     haul_error derr = {0};
-    if (!w->refusals || dist_queue_depth(w->q, DIST_WORK, &d, &derr) < 0 || d.consumers > 0)
+    if (!w->refusals || dist_queue_depth(w->q, DIST_WORK, &d, &derr) < 0 || d.consumers > 0 ||
+        ++w->unserved < DIST_REFUSED_IDLE_MAX)
         return 0;
     return err_set(err, HAUL_EINTEGRITY, "no worker took the job: worker %s; nothing more was done "
                    "(fix that node or stop its worker, then run again)", w->refused);
@@ -75,8 +76,10 @@ int dist_wait_result(struct dist_waiter *w, int timeout_ms, struct dist_msg *msg
                 return rc;
             continue;
         }
-        if (!rerr.code)
+        if (!rerr.code) {
+            w->refusals = w->unserved = 0; /* a worker is doing the job */
             return 1;
+        }
         log_warn("%s: dropping a malformed result: %s", dist_queue_url(w->q), rerr.msg);
         int rc = dist_reject(w->q, msg, false, err);
         if (rc < 0)

@@ -24,16 +24,24 @@ struct dist_waiter {
     void *ctx;
     int idle;                        /* idle waits in a row */
     bool told;
-    unsigned refusals;               /* refusals received */
+    unsigned refusals;               /* refusals received since the last other result */
+    unsigned unserved;               /* idle waits since then that found no consumer */
     char refused[DIST_NODE_MAX + 600]; /* the last one: "worker: why" */
 };
+
+/* After a refusal, this many idle waits (about a second each) finding no
+ * consumer on the work queue, with no other result in between, fail the
+ * run: no worker left can take the units (a refusing one leaves the queue
+ * for a while after each refusal). */
+#define DIST_REFUSED_IDLE_MAX 10
 
 /* Waits up to timeout_ms for the next result: 1 with *msg and *res (the
  * caller releases res and acks or rejects msg), 0 when none came, < 0 when
  * the queue failed or the run was interrupted.  Refusals are taken here:
- * logged (a worker's first), and once one came, an idle wait that finds no
- * consumer left on the work queue fails the run (HAUL_EINTEGRITY, naming
- * the refusal): the units would wait forever. */
+ * logged (a worker's first), and once one came, DIST_REFUSED_IDLE_MAX idle
+ * waits finding no consumer on the work queue (no other result in between)
+ * fail the run (HAUL_EINTEGRITY, naming the refusal): the units would wait
+ * forever. */
 int dist_wait_result(struct dist_waiter *w, int timeout_ms, struct dist_msg *msg, struct dist_result *res,
                      haul_error *err);
 

@@ -652,8 +652,8 @@ static int job_refuse(struct wthread *t, struct dist_queue *q, struct dist_msg *
     snprintf(t->w->refused_run, sizeof t->w->refused_run, "%s", run);
     pthread_mutex_unlock(&t->w->refused_lock);
     if (first)
-        log_error("haul worker %s: refusing the units of run %s: %s (left to other nodes)", t->w->name, run,
-                  why->msg);
+        log_error("haul worker %s: cannot serve this job here: %s (the units of run %s are left to other nodes)",
+                  t->w->name, why->msg, run);
     struct strbuf payload = STRBUF_INIT, sb = STRBUF_INIT;
     wire_put_u8(&payload, DIST_REFUSAL);
     wire_put_str(&payload, why->msg, strnlen(why->msg, 1000));

@@ -171,8 +171,8 @@ OUT=$(timeout 120 "$HAUL" clone "${B[@]}" --pass all "$DS" "$DD" 2>"$SCRATCH/.er
 is "$RC" 1 "with only that worker, the distributed clone exits 1"
 like "$ERR" "no worker took the job: worker wbad/[0-9]: .*SRC .* is empty on this node" "the coordinator names the refusing worker and why"
 is "$(entries "$DD")" "$N_DD" "DST intact"
-like "$(cat "$SCRATCH/wbad.log")" "refusing the units of run [0-9a-f]+: .*SRC .* is empty on this node" "the worker logs why it refuses"
-is "$(grep -c "refusing the units of run" "$SCRATCH/wbad.log")" 1 "once for the run"
+like "$(cat "$SCRATCH/wbad.log")" "cannot serve this job here: .*SRC .* is empty on this node.*units of run [0-9a-f]+ are left to other nodes" "the worker logs why it refuses"
+is "$(grep -c "cannot serve this job here" "$SCRATCH/wbad.log")" 1 "once for the run"
 OUT=$(timeout 120 "$HAUL" backup "${B[@]}" --delete "$DS" "s3://$BUCKET/dbk" 2>"$SCRATCH/.err"); RC=$?; ERR=$(cat "$SCRATCH/.err")
 is "$RC" 1 "with only that worker, the distributed backup --delete exits 1"
 like "$ERR" "no worker took the job: worker wbad" "the coordinator names the refusing worker"
