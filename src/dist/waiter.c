@@ -13,6 +13,8 @@
  * otherwise). */
 static void idle_check(struct dist_waiter *w)
 {
+    if (w->refusals)
+        return; /* workers are attached, refusing: refused_check tells */
     struct dist_depth d;
     haul_error derr = {0};
     if (++w->idle >= 3 && !w->told && dist_queue_depth(w->q, DIST_WORK, &d, &derr) == 0 && d.consumers == 0) {
@@ -31,13 +33,23 @@ static bool refusal_take(struct dist_waiter *w, const struct dist_result *res)
     struct wire_reader r = {p + 1, res->payload_len - 1, NULL};
     const unsigned char *why;
     size_t n = wire_get_str(&r, &why);
-    char line[sizeof w->refused];
-    snprintf(line, sizeof line, "%s: %.*s", res->worker, r.why ? 0 : (int)n, r.why ? "" : (const char *)why);
-    /* The first refusal of each worker thread in a row is logged. */
-    if (strcmp(line, w->refused) != 0)
-        log_warn("%s: worker %s refuses the job's units (another worker may take them)", dist_queue_url(w->q), line);
-    snprintf(w->refused, sizeof w->refused, "%s", line);
+    int len = r.why ? 0 : (int)n;
+    const char *text = r.why ? "" : (const char *)why;
+    snprintf(w->refused, sizeof w->refused, "%s: %.*s", res->worker, len, text);
     w->refusals++;
+    /* Logged once per node (its threads are "node/N"). */
+    char node[DIST_NODE_MAX + 1];
+    snprintf(node, sizeof node, "%s", res->worker);
+    char *slash = strrchr(node, '/');
+    if (slash)
+        *slash = '\0';
+    for (unsigned i = 0; i < w->nlogged; i++)
+        if (strcmp(w->logged[i], node) == 0)
+            return true;
+    if (w->nlogged < sizeof w->logged / sizeof *w->logged)
+        snprintf(w->logged[w->nlogged++], sizeof w->logged[0], "%s", node);
+    log_warn("%s: worker %s refuses the job's units (another worker may take them): %.*s", dist_queue_url(w->q),
+             node, len, text);
     return true;
 }
 

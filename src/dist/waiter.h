@@ -27,6 +27,8 @@ struct dist_waiter {
     unsigned refusals;               /* refusals received since the last other result */
     unsigned unserved;               /* idle waits since then that found no consumer */
     char refused[DIST_NODE_MAX + 600]; /* the last one: "worker: why" */
+    char logged[16][DIST_NODE_MAX + 1]; /* nodes whose refusal was logged (the first 16) */
+    unsigned nlogged;
 };
 
 /* After a refusal, this many idle waits (about a second each) finding no

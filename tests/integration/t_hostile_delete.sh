@@ -170,6 +170,7 @@ wait_workers 1; ok $? "the worker without SRC's mount answers"
 OUT=$(timeout 120 "$HAUL" clone "${B[@]}" --pass all "$DS" "$DD" 2>"$SCRATCH/.err"); RC=$?; ERR=$(cat "$SCRATCH/.err")
 is "$RC" 1 "with only that worker, the distributed clone exits 1"
 like "$ERR" "no worker took the job: worker wbad/[0-9]: .*SRC .* is empty on this node" "the coordinator names the refusing worker and why"
+is "$(echo "$ERR" | grep -c "worker wbad refuses the job's units")" 1 "the coordinator logs the node's refusal once"
 is "$(entries "$DD")" "$N_DD" "DST intact"
 like "$(cat "$SCRATCH/wbad.log")" "cannot serve this job here: .*SRC .* is empty on this node.*units of run [0-9a-f]+ are left to other nodes" "the worker logs why it refuses"
 is "$(grep -c "cannot serve this job here" "$SCRATCH/wbad.log")" 1 "once for the run"
