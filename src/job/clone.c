@@ -943,7 +943,7 @@ void clone_src_record(struct clone *c)
         return;
     }
     if (!srcid_recordable(&c->src_id, have > 0 ? &then : NULL, c->o->allow_new_src)) {
-        if (c->src_id.nonempty && !srcid_same_fs(&c->src_id, &then, why, sizeof why))
+        if (have > 0 && c->src_id.nonempty && !srcid_same_fs(&c->src_id, &then, why, sizeof why))
             log_warn("clone: SRC %s is not the filesystem recorded at the last run (%s): not recorded; a delete "
                      "pass refuses to run without --allow-new-src", c->src_abs, why);
         return;
