@@ -111,8 +111,9 @@ static void summary(const struct backup_stats *s, const struct global_opts *g, d
 struct backup_cli {
     const char *bucketname, *storage_class_large, *state_dir, *newer, *older, *broker, *job;
     uint64_t small_threshold, range_size;
-    int small_workers, walk_threads;
+    int small_workers, walk_threads, max_delete;
     bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
+    bool allow_empty_src, allow_new_src;
     struct opt_list exclude, include;
     struct xfer_cli x;
     struct graphite_cli graphite;
@@ -195,14 +196,19 @@ int cmd_backup(int argc, char **argv)
         "was stored is recorded in an index under the state directory, so a run that changes\n"
         "nothing lists no bucket and uploads nothing. A run killed midway loses nothing: run it\n"
         "again. --delete removes objects whose files are gone (refused with --include/--exclude\n"
-        "unless --delete-excluded, and skipped when any entry could not be read).\n"
+        "unless --delete-excluded, and skipped when any entry could not be read). It refuses to\n"
+        "delete anything (exit 1) when a DIR is empty (an unmounted filesystem?: --allow-empty-src),\n"
+        "another filesystem than at the last run (root inode, statfs fsid and type, device; kept\n"
+        "in the index: --allow-new-src) or changed during the run, and with --max-delete N when\n"
+        "more than N objects would go. With --dry-run it lists what it would delete.\n"
         "Distributed (--broker URL or HAUL_BROKER): this process becomes the coordinator of\n"
         "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
         "changed against the same index as a local run and records what they stored.\n"
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
-    struct backup_cli cli = {.small_threshold = 128 * 1024, .range_size = 1ull << 30, .graphite = {.interval = 30}};
+    struct backup_cli cli = {.small_threshold = 128 * 1024, .range_size = 1ull << 30, .graphite = {.interval = 30},
+                             .max_delete = -1};
     bool delete_excluded = false;
     const struct opt opts[] = {
         XFER_CLI_OPTS(cli.x),
@@ -221,6 +227,9 @@ int cmd_backup(int argc, char **argv)
         {"dry-run", 'n', OPT_FLAG, &cli.dry_run, NULL, "print what would be uploaded, change nothing"},
         {"delete", 0, OPT_FLAG, &cli.delete_missing, NULL, "remove objects whose files are gone"},
         {"delete-excluded", 0, OPT_FLAG, &delete_excluded, NULL, "allow --delete with filters (objects of unselected files go too)"},
+        {"max-delete", 0, OPT_INT, &cli.max_delete, "N", "--delete: when more than N objects would go, delete nothing and exit 1"},
+        {"allow-empty-src", 0, OPT_FLAG, &cli.allow_empty_src, NULL, "--delete: an empty DIR may make every object of it go"},
+        {"allow-new-src", 0, OPT_FLAG, &cli.allow_new_src, NULL, "--delete: DIR may be another filesystem than at the last run (then recorded)"},
         {"one-file-system", 'x', OPT_FLAG, &cli.one_fs, NULL, "do not cross into other filesystems"},
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
         {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first (missing or stale index)"},
@@ -240,6 +249,8 @@ int cmd_backup(int argc, char **argv)
         cli.broker = dist_broker_url_from_env();
     if (cli.job && !cli.broker)
         return usage_error("backup", "--job needs --broker (or HAUL_BROKER)");
+    if (cli.max_delete < -1)
+        return usage_error("backup", "--max-delete takes 0 or more");
     if (cli.range_size && cli.range_size < 5 * 1024 * 1024)
         return usage_error("backup", "--range-size must be 0 (off) or at least 5M (one part)");
     struct s3_url url = {0};
@@ -274,6 +285,8 @@ int cmd_backup(int argc, char **argv)
             .xfer = xo, .filter = filter, .check_sha256 = cli.check_sha256, .dry_run = cli.dry_run,
             .delete_missing = cli.delete_missing, .one_filesystem = cli.one_fs, .state_dir = state,
             .rescan_remote = cli.rescan,
+            .allow_empty_src = cli.allow_empty_src, .allow_new_src = cli.allow_new_src,
+            .max_delete_set = cli.max_delete >= 0, .max_delete = cli.max_delete >= 0 ? (uint64_t)cli.max_delete : 0,
             .line = on_line, .line_ctx = &g, .cancel = &cmd_interrupted,
         };
         struct backup_stats stats;

@@ -12,11 +12,11 @@
 #include "util/graphite.h"
 
 struct clone_cli {
-    const char *pass, *broker, *job;
+    const char *pass, *broker, *job, *state_dir;
     struct graphite_cli graphite;
-    int threads, range_threads, skip_atime_older, skip_mtime_newer, mdt_count;
+    int threads, range_threads, skip_atime_older, skip_mtime_newer, mdt_count, max_delete;
     uint64_t parallel_threshold, chunk, range_size;
-    bool checksum, xattrs, fsync, dry_run, one_fs, stripes;
+    bool checksum, xattrs, fsync, dry_run, one_fs, stripes, allow_empty_src, allow_new_src;
     struct opt_list exclude;
 };
 
@@ -141,6 +141,11 @@ static const struct command_help help = {
         "  dirtimes  set every directory's times on DST to SRC's, deepest first.\n"
         "  all       copy, delete, dirtimes (the default is copy).\n"
         "A live migration runs copy passes while users work, then `--pass all` in the downtime.\n"
+        "The delete pass refuses to run (exit 1, nothing deleted) when SRC is empty while DST is\n"
+        "not (an unmounted filesystem?: --allow-empty-src), or is another filesystem than at the\n"
+        "last run on this DST (root inode, statfs fsid and type, device; recorded in the state\n"
+        "directory: --allow-new-src), and with --max-delete N when more than N entries would go\n"
+        "(counted first, everything below a directory that goes included).\n"
         "Like rsync -aH SRC/ DST/: the contents of SRC go into DST (created when missing).\n"
         "\n"
         "Distributed (--broker URL): this process becomes the coordinator of `haul worker`s on\n"
@@ -156,7 +161,7 @@ static const struct command_help help = {
 
 int cmd_clone(int argc, char **argv)
 {
-    struct clone_cli cli = {.pass = "copy", .graphite = {.interval = 30}, .range_size = 1ull << 30};
+    struct clone_cli cli = {.pass = "copy", .graphite = {.interval = 30}, .range_size = 1ull << 30, .max_delete = -1};
     struct global_opts g = {0};
     const struct opt opts[] = {
         {"pass", 0, OPT_STRING, &cli.pass, "PASSES", "copy, delete, dirtimes or all, comma-separated (default copy)"},
@@ -171,6 +176,10 @@ int cmd_clone(int argc, char **argv)
         {"dry-run", 'n', OPT_FLAG, &cli.dry_run, NULL, "print what would change (\"would copy PATH\"), change nothing"},
         {"one-file-system", 'x', OPT_FLAG, &cli.one_fs, NULL, "do not cross mount points below SRC"},
         {"exclude", 0, OPT_LIST, &cli.exclude, "GLOB", "leave out matching paths (repeatable; see README)"},
+        {"max-delete", 0, OPT_INT, &cli.max_delete, "N", "delete pass: when more than N entries would go, delete nothing and exit 1"},
+        {"allow-empty-src", 0, OPT_FLAG, &cli.allow_empty_src, NULL, "delete pass: an empty SRC may empty DST"},
+        {"allow-new-src", 0, OPT_FLAG, &cli.allow_new_src, NULL, "delete pass: SRC may be another filesystem than at the last run (then recorded)"},
+        {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "where SRC's identity per DST is recorded (default ~/.local/state/haul)"},
         {"skip-atime-older", 0, OPT_INT, &cli.skip_atime_older, "DAYS", "do not copy files not read for DAYS days (0: off)"},
         {"skip-mtime-newer", 0, OPT_INT, &cli.skip_mtime_newer, "SECONDS", "leave files modified in the last SECONDS to the final pass (0: off)"},
         GRAPHITE_CLI_OPTS("clone", cli.graphite),
@@ -200,6 +209,8 @@ int cmd_clone(int argc, char **argv)
         return usage_error("clone", "--job needs --broker (or HAUL_BROKER)");
     if (cli.broker && (cli.dry_run || cli.mdt_count || cli.stripes))
         return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
+    if (cli.max_delete < -1)
+        return usage_error("clone", "--max-delete takes 0 or more");
     if (cli.chunk && cli.chunk < 1024 * 1024)
         return usage_error("clone", "--chunk-size must be at least 1M");
     if (cli.range_size && cli.range_size < 1024 * 1024)
@@ -215,6 +226,8 @@ int cmd_clone(int argc, char **argv)
             return fail("clone", &err);
         }
 
+    char state[4096];
+    state_dir_resolve(cli.state_dir, state, sizeof state);
     struct clone_stats stats = {0};
     struct live live = {.stats = &stats};
     clock_gettime(CLOCK_MONOTONIC, &live.start);
@@ -228,6 +241,8 @@ int cmd_clone(int argc, char **argv)
         .skip_mtime_newer_secs = (unsigned)cli.skip_mtime_newer,
         .filter = filter,
         .layout = {.mdt_count = (unsigned)cli.mdt_count, .stripes = cli.stripes},
+        .state_dir = state, .allow_empty_src = cli.allow_empty_src, .allow_new_src = cli.allow_new_src,
+        .max_delete_set = cli.max_delete >= 0, .max_delete = cli.max_delete >= 0 ? (uint64_t)cli.max_delete : 0,
         .cancel = &cmd_interrupted,
         .line = cli.dry_run ? on_dry_line : on_line,
         .line_ctx = &g,

@@ -292,3 +292,53 @@ int64_t index_count(struct index *ix)
     pthread_mutex_unlock(&ix->lock);
     return n;
 }
+
+/* ---- properties: small named values about the destination (e.g. the
+ * identity of each backed-up root, fs/srcid), in a table of their own
+ * created on first use ---- */
+
+static int props_stmt(struct index *ix, const char *sql, sqlite3_stmt **s, haul_error *err)
+{
+    if (exec(ix, "CREATE TABLE IF NOT EXISTS props (name TEXT PRIMARY KEY, value TEXT)", err) < 0)
+        return -HAUL_EIO;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, s, NULL) != SQLITE_OK)
+        return db_fail(ix, err, "properties");
+    return 0;
+}
+
+int index_prop_get(struct index *ix, const char *name, char *value, size_t cap, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *s = NULL;
+    int rc = props_stmt(ix, "SELECT value FROM props WHERE name = ?1", &s, err);
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            copy_text(s, 0, value, cap);
+            rc = 1;
+        } else if (step != SQLITE_DONE) {
+            rc = db_fail(ix, err, "read a property");
+        }
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}
+
+int index_prop_set(struct index *ix, const char *name, const char *value, haul_error *err)
+{
+    pthread_mutex_lock(&ix->lock);
+    sqlite3_stmt *s = NULL;
+    int rc = props_stmt(ix, "INSERT OR REPLACE INTO props VALUES (?1, ?2)", &s, err);
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(ix, err, "store a property");
+    }
+    sqlite3_finalize(s);
+    if (rc == 0)
+        rc = batch_step(ix, err);
+    pthread_mutex_unlock(&ix->lock);
+    return rc;
+}

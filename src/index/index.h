@@ -66,4 +66,11 @@ int index_link_first(struct index *ix, uint64_t dev, uint64_t ino, const char *k
 /* Entries in the index (for summaries and tests). */
 int64_t index_count(struct index *ix);
 
+/* Named values about the destination, kept with the index (e.g. the
+ * identity of each source root, fs/srcid).  get: 1 and value filled (cap
+ * bytes) when name is set, 0 when not, <0 on error.  set: inserts or
+ * replaces, committed with the run's other writes. */
+int index_prop_get(struct index *ix, const char *name, char *value, size_t cap, haul_error *err);
+int index_prop_set(struct index *ix, const char *name, const char *value, haul_error *err);
+
 #endif

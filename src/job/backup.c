@@ -4,12 +4,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs/srcid.h"
 #include "index/index.h"
 #include "meta/meta.h"
 #include "util/err.h"
@@ -244,14 +247,15 @@ static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error
     }
     if (unchanged) {
         atomic_fetch_add(&b->stats->unchanged, 1);
-        rc = b->o->dry_run ? 0 : index_touch(b->ix, t->key, err);
+        rc = index_touch(b->ix, t->key, err); /* a dry run too: --delete lists what was not seen */
         backup_item_free(t);
         return rc;
     }
     if (b->o->dry_run) {
         report(b, "upload (dry run)", t->key);
+        rc = indexed ? index_touch(b->ix, t->key, err) : 0;
         backup_item_free(t);
-        return 0;
+        return rc;
     }
     bool large = t->kind == BACKUP_FILE && (uint64_t)t->st.st_size > b->o->small_threshold;
     if (queue_push(large ? b->large : b->small, t) < 0)
@@ -469,17 +473,132 @@ static int delete_one(const char *key, void *ctx)
     return s3_deleter_add(ctx, key);
 }
 
+static int count_one(const char *key, void *ctx)
+{
+    (void)key;
+    ++*(uint64_t *)ctx;
+    return 0;
+}
+
+static int list_one(const char *key, void *ctx)
+{
+    const struct backup_opts *o = ctx;
+    if (o->line)
+        o->line("delete (dry run)", key, o->line_ctx);
+    return 0;
+}
+
+/* ---- the identity of the roots (fs/srcid) ---- */
+
+/* Root i's identity as it is now (ino 0 when it cannot be taken). */
+static void root_probe(const struct backup_opts *o, size_t i, struct srcid *id)
+{
+    haul_error e = {0};
+    int fd = open(o->roots[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || srcid_probe(fd, id, &e) < 0) {
+        memset(id, 0, sizeof *id);
+        if (fd < 0)
+            err_errno(&e, errno, "open");
+        log_warn("%s: %s (its identity is unknown: --delete refuses to run)", o->roots[i], e.msg);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+void backup_src_probe(const struct backup_opts *o, struct srcid *ids)
+{
+    for (size_t i = 0; i < o->n_roots; i++)
+        root_probe(o, i, &ids[i]);
+}
+
+/* Root i's record: 1 and *then filled, 0 when there is none, < 0 on error
+ * (index, a damaged record).  name: the index property ("srcid " + the
+ * root's absolute path). */
+static int root_record(const struct backup_opts *o, struct index *ix, size_t i, char *name, size_t cap,
+                       struct srcid *then, haul_error *err)
+{
+    char abs[PATH_MAX], text[SRCID_TEXT_MAX + 1];
+    if (!realpath(o->roots[i], abs))
+        return err_errno(err, errno, "%s", o->roots[i]);
+    snprintf(name, cap, "srcid %s", abs);
+    int rc = index_prop_get(ix, name, text, sizeof text, err);
+    if (rc > 0 && srcid_parse(text, then) < 0)
+        rc = err_set(err, HAUL_EINTEGRITY, "%s: the index's record of its identity is damaged", o->roots[i]);
+    return rc;
+}
+
+/* May --delete go on?  Every root as it is now against the start of the
+ * run and the record, as fs/srcid decides. */
+static int src_guard(const struct backup_opts *o, struct index *ix, const struct srcid *ids, haul_error *err)
+{
+    struct srcid_policy p = {.allow_empty = o->allow_empty_src, .allow_new = o->allow_new_src};
+    for (size_t i = 0; i < o->n_roots; i++) {
+        struct srcid now, then;
+        char name[PATH_MAX + 8], why[128];
+        root_probe(o, i, &now);
+        if (now.ino && (!ids[i].ino || ids[i].nonempty != now.nonempty || !srcid_same_fs(&now, &ids[i], why, sizeof why)))
+            return err_set(err, HAUL_EINTEGRITY, "SRC %s changed during the run (mounted or unmounted?): nothing "
+                           "deleted (run again)", o->roots[i]);
+        haul_error rerr = {0};
+        int have = now.ino ? root_record(o, ix, i, name, sizeof name, &then, &rerr) : 0;
+        if (have < 0 && !o->allow_new_src)
+            return err_set(err, HAUL_EINTEGRITY, "%s: nothing deleted (--allow-new-src to take SRC as it is now)",
+                           rerr.msg);
+        int rc = srcid_delete_check(o->roots[i], &now, have > 0 ? &then : NULL, &p, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int backup_src_record(const struct backup_opts *o, struct index *ix, const struct srcid *ids, haul_error *err)
+{
+    for (size_t i = 0; i < o->n_roots; i++) {
+        struct srcid then;
+        char name[PATH_MAX + 8], text[SRCID_TEXT_MAX + 1], why[128];
+        haul_error rerr = {0};
+        int have = ids[i].ino ? root_record(o, ix, i, name, sizeof name, &then, &rerr) : -1;
+        if (have < 0 && !(ids[i].ino && o->allow_new_src && rerr.code == HAUL_EINTEGRITY)) {
+            if (ids[i].ino)
+                log_warn("%s", rerr.msg);
+            continue;
+        }
+        if (!srcid_recordable(&ids[i], have > 0 ? &then : NULL, o->allow_new_src)) {
+            if (ids[i].nonempty && have > 0 && !srcid_same_fs(&ids[i], &then, why, sizeof why))
+                log_warn("SRC %s is not the filesystem recorded at the last run (%s): not recorded; --delete "
+                         "refuses to run without --allow-new-src", o->roots[i], why);
+            continue;
+        }
+        srcid_format(&ids[i], text, sizeof text);
+        int rc = index_prop_set(ix, name, text, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct index *ix,
-                       struct backup_stats *stats, haul_error *err)
+                       const struct srcid *ids, struct backup_stats *stats, haul_error *err)
 {
     if (atomic_load(&stats->errors)) {
         log_warn("--delete skipped: %llu entries could not be read, so what is gone is not certain",
                  (unsigned long long)atomic_load(&stats->errors));
         return 0;
     }
+    uint64_t gone = 0;
+    int rc = index_unseen_each(ix, count_one, &gone, err);
+    if (rc < 0 || gone == 0)
+        return rc;
+    if ((rc = src_guard(o, ix, ids, err)) < 0)
+        return rc;
+    if (o->max_delete_set && gone > o->max_delete)
+        return err_set(err, HAUL_EINTEGRITY, "%llu objects would be deleted, more than --max-delete %llu: nothing "
+                       "deleted", (unsigned long long)gone, (unsigned long long)o->max_delete);
+    if (o->dry_run)
+        return index_unseen_each(ix, list_one, (void *)o, err);
     struct delete_ctx x = {.o = o, .ix = ix, .err = err};
     struct s3_deleter d = {.c = c, .bucket = o->bucket, .done = delete_done, .ctx = &x, .err = err};
-    int rc = index_unseen_each(ix, delete_one, &d, err);
+    rc = index_unseen_each(ix, delete_one, &d, err);
     if (rc == 0)
         rc = s3_deleter_flush(&d);
     s3_deleter_release(&d);
@@ -622,6 +741,11 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
                             sizeof path, err);
     if (rc == 0 && !(b.ix = index_open(path, err)))
         rc = -HAUL_EIO;
+    struct srcid *ids = calloc(o->n_roots ? o->n_roots : 1, sizeof *ids);
+    if (rc == 0 && !ids)
+        rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
+    if (rc == 0)
+        backup_src_probe(o, ids);
     if (rc == 0 && o->rescan_remote)
         rc = rescan_remote(&b, err);
     if (rc == 0)
@@ -634,8 +758,14 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
         rc = pipeline_run(&b, err);
     if (rc == 0 && b.fatal.code != HAUL_OK)
         rc = err_set(err, b.fatal.code, "%s", b.fatal.msg);
-    if (rc == 0 && o->delete_missing && !o->dry_run)
-        rc = backup_delete_gone(c, o, b.ix, stats, err);
+    if (rc == 0 && o->delete_missing)
+        rc = backup_delete_gone(c, o, b.ix, ids, stats, err);
+    if ((rc == 0 || rc == -HAUL_EINTEGRITY) && !o->dry_run && b.ix) {
+        haul_error rerr = {0};
+        if (backup_src_record(o, b.ix, ids, &rerr) < 0)
+            rc = rc ? rc : err_set(err, rerr.code, "%s", rerr.msg);
+    }
+    free(ids);
     if (b.ix) {
         int crc = index_close(b.ix, err);
         rc = rc ? rc : crc;

@@ -28,6 +28,8 @@
 #include "walk/filter.h"
 #include "xfer/xfer.h"
 
+struct srcid;
+
 struct backup_stats {
     atomic_uint_fast64_t files, dirs, symlinks, others; /* entries seen */
     atomic_uint_fast64_t bytes_seen;        /* sizes of the regular files seen */
@@ -74,7 +76,14 @@ struct backup_opts {
     const struct walk_filter *filter;
     bool check_sha256;          /* compare and record the SHA-256 tree hash */
     bool dry_run;               /* decide and report, change nothing */
-    bool delete_missing;        /* remove objects whose file is gone */
+    bool delete_missing;        /* remove objects whose file is gone (with dry_run: list them) */
+    /* --delete's guards (fs/srcid), as clone's delete pass: each root's
+     * identity is recorded in the index after a run; --delete refuses an
+     * empty root, another filesystem than recorded, or a root that changed
+     * during the run, and with max_delete_set more than max_delete objects. */
+    bool allow_empty_src, allow_new_src;
+    bool max_delete_set;
+    uint64_t max_delete;
     bool rescan_remote;         /* rebuild the index from the bucket first (listing + HEADs) */
     bool one_filesystem;
     const char *state_dir;      /* the index lives here */
@@ -95,11 +104,26 @@ int backup_item_upload(struct s3_client *c, const struct backup_opts *o, struct 
  * uid, gid (the incremental test). */
 bool backup_same_as_indexed(const struct index_entry *e, const struct stat *st);
 
+/* The identity of each root (o->n_roots entries in ids) at the start of a
+ * run; a root that cannot be probed gets ino 0 (unknown: --delete then
+ * refuses). */
+void backup_src_probe(const struct backup_opts *o, struct srcid *ids);
+
+/* After a run (not a dry run): records in the index each root's identity
+ * that fs/srcid says should be (not empty; the recorded filesystem, none
+ * yet, or allow_new_src); a mismatch is only logged. */
+int backup_src_record(const struct backup_opts *o, struct index *ix, const struct srcid *ids, haul_error *err);
+
 /* --delete: removes the objects of index entries the current run did not
  * see (their files are gone), 1000 keys per request; skipped with a
- * warning when stats->errors says some entries could not be read. */
+ * warning when stats->errors says some entries could not be read.  When
+ * some would go: refused (-HAUL_EINTEGRITY, nothing deleted, err saying
+ * why and which flag overrides) when a root is now empty, unknown, not
+ * what ids (the start of the run) saw, or another filesystem than the
+ * index recorded, or when more than o->max_delete would go; with
+ * o->dry_run only listed (line "delete (dry run)"). */
 int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct index *ix,
-                       struct backup_stats *stats, haul_error *err);
+                       const struct srcid *ids, struct backup_stats *stats, haul_error *err);
 
 /* Runs the backup.  Returns 0 when every entry was backed up (or was
  * unchanged); -HAUL_EIO (with err naming how many) when some entries failed

@@ -16,6 +16,7 @@
 
 #include "index/linkmap.h"
 #include "fs/fs.h"
+#include "fs/srcid.h"
 #include "job/layout.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -39,6 +40,10 @@ struct clone {
     dev_t src_dev;               /* SRC root's device (one_filesystem, registry keys) */
     dev_t dst_dev;               /* DST root's device (one_filesystem in the delete pass) */
     int reg_fd;                  /* DST/<link_registry> when hard links go through it, else -1 */
+    struct srcid src_id;         /* SRC's identity when the roots were opened (ino 0: unknown) */
+    haul_error src_id_err;       /* why it is unknown */
+    bool counting;               /* delete pass: count what would go, remove nothing */
+    atomic_uint_fast64_t removals; /* delete pass: removals so far (the --max-delete budget) */
 };
 
 /* The DST directory a walker thread last looked up entries in.  A thread
@@ -94,7 +99,7 @@ static int dst_parent(struct clone *c, const char *path, const char **name, haul
 
 static void report(struct clone *c, const char *what, const char *path, const char *msg)
 {
-    if (c->o->line)
+    if (c->o->line && !c->counting) /* a count pass is silent: the pass after it tells */
         c->o->line(what, path, msg, c->o->line_ctx);
 }
 
@@ -652,12 +657,54 @@ static enum walk_action delete_dir_done(const struct walk_entry *e, void *ctx)
 {
     struct clone *c = ctx;
     struct stat s;
-    if (c->o->dry_run || fstatat(c->src_root, e->path[0] ? e->path : ".", &s, AT_SYMLINK_NOFOLLOW) < 0 ||
+    if (c->o->dry_run || c->counting || fstatat(c->src_root, e->path[0] ? e->path : ".", &s, AT_SYMLINK_NOFOLLOW) < 0 ||
         !S_ISDIR(s.st_mode))
         return WALK_CONTINUE;
     struct walk_entry src = *e;
     src.st = &s;
     return dirtimes_dir_done(&src, ctx);
+}
+
+/* Count pass (count_deletes, --max-delete): would the delete pass remove
+ * path?  Looked up on SRC without following any symlink: below a directory
+ * that goes, the path may cross one.  A parent that cannot be opened
+ * counts (too many counted is the safe side). */
+static bool src_lacks(struct clone *c, const char *path, bool dir)
+{
+    haul_error e = {0};
+    const char *name;
+    int pfd = fs_parent_open(c->src_root, path, &name, &e);
+    if (pfd < 0)
+        return true;
+    struct stat s;
+    bool lacks = fstatat(pfd, name, &s, AT_SYMLINK_NOFOLLOW) < 0 ? errno == ENOENT || errno == ENOTDIR
+                                                                  : dir && !S_ISDIR(s.st_mode);
+    fs_parent_close(c->src_root, pfd);
+    return lacks;
+}
+
+/* Counts DST's entry at path when the delete pass would remove it; every
+ * entry below a directory that goes counts too, so the walk goes on into
+ * it.  -1: a directory on another filesystem with -x (left alone, not
+ * entered). */
+static int delete_count(struct clone *c, const char *path, bool dir, const struct stat *st)
+{
+    if (dir && c->o->one_filesystem && st->st_dev != c->dst_dev)
+        return -1;
+    if (src_lacks(c, path, dir))
+        atomic_fetch_add(&c->s->deleted, 1);
+    return 0;
+}
+
+/* --max-delete in the pass that removes: SRC may have changed since the
+ * count, so no more removals than the limit (a whole directory is one). */
+static bool delete_over_budget(struct clone *c, haul_error *err)
+{
+    if (!c->o->max_delete_set || atomic_fetch_add(&c->removals, 1) < c->o->max_delete)
+        return false;
+    err_set(err, HAUL_EINTEGRITY, "not deleted: more than --max-delete %llu removals (SRC changed since the count?)",
+            (unsigned long long)c->o->max_delete);
+    return true;
 }
 
 /* Delete pass, on DST's walk: an entry whose path SRC does not have goes.
@@ -669,6 +716,8 @@ static enum walk_action delete_entry(const struct walk_entry *e, void *ctx)
     struct clone *c = ctx;
     if (!e->path[0])
         return WALK_CONTINUE;
+    if (c->counting)
+        return delete_count(c, e->path, e->type == WALK_DIR, e->st) < 0 ? WALK_PRUNE : WALK_CONTINUE;
     struct stat s;
     bool keep = fstatat(c->src_root, e->path, &s, AT_SYMLINK_NOFOLLOW) == 0;
     haul_error err = {0};
@@ -686,7 +735,7 @@ static enum walk_action delete_entry(const struct walk_entry *e, void *ctx)
         return WALK_CONTINUE; /* a type change is the copy pass's job */
     char shown[PATH_MAX];
     snprintf(shown, sizeof shown, "%s%s", e->path, dir ? "/" : "");
-    if (!c->o->dry_run && fs_remove(e->dirfd, e->name, &err) < 0) {
+    if (delete_over_budget(c, &err) || (!c->o->dry_run && fs_remove(e->dirfd, e->name, &err) < 0)) {
         entry_failed(c, e->path, &err);
         return WALK_PRUNE;
     }
@@ -772,6 +821,25 @@ static int pass_copy(struct clone *c, haul_error *err)
     return rc;
 }
 
+/* The delete pass, behind its guards: SRC's identity, then with
+ * --max-delete a silent pass counting what would go (memory stays that of
+ * a walk), then the pass that removes. */
+static int pass_delete(struct clone *c, haul_error *err)
+{
+    int rc = clone_delete_guard(c, err);
+    if (rc == 0 && c->o->max_delete_set) {
+        struct clone_stats *real = c->s, counted = {0};
+        c->s = &counted;
+        c->counting = true;
+        rc = pass_walk(c, c->dst_abs, delete_entry, delete_dir_done, err);
+        c->counting = false;
+        c->s = real;
+        if (rc == 0)
+            rc = clone_delete_limit(c->o, atomic_load(&counted.deleted), err);
+    }
+    return rc < 0 ? rc : pass_walk(c, c->dst_abs, delete_entry, delete_dir_done, err);
+}
+
 /* Refuses trees inside each other: a copy would copy itself forever, a
  * delete pass would remove the source. */
 static int roots_check(struct clone *c, haul_error *err)
@@ -813,6 +881,75 @@ static void cutoffs_set(struct clone *c)
         c->atime_cutoff.tv_sec = now - (time_t)c->o->skip_atime_older_days * 86400;
     if (c->o->skip_mtime_newer_secs)
         c->mtime_cutoff.tv_sec = now - (time_t)c->o->skip_mtime_newer_secs;
+}
+
+/* ---- the delete pass's guards (fs/srcid) ---- */
+
+const struct srcid *clone_src_id(const struct clone *c) { return &c->src_id; }
+
+/* Does DST's root hold anything (that an empty SRC would make go)? */
+static bool dst_nonempty(struct clone *c)
+{
+    struct srcid d;
+    haul_error e = {0};
+    return c->dst_root >= 0 && (srcid_probe(c->dst_root, &d, &e) < 0 || d.nonempty);
+}
+
+/* The record for DST: 1 and *then filled, 0 when there is none (or no
+ * state directory), < 0 when it cannot be read. */
+static int record_read(struct clone *c, char *path, size_t cap, struct srcid *then, haul_error *err)
+{
+    if (!c->o->state_dir)
+        return 0;
+    int rc = srcid_file_path(c->o->state_dir, c->dst_abs, path, cap, err);
+    return rc < 0 ? rc : srcid_file_read(path, then, err);
+}
+
+int clone_delete_guard(struct clone *c, haul_error *err)
+{
+    if (!dst_nonempty(c))
+        return 0; /* nothing to lose */
+    if (!c->src_id.ino)
+        return err_set(err, HAUL_EINTEGRITY, "SRC's identity could not be taken (%s): nothing deleted",
+                       c->src_id_err.msg);
+    char path[4096];
+    struct srcid then;
+    haul_error rerr = {0};
+    int have = record_read(c, path, sizeof path, &then, &rerr);
+    if (have < 0 && !c->o->allow_new_src)
+        return err_set(err, HAUL_EINTEGRITY, "%s: nothing deleted (--allow-new-src to take SRC as it is now)",
+                       rerr.msg);
+    struct srcid_policy p = {.allow_empty = c->o->allow_empty_src, .allow_new = c->o->allow_new_src};
+    return srcid_delete_check(c->src_abs, &c->src_id, have > 0 ? &then : NULL, &p, err);
+}
+
+int clone_delete_limit(const struct clone_opts *o, uint64_t n, haul_error *err)
+{
+    if (!o->max_delete_set || n <= o->max_delete)
+        return 0;
+    return err_set(err, HAUL_EINTEGRITY, "%llu entries would be deleted, more than --max-delete %llu: nothing deleted",
+                   (unsigned long long)n, (unsigned long long)o->max_delete);
+}
+
+void clone_src_record(struct clone *c)
+{
+    char path[4096], why[128];
+    struct srcid then;
+    haul_error err = {0};
+    int have = record_read(c, path, sizeof path, &then, &err);
+    if (!c->o->state_dir || (have < 0 && !c->o->allow_new_src) || !c->src_id.ino) {
+        if (have < 0)
+            log_warn("clone: %s", err.msg);
+        return;
+    }
+    if (!srcid_recordable(&c->src_id, have > 0 ? &then : NULL, c->o->allow_new_src)) {
+        if (have > 0 && c->src_id.nonempty && !srcid_same_fs(&c->src_id, &then, why, sizeof why))
+            log_warn("clone: SRC %s is not the filesystem recorded at the last run (%s): not recorded; a delete "
+                     "pass refuses to run without --allow-new-src", c->src_abs, why);
+        return;
+    }
+    if (srcid_file_write(path, &c->src_id, &err) < 0)
+        log_warn("clone: recording SRC's identity: %s", err.msg);
 }
 
 void clone_free(struct clone *c)
@@ -865,6 +1002,11 @@ struct clone *clone_new(const struct clone_opts *o, struct clone_stats *stats, h
         c->src_dev = st.st_dev;
     if (rc == 0 && c->dst_root >= 0 && fstat(c->dst_root, &st) == 0)
         c->dst_dev = st.st_dev;
+    if (rc == 0 && srcid_probe(c->src_root, &c->src_id, &c->src_id_err) < 0)
+        err_prefix(&c->src_id_err, "%s: ", c->src_abs); /* unknown: no delete pass may run */
+    c->counting = o->count_deletes;
+    if (rc == 0 && o->src_expect && srcid_match(c->src_abs, &c->src_id, o->src_expect, err) < 0)
+        rc = -HAUL_EINTEGRITY;
     if (rc == 0 && (o->passes & CLONE_PASS_COPY)) {
         unsigned range_threads = o->range_threads ? o->range_threads : (o->threads ? o->threads : 8);
         if ((!o->link_registry && !(c->links = linkmap_new(err))) ||
@@ -894,11 +1036,13 @@ int clone_run(const struct clone_opts *o, struct clone_stats *stats, haul_error 
     if (rc == 0 && (o->passes & CLONE_PASS_COPY))
         rc = pass_copy(c, err);
     if (rc == 0 && (o->passes & CLONE_PASS_DELETE) && c->dst_root >= 0)
-        rc = pass_walk(c, c->dst_abs, delete_entry, delete_dir_done, err);
+        rc = pass_delete(c, err);
     /* copy + delete already set every directory's times: no third walk. */
     bool times_done = (o->passes & CLONE_PASS_COPY) && (o->passes & CLONE_PASS_DELETE) && !o->dry_run;
     if (rc == 0 && (o->passes & CLONE_PASS_DIRTIMES) && !times_done)
         rc = pass_walk(c, o->src, dirtimes_entry, dirtimes_dir_done, err);
+    if (rc == 0 && !o->dry_run)
+        clone_src_record(c);
     clone_free(c);
     uint64_t failed = atomic_load(&stats->failed);
     if (rc == 0 && failed)
@@ -1058,6 +1202,8 @@ static int delete_child(struct clone *c, const char *path, const char *name, int
 {
     struct scan_ctx *sc = ctx;
     bool dir = S_ISDIR(st->st_mode);
+    if (c->counting) /* what goes is counted, and what is below it */
+        return delete_count(c, path, dir, st) == 0 && dir ? sc->fn(true, path, st, sc->ctx, err) : 0;
     struct stat s;
     bool keep = fstatat(c->src_root, path, &s, AT_SYMLINK_NOFOLLOW) == 0;
     haul_error e2 = {0};

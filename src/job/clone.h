@@ -32,6 +32,8 @@
 
 #include "walk/filter.h"
 
+struct srcid;
+
 enum clone_pass { CLONE_PASS_COPY = 1, CLONE_PASS_DELETE = 2, CLONE_PASS_DIRTIMES = 4,
                   CLONE_PASS_ALL = 7 };
 
@@ -93,6 +95,18 @@ struct clone_opts {
     uint64_t range_split;
     bool (*split)(const char *path, const struct stat *st, void *ctx); /* false: copy it here */
     void *split_ctx;
+    /* The delete pass's guards (fs/srcid).  Before anything goes, SRC's
+     * identity is checked against the one recorded for DST at the last run
+     * (state_dir/clone/<hash of DST>.srcid) and SRC must not be empty while
+     * DST is not; after a pass, a non-empty SRC's identity is recorded. */
+    const char *state_dir;       /* NULL: nothing recorded or compared */
+    bool allow_empty_src;        /* an empty SRC may make the delete pass empty DST */
+    bool allow_new_src;          /* SRC may be another filesystem than recorded (then recorded) */
+    bool max_delete_set;         /* with max_delete: when more entries would go (counted first, */
+    uint64_t max_delete;         /* those below a directory that goes included), nothing goes */
+    bool count_deletes;          /* delete pass: count what would go (clone_stats.deleted), remove nothing */
+    const struct srcid *src_expect; /* workers: the coordinator's view of SRC; a differing one
+                                       here fails clone_new (fs/srcid's srcid_match) */
 };
 
 /* Runs the passes.  Returns 0 when every entry was handled, -HAUL_EIO (err
@@ -130,6 +144,25 @@ void clone_free(struct clone *c); /* NULL is a no-op */
 /* The absolute roots, for messages. */
 const char *clone_src_abs(const struct clone *c);
 const char *clone_dst_abs(const struct clone *c);
+
+/* SRC's identity as clone_new found it (for a distributed job's description). */
+const struct srcid *clone_src_id(const struct clone *c);
+
+/* Before a delete pass removes anything: may it?  Not when SRC's identity
+ * could not be taken, SRC is empty while DST is not (unless
+ * allow_empty_src), or SRC is another filesystem than recorded for DST
+ * (unless allow_new_src): -HAUL_EINTEGRITY, err saying why and which flag
+ * overrides. */
+int clone_delete_guard(struct clone *c, haul_error *err);
+
+/* --max-delete: -HAUL_EINTEGRITY naming the count when n entries going is
+ * more than opts->max_delete allows. */
+int clone_delete_limit(const struct clone_opts *o, uint64_t n, haul_error *err);
+
+/* After passes that ran (not a dry run): records SRC's identity for DST
+ * when fs/srcid says it should be (SRC not empty; the recorded filesystem,
+ * none yet, or allow_new_src); a mismatch is only logged. */
+void clone_src_record(struct clone *c);
 
 /* A child found by clone_dir_scan: dir is true for a directory (to be
  * scanned in turn), else an entry for clone_path_do.  A negative return

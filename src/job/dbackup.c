@@ -56,6 +56,12 @@ static const struct kv_field spec_fields[] = {
     F(NUM, mtime_older, 0, INT64_MAX, false),
     F(LIST, excludes, "exclude", nexcludes),
     F(LIST, includes, "include", nincludes),
+    F(NUM, src_id.dev, 0, 0, false),
+    F(NUM, src_id.ino, 0, 0, false),
+    F(NUM, src_id.fsid, 0, 0, false),
+    F(NUM, src_id.fstype, 0, 0, false),
+    F(NUM, src_id.nonempty, 0, 0, false),
+    F(STR, src_id.boot, false),
 };
 #undef F
 
@@ -268,6 +274,11 @@ struct dbackup_engine *dbackup_engine_new(const struct dbackup_spec *spec, struc
         rc = err_errno(err, errno, "%s", spec->src);
     if (rc == 0 && fstat(e->root, &st) < 0)
         rc = err_errno(err, errno, "%s", spec->src);
+    struct srcid mine;
+    if (rc == 0 && srcid_probe(e->root, &mine, err) < 0)
+        err_prefix(err, "%s: ", spec->src), rc = -HAUL_EIO;
+    if (rc == 0)
+        rc = srcid_match(spec->src, &mine, &spec->src_id, err);
     if (rc == 0 && !(e->buf = malloc(spec->small_threshold ? spec->small_threshold : 1)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
     if (rc < 0) {
@@ -1087,11 +1098,11 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
     }
     if (indexed && backup_same_as_indexed(&old, &st)) {
         atomic_fetch_add(&k->stats->unchanged, 1);
-        return k->bo->dry_run ? 0 : index_touch(k->ix, key, err);
+        return index_touch(k->ix, key, err); /* a dry run too: --delete lists what was not seen */
     }
     if (k->bo->dry_run) {
         report(k, "upload (dry run)", key);
-        return 0;
+        return indexed ? index_touch(k->ix, key, err) : 0;
     }
     if (is_root) {
         haul_error rerr = {0};
@@ -1324,6 +1335,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     if (rc == 0)
         rc = spec_fill(c, o, spec, err);
     if (rc == 0)
+        backup_src_probe(bo, &spec->src_id); /* the workers compare theirs */
+    if (rc == 0)
         rc = index_path_for(bo->state_dir, s3_client_config(c)->endpoint, bo->bucket, bo->prefix, path,
                             sizeof path, err);
     if (rc == 0 && !(k.ix = index_open(path, err)))
@@ -1351,8 +1364,13 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
                      k.spread_units);
     }
     spreads_abort(&k, rc == 0); /* before --delete: an error there skips it */
-    if (rc == 0 && bo->delete_missing && !bo->dry_run)
-        rc = backup_delete_gone(c, bo, k.ix, stats, err);
+    if (rc == 0 && bo->delete_missing)
+        rc = backup_delete_gone(c, bo, k.ix, &spec->src_id, stats, err);
+    if ((rc == 0 || rc == -HAUL_EINTEGRITY) && !bo->dry_run && k.ix) {
+        haul_error rerr = {0};
+        if (backup_src_record(bo, k.ix, &spec->src_id, &rerr) < 0)
+            rc = rc ? rc : err_set(err, rerr.code, "%s", rerr.msg);
+    }
     if (k.ix) {
         int crc = index_close(k.ix, err);
         rc = rc ? rc : crc;

@@ -65,6 +65,7 @@
 #include <stdint.h>
 
 #include "dist/dist.h"
+#include "fs/srcid.h"
 #include "job/backup.h"
 #include "s3/s3.h"
 #include "util/strbuf.h"
@@ -96,6 +97,8 @@ struct dbackup_spec {
     size_t nexcludes, nincludes;
     char excludes[DBACKUP_FILTERS_MAX][256];
     char includes[DBACKUP_FILTERS_MAX][256];
+    struct srcid src_id; /* the coordinator's view of src: a worker whose own differs
+                            (not mounted there, another filesystem) refuses the job */
 };
 
 int dbackup_spec_encode(const struct dbackup_spec *s, struct strbuf *out, haul_error *err);
@@ -129,7 +132,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
 struct dbackup_engine;
 
 /* An engine for spec, uploading with c (shared, not owned).  NULL with err
- * when the job cannot be served here (SRC missing, another endpoint). */
+ * when the job cannot be served here (SRC missing, another endpoint, SRC
+ * not what the coordinator sees: fs/srcid's srcid_match). */
 struct dbackup_engine *dbackup_engine_new(const struct dbackup_spec *spec, struct s3_client *c,
                                           const atomic_bool *cancel, haul_error *err);
 void dbackup_engine_free(struct dbackup_engine *e);

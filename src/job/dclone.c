@@ -40,6 +40,14 @@ static const struct kv_field spec_fields[] = {
     F(NUM, chunk, 0, 0, false),
     F(NUM, range_size, 0, 0, false),
     F(LIST, excludes, "exclude", nexcludes),
+    F(STR, registry, false),
+    F(NUM, count_only, 0, 0, false),
+    F(NUM, src_id.dev, 0, 0, false),
+    F(NUM, src_id.ino, 0, 0, false),
+    F(NUM, src_id.fsid, 0, 0, false),
+    F(NUM, src_id.fstype, 0, 0, false),
+    F(NUM, src_id.nonempty, 0, 0, false),
+    F(STR, src_id.boot, false),
 };
 #undef F
 static const char spec_head[] = "haul-dclone 1\n";
@@ -49,12 +57,23 @@ int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_err
     return kv_encode(out, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, s, err);
 }
 
+/* DCLONE_REGISTRY "." and 16 lowercase hex digits: one name right below DST. */
+static bool registry_name_ok(const char *name)
+{
+    size_t n = sizeof DCLONE_REGISTRY - 1;
+    if (strncmp(name, DCLONE_REGISTRY ".", n + 1) != 0 || strlen(name) != n + 17)
+        return false;
+    return strspn(name + n + 1, "0123456789abcdef") == 16;
+}
+
 int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err)
 {
     int rc = kv_decode(buf, len, spec_head, spec_fields, sizeof spec_fields / sizeof *spec_fields, out, sizeof *out,
                        err);
     if (rc == 0 && out->range_size && out->range_size < (1u << 20))
         rc = err_set(err, HAUL_EPROTO, "job description: bad value for 'range_size'");
+    if (rc == 0 && out->registry[0] && !registry_name_ok(out->registry))
+        rc = err_set(err, HAUL_EPROTO, "job description: bad value for 'registry'");
     return rc;
 }
 
@@ -348,6 +367,24 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
     return rc;
 }
 
+/* The delete pass behind its guards, as a local clone's: SRC's identity,
+ * then with --max-delete a pass that only counts, then the one that
+ * removes.  (Between the two, only the local clone also caps removals.) */
+static int delete_pass(const struct dclone_opts *o, struct dist_queue *q, struct clone *c, struct dclone_spec *spec,
+                       struct clone_stats *stats, haul_error *err)
+{
+    int rc = clone_delete_guard(c, err);
+    if (rc == 0 && o->clone->max_delete_set) {
+        struct clone_stats counted = {0};
+        spec->count_only = true;
+        rc = run_pass(o, q, DIST_PASS_DELETE, spec, &counted, err);
+        spec->count_only = false;
+        if (rc == 0)
+            rc = clone_delete_limit(o->clone, atomic_load(&counted.deleted), err);
+    }
+    return rc < 0 ? rc : run_pass(o, q, DIST_PASS_DELETE, spec, stats, err);
+}
+
 int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_error *err)
 {
     const struct clone_opts *co = o->clone;
@@ -388,6 +425,8 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
         spec->range_size = o->range_size;
         for (size_t i = 0; i < o->nexcludes; i++)
             snprintf(spec->excludes[spec->nexcludes++], sizeof spec->excludes[0], "%s", o->excludes[i]);
+        spec->src_id = *clone_src_id(c);
+        snprintf(spec->registry, sizeof spec->registry, "%s.%016" PRIx64, DCLONE_REGISTRY, dist_random_id());
     }
     struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 1024};
     struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
@@ -397,22 +436,23 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
     if (passes & CLONE_PASS_COPY)
         passes |= CLONE_PASS_DIRTIMES; /* directory metadata is set there only */
     if (rc == 0 && (passes & CLONE_PASS_COPY)) {
-        /* A fresh registry: one left by a killed run may name old content. */
-        if (fs_remove(dst_fd, DCLONE_REGISTRY, err) < 0 ||
-            (mkdirat(dst_fd, DCLONE_REGISTRY, 0700) < 0 && err_errno(err, errno, "mkdir") < 0)) {
-            err_prefix(err, "%s/%s: ", clone_dst_abs(c), DCLONE_REGISTRY);
-            rc = -HAUL_EIO;
+        /* A registry of this run's own (one left by a killed run is not
+         * SRC's: the delete pass removes it). */
+        if (mkdirat(dst_fd, spec->registry, 0700) < 0) {
+            rc = err_errno(err, errno, "%s/%s: mkdir", clone_dst_abs(c), spec->registry);
         }
         if (rc == 0)
             rc = run_pass(o, q, DIST_PASS_COPY, spec, stats, err);
-        haul_error rerr = {0};
-        if (rc == 0 && fs_remove(dst_fd, DCLONE_REGISTRY, &rerr) < 0)
-            rc = err_set(err, rerr.code, "%s/%s: %s", clone_dst_abs(c), DCLONE_REGISTRY, rerr.msg);
+        haul_error rerr = {0}; /* removed whatever happened: it is nobody's once the pass is over */
+        if (fs_remove(dst_fd, spec->registry, &rerr) < 0 && rc == 0)
+            rc = err_set(err, rerr.code, "%s/%s: %s", clone_dst_abs(c), spec->registry, rerr.msg);
     }
     if (rc == 0 && (passes & CLONE_PASS_DELETE))
-        rc = run_pass(o, q, DIST_PASS_DELETE, spec, stats, err);
+        rc = delete_pass(o, q, c, spec, stats, err);
     if (rc == 0 && (passes & CLONE_PASS_DIRTIMES))
         rc = run_pass(o, q, DIST_PASS_DIRTIMES, spec, stats, err);
+    if (rc == 0)
+        clone_src_record(c);
     dist_queue_free(q);
     if (dst_fd >= 0)
         close(dst_fd);

@@ -62,11 +62,15 @@
 #include <sys/stat.h>
 
 #include "dist/dist.h"
+#include "fs/srcid.h"
 #include "job/clone.h"
 #include "util/strbuf.h"
 #include "util/wire.h"
 
-#define DCLONE_REGISTRY ".haul-links" /* below DST during a copy pass (clone.h) */
+/* The hard-link registry below DST during a copy pass (clone.h): this
+ * prefix, a dot and 16 hex digits fresh for each run (spec.registry), so
+ * that a SRC entry of the same name is copied like any other. */
+#define DCLONE_REGISTRY ".haul-links"
 #define DCLONE_BATCH_PATHS 64
 #define DCLONE_BATCH_BYTES (64ull << 20)
 #define DCLONE_COUNTERS 15
@@ -84,6 +88,10 @@ struct dclone_spec {
     uint64_t range_size;   /* files larger than this are copied in RANGE units of it; 0: off */
     size_t nexcludes;
     char excludes[DCLONE_EXCLUDES_MAX][256];
+    char registry[32];     /* copy pass: DCLONE_REGISTRY.<16 hex>, "" from an older coordinator */
+    bool count_only;       /* delete pass: count what would go (--max-delete), remove nothing */
+    struct srcid src_id;   /* the coordinator's view of SRC: a worker whose own differs (not
+                              mounted there, another filesystem) refuses the job's units */
 };
 
 /* What travels with the units of a large file copied in ranges. */
@@ -109,7 +117,8 @@ uint64_t dclone_ticket_finish_id(const struct dclone_ticket *t);
 void dclone_ticket_stat(const struct dclone_ticket *t, struct stat *st);
 
 int dclone_spec_encode(const struct dclone_spec *s, struct strbuf *out, haul_error *err);
-/* Strict: HAUL_EPROTO and why for anything unexpected. */
+/* Strict: HAUL_EPROTO and why for anything unexpected (a registry name
+ * is DCLONE_REGISTRY, a dot and 16 hex digits, or empty). */
 int dclone_spec_decode(const void *buf, size_t len, struct dclone_spec *out, haul_error *err);
 
 /* clone_stats <-> the counters of a dist_result (DCLONE_COUNTERS). */

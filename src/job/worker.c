@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/waiter.h"
 #include "job/clone.h"
 #include "job/dbackup.h"
 #include "job/dclone.h"
@@ -68,7 +69,11 @@ struct worker {
     unsigned nthreads;
     struct clone_stats totals;       /* every thread's counters since start */
     atomic_uint_fast64_t units;
+    pthread_mutex_t refused_lock;    /* guards refused_run */
+    char refused_run[DIST_JOB_ID_MAX + 1]; /* the last run refused here (logged once) */
 };
+
+#define REFUSE_BACKOFF_MS 5000 /* a thread that refused a job leaves the queue this long */
 
 static void sleep_ms(unsigned ms)
 {
@@ -167,7 +172,9 @@ static int engine_open(struct wthread *t, struct engine *e, haul_error *err)
     o->cancel = t->w->o->cancel;
     o->line = on_line;
     o->dst_exists = true;
-    o->link_registry = DCLONE_REGISTRY;
+    o->link_registry = e->spec.registry[0] ? e->spec.registry : DCLONE_REGISTRY;
+    o->count_deletes = e->spec.count_only;
+    o->src_expect = &e->spec.src_id; /* a differing SRC here fails clone_new: the job is refused */
     if (e->spec.range_size) {
         o->range_split = e->spec.range_size + 1; /* larger than range_size */
         o->split = on_split;
@@ -630,8 +637,45 @@ static int held_settle(struct dist_queue *q, struct held *h, haul_error *err)
     return rc;
 }
 
+/* A job this node cannot serve (SRC not mounted here or another filesystem
+ * than the coordinator's, SRC or DST missing, no S3 configuration): the
+ * unit is neither done nor failed.  The coordinator is told (a result of
+ * no unit, dist/waiter.h: it fails the run when no worker is left to take
+ * the units), the unit goes back to the queue for another node, and the
+ * thread leaves the queue for REFUSE_BACKOFF_MS so that it does go
+ * elsewhere (returns 1).  Logged once per run. */
+static int job_refuse(struct wthread *t, struct dist_queue *q, struct dist_msg *m, const char *run,
+                      const haul_error *why, haul_error *err)
+{
+    pthread_mutex_lock(&t->w->refused_lock);
+    bool first = strcmp(t->w->refused_run, run) != 0;
+    snprintf(t->w->refused_run, sizeof t->w->refused_run, "%s", run);
+    pthread_mutex_unlock(&t->w->refused_lock);
+    if (first)
+        log_error("haul worker %s: cannot serve this job here: %s (the units of run %s are left to other nodes)",
+                  t->w->name, why->msg, run);
+    struct strbuf payload = STRBUF_INIT, sb = STRBUF_INIT;
+    wire_put_u8(&payload, DIST_REFUSAL);
+    wire_put_str(&payload, why->msg, strnlen(why->msg, 1000));
+    struct dist_result r = {.payload = payload.s, .payload_len = payload.len};
+    snprintf(r.worker, sizeof r.worker, "%s/%u", t->w->name, t->idx);
+    int rc = payload.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : dist_result_encode(&r, &sb, err);
+    if (rc == 0)
+        rc = dist_publish_to(q, DIST_RESULTS, sb.s, sb.len, err);
+    if (rc == 0)
+        rc = dist_flush(q, 30000, err);
+    strbuf_release(&payload);
+    strbuf_release(&sb);
+    haul_error rerr = {0};
+    int rrc = dist_reject(q, m, true, &rerr);
+    if (rc == 0 && rrc < 0)
+        rc = rrc, *err = rerr;
+    return rc < 0 ? rc : 1;
+}
+
 /* One message from the work queue: a unit done is added to h (its result
- * published), anything else settled here.  < 0: the handle is unusable. */
+ * published), anything else settled here.  < 0: the handle is unusable;
+ * 1: the job was refused here, leave the queue for a while. */
 static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *m, struct held *h, haul_error *err)
 {
     struct dist_unit u;
@@ -646,8 +690,13 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
         sleep_ms(t->w->delay_ms);
     haul_error jerr = {0};
     int have = engine_for(t, u.job_id, &jerr);
+    if (have < 0 && have != -HAUL_ENET) {
+        rc = job_refuse(t, q, m, u.job_id, &jerr, err);
+        dist_unit_release(&u);
+        return rc;
+    }
     if (have < 0) {
-        log_error("haul worker: cannot serve this job here: %s (unit requeued for another node)", jerr.msg);
+        log_error("haul worker: cannot read the job description: %s (unit requeued)", jerr.msg);
         rc = dist_reject(q, m, true, err);
         dist_unit_release(&u);
         for (int i = 0; i < 20 && !stopping(t); i++)
@@ -734,8 +783,16 @@ static void *thread_main(void *arg)
             rc = dist_ack(q, &m, &err);
         else if (rc == 1)
             rc = message_do(t, q, &m, &h, &err);
-        if (rc >= 0 && h.n == HELD_MAX)
+        if (rc == 0 && h.n == HELD_MAX)
             rc = held_settle(q, &h, &err);
+        if (rc == 1) { /* refused: the units this handle holds go to other nodes */
+            held_settle(q, &h, &(haul_error){0});
+            dist_queue_free(q);
+            q = NULL;
+            for (int i = 0; i < REFUSE_BACKOFF_MS / 100 && !stopping(t); i++)
+                sleep_ms(100);
+            continue;
+        }
         if (rc < 0) {
             /* Unacked units go back to the queue when the handle closes. */
             log_error("haul worker: thread %u: %s (reconnecting)", t->idx, err.msg);
@@ -855,6 +912,7 @@ int worker_run(const struct worker_opts *o, haul_error *err)
     if (!w)
         return err_set(err, HAUL_ENOMEM, "out of memory");
     w->o = o;
+    pthread_mutex_init(&w->refused_lock, NULL);
     int rc = dclone_prefix(o->job ? o->job : "haul", w->prefix, sizeof w->prefix, err);
     if (o->name) {
         snprintf(w->name, sizeof w->name, "%s", o->name);
@@ -875,6 +933,7 @@ int worker_run(const struct worker_opts *o, haul_error *err)
     struct dist_queue_opts qo = {.prefix = w->prefix, .consume = DIST_CONSUME(DIST_CONTROL)};
     struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
     if (!q) {
+        pthread_mutex_destroy(&w->refused_lock);
         free(w);
         return rc < 0 ? rc : -HAUL_ENET;
     }
@@ -908,6 +967,7 @@ int worker_run(const struct worker_opts *o, haul_error *err)
     threads_set(w, 0);
     log_info("haul worker %s: stopped after %" PRIu64 " units", w->name, (uint64_t)atomic_load(&w->units));
     dist_queue_free(q);
+    pthread_mutex_destroy(&w->refused_lock);
     free(w);
     return 0;
 }

@@ -163,6 +163,26 @@ static void test_unwritable_path_is_an_error(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent-dir/x.sqlite"));
 }
 
+static void test_props_survive_reopen(void **state)
+{
+    (void)state;
+    haul_error err = {0};
+    char v[64];
+    struct index *ix = index_open(db, &err);
+    assert_non_null(ix);
+    assert_int_equal(index_prop_get(ix, "srcid /data", v, sizeof v, &err), 0);
+    assert_int_equal(index_prop_set(ix, "srcid /data", "one", &err), 0);
+    assert_int_equal(index_prop_set(ix, "srcid /data", "two", &err), 0);
+    assert_int_equal(index_prop_set(ix, "srcid /other", "three", &err), 0);
+    assert_int_equal(index_close(ix, &err), 0);
+    ix = index_open(db, &err);
+    assert_int_equal(index_prop_get(ix, "srcid /data", v, sizeof v, &err), 1);
+    assert_string_equal(v, "two");
+    assert_int_equal(index_prop_get(ix, "srcid /other", v, 4, &err), 1);
+    assert_string_equal(v, "thr"); /* cut to the buffer */
+    assert_int_equal(index_close(ix, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_hard_links_first_key_wins),
         cmocka_unit_test(test_many_entries_batched),
         cmocka_unit_test(test_unwritable_path_is_an_error),
+        cmocka_unit_test(test_props_survive_reopen),
     };
     return cmocka_run_group_tests_name("index", tests, setup, teardown);
 }
