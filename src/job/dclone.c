@@ -19,7 +19,6 @@
 #include "util/err.h"
 #include "util/kv.h"
 #include "util/log.h"
-#include "util/path.h"
 
 /* ---- job description (util/kv lines) ---- */
 
@@ -358,8 +357,8 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
     char prefix[DIST_PREFIX_MAX + 1];
     if (dclone_prefix(o->job, prefix, sizeof prefix, err) < 0)
         return -HAUL_EUSAGE;
-    if ((co->passes & CLONE_PASS_COPY) && path_mkdirs(co->dst, 0755) < 0)
-        return err_errno(err, errno, "%s: mkdir", co->dst);
+    if ((co->passes & CLONE_PASS_COPY) && fs_mkdir_p(co->dst, 0755, err) < 0)
+        return -HAUL_EIO;
     /* Opens and checks the roots (overlap, existence) as a local clone does. */
     struct clone_opts local = *co;
     local.passes = 0;
@@ -399,7 +398,7 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
     if (rc == 0 && (passes & CLONE_PASS_COPY)) {
         /* A fresh registry: one left by a killed run may name old content. */
         if (fs_remove(dst_fd, DCLONE_REGISTRY, err) < 0 ||
-            (mkdirat(dst_fd, DCLONE_REGISTRY, 0700) < 0 && err_errno(err, errno, "mkdir") < 0)) {
+            fs_mkdir(dst_fd, DCLONE_REGISTRY, 0700, err) < 0) {
             err_prefix(err, "%s/%s: ", clone_dst_abs(c), DCLONE_REGISTRY);
             rc = -HAUL_EIO;
         }
