@@ -1121,20 +1121,25 @@ static bool same_file(const struct stat *a, const struct stat *b)
     return a->st_size == b->st_size && time_equal(a->st_mtim, b->st_mtim) && a->st_ino == b->st_ino;
 }
 
-/* SRC's file at path, checked against expect (NULL: not checked). */
+/* SRC's file at path, checked against expect (NULL: not checked; st_dev
+ * is not compared: expect may come from another node's stat). */
 static int range_src(struct clone *c, const char *path, const struct stat *expect, struct stat *st, haul_error *err)
 {
-    /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
-    int fd = fs_open_beneath(c->src_root, path, O_RDONLY | O_NONBLOCK, err);
+    const char *name;
+    int pfd = fs_parent_open(c->src_root, path, &name, err);
+    if (pfd < 0)
+        return -1;
+    /* A FIFO put in the file's place must not block the open. */
+    int fd = fs_source_open(pfd, name, NULL, err);
+    fs_parent_close(c->src_root, pfd);
     if (fd < 0)
         return -1;
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || fcntl(fd, F_SETFL, 0) < 0) {
-        err_set(err, HAUL_EIO, "not a regular file any more");
-    } else if (expect && !same_file(st, expect)) {
+    if (fstat(fd, st) < 0)
+        err_errno(err, errno, "stat");
+    else if (expect && !same_file(st, expect))
         err_set(err, HAUL_EIO, "changed while being copied (the next pass copies it again)");
-    } else {
+    else
         return fd;
-    }
     close(fd);
     return -1;
 }
