@@ -211,6 +211,8 @@ int fs_remove(int dirfd, const char *name, haul_error *err)
 
 int fs_mkdir_p(const char *path, mode_t mode, haul_error *err)
 {
+    if (!path[0])
+        return err_set(err, HAUL_EUSAGE, "an empty path");
     if (path_mkdirs(path, mode) < 0)
         return err_errno(err, errno, "%s: mkdir -p", path);
     return 0;
