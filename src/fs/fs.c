@@ -2,6 +2,7 @@
 #include "fs/fs.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -10,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/path.h"
 
 static atomic_bool no_openat2; /* the kernel said ENOSYS once */
 
@@ -110,41 +114,348 @@ void fs_tmpname(char *out, size_t cap)
              (unsigned long long)atomic_fetch_add(&counter, 1));
 }
 
-/* Empties the directory dirfd (closed here), depth first. */
-static int remove_contents(int dirfd, haul_error *err)
+/* The filesystem a removal started on: device, and mount where the kernel
+ * says (a bind mount of the same device is another mount). */
+struct fs_where {
+    dev_t dev;
+    uint64_t mnt; /* 0: unknown */
+};
+
+static int where_of(int fd, struct fs_where *w)
+{
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &sx) == 0) {
+        w->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+        w->mnt = (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id : 0;
+        return 0;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    w->dev = st.st_dev;
+    w->mnt = 0;
+    return 0;
+}
+
+static bool where_same(const struct fs_where *a, const struct fs_where *b)
+{
+    return a->dev == b->dev && (!a->mnt || !b->mnt || a->mnt == b->mnt);
+}
+
+static int remove_entry(int dirfd, const char *name, const struct fs_where *top, char *path, size_t cap,
+                        haul_error *err);
+
+/* Empties the directory dirfd (closed here), depth first.  Goes on past a
+ * failed entry (as rm does); the first failure is the one reported. */
+static int remove_contents(int dirfd, const struct fs_where *top, char *path, size_t cap, haul_error *err)
 {
     DIR *d = fdopendir(dirfd);
     if (!d) {
         close(dirfd);
-        return err_errno(err, errno, "opendir");
+        return err_errno(err, errno, "opendir %s", path);
     }
     int rc = 0;
+    size_t len = strlen(path);
     struct dirent *de;
-    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+    while ((errno = 0, de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        rc = fs_remove(dirfd, de->d_name, err);
+        snprintf(path + len, cap - len, "/%s", de->d_name);
+        if (remove_entry(dirfd, de->d_name, top, path, cap, err) < 0)
+            rc = -HAUL_EIO;
+        path[len] = '\0';
     }
-    if (rc == 0 && errno)
-        rc = err_errno(err, errno, "readdir");
+    if (errno)
+        rc = err_errno(err, errno, "readdir %s", path);
     closedir(d);
     return rc;
 }
 
-int fs_remove(int dirfd, const char *name, haul_error *err)
+/* path: name's path from where the removal started, for messages. */
+static int remove_entry(int dirfd, const char *name, const struct fs_where *top, char *path, size_t cap,
+                        haul_error *err)
 {
     if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
         return 0;
     if (errno != EISDIR && errno != EPERM)
-        return err_errno(err, errno, "unlink %s", name);
+        return err_errno(err, errno, "unlink %s", path);
     int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (sub < 0)
-        return err_errno(err, errno, "open %s", name);
-    if (remove_contents(sub, err) < 0)
+        return err_errno(err, errno, "open %s", path);
+    struct fs_where here;
+    if (where_of(sub, &here) < 0) {
+        int saved = errno;
+        close(sub);
+        return err_errno(err, saved, "stat %s", path);
+    }
+    if (!where_same(&here, top)) {
+        close(sub);
+        return err_set(err, HAUL_EIO, "%s: another filesystem is mounted there: left alone, not removed", path);
+    }
+    if (remove_contents(sub, top, path, cap, err) < 0)
         return -HAUL_EIO;
     if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return err_errno(err, errno, "rmdir %s", name);
+        return err_errno(err, errno, "rmdir %s", path);
     return 0;
+}
+
+int fs_remove(int dirfd, const char *name, haul_error *err)
+{
+    struct fs_where top;
+    if (where_of(dirfd, &top) < 0)
+        return err_errno(err, errno, "stat the directory holding %s", name);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", name);
+    return remove_entry(dirfd, name, &top, path, sizeof path, err);
+}
+
+int fs_mkdir_p(const char *path, mode_t mode, haul_error *err)
+{
+    if (!path[0])
+        return err_set(err, HAUL_EUSAGE, "an empty path");
+    if (path_mkdirs(path, mode) < 0)
+        return err_errno(err, errno, "%s: mkdir -p", path);
+    return 0;
+}
+
+int fs_mkdir(int dirfd, const char *name, mode_t mode, haul_error *err)
+{
+    if (mkdirat(dirfd, name, mode) == 0)
+        return 0;
+    return errno == EEXIST ? 1 : err_errno(err, errno, "mkdir");
+}
+
+int fs_dir_open(int parent, const char *name, bool create, mode_t mode, haul_error *err)
+{
+    if (create && mkdirat(parent, name, mode) < 0 && errno != EEXIST)
+        return err_errno(err, errno, "cannot create the directory");
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    struct stat st;
+    if ((e == ELOOP || e == ENOTDIR) && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return err_set(err, HAUL_EIO, "%s",
+                       S_ISLNK(st.st_mode) ? "is a symlink already in the target; not followed, nothing below it is touched"
+                                           : "exists and is not a directory");
+    return err_errno(err, e, "open");
+}
+
+void fs_owner_writable(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0300) != 0300)
+        fchmod(fd, (st.st_mode & 07777) | 0700);
+}
+
+int fs_dirs_open(int root, const char *dir, size_t len, unsigned flags, mode_t mode, haul_error *err)
+{
+    int fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return err_errno(err, errno, "open");
+    for (size_t start = 0; start < len;) {
+        const char *slash = memchr(dir + start, '/', len - start);
+        size_t end = slash ? (size_t)(slash - dir) : len;
+        char name[NAME_MAX + 1];
+        if (end - start > NAME_MAX) {
+            close(fd);
+            return err_errno(err, ENAMETOOLONG, "%.*s", (int)end, dir);
+        }
+        memcpy(name, dir + start, end - start);
+        name[end - start] = '\0';
+        int next = fs_dir_open(fd, name, flags & FS_DIRS_CREATE, mode, err);
+        close(fd);
+        if (next < 0) {
+            err_prefix(err, "%.*s: ", (int)end, dir);
+            return -1;
+        }
+        if (flags & FS_DIRS_WRITABLE)
+            fs_owner_writable(next);
+        fd = next;
+        start = end + 1;
+    }
+    return fd;
+}
+
+bool fs_is_network(int fd)
+{
+    struct statfs sf;
+    if (fstatfs(fd, &sf) < 0)
+        return false;
+    switch ((unsigned long)sf.f_type) {
+    case 0x6969:     /* NFS */
+    case 0x0BD00BD0: /* Lustre */
+    case 0x47504653: /* GPFS */
+    case 0xFF534D42: /* CIFS */
+    case 0xFE534D42: /* SMB2 */
+    case 0x517B:     /* SMB */
+    case 0x00C36400: /* Ceph */
+        return true;
+    default:
+        return false;
+    }
+}
+
+int fs_tmp_create(int dir, bool named, struct fs_tmp *t, haul_error *err)
+{
+    t->dir = dir;
+    t->name[0] = '\0';
+    t->fd = named ? -1 : openat(dir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (t->fd >= 0)
+        return 0;
+    if (!named && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        return err_errno(err, errno, "create");
+    int e = EEXIST;
+    for (int i = 0; i < 100 && e == EEXIST; i++) {
+        fs_tmpname(t->name, sizeof t->name);
+        t->fd = openat(dir, t->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (t->fd >= 0)
+            return 0;
+        e = errno;
+    }
+    t->name[0] = '\0';
+    return err_errno(err, e, "create a temporary file");
+}
+
+int fs_tmp_open(int dir, const char *name, bool create, struct fs_tmp *t, haul_error *err)
+{
+    t->dir = dir;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->fd = openat(dir, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+    if (t->fd < 0)
+        return err_errno(err, errno, "open %s", name);
+    return 0;
+}
+
+int fs_tmp_close(struct fs_tmp *t, unsigned flags, haul_error *err)
+{
+    int rc = 0;
+    if ((flags & FS_SYNC_ALL) && fsync(t->fd) < 0)
+        rc = err_errno(err, errno, "fsync");
+    else if (!(flags & FS_SYNC_ALL) && (flags & FS_SYNC_DATA) && fdatasync(t->fd) < 0)
+        rc = err_errno(err, errno, "fdatasync");
+    /* Network filesystems report a failed write-back here. */
+    if (close(t->fd) < 0 && rc == 0)
+        rc = err_errno(err, errno, "close");
+    t->fd = -1;
+    return rc;
+}
+
+void fs_tmp_discard(struct fs_tmp *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    if (t->name[0])
+        unlinkat(t->dir, t->name, 0);
+    t->name[0] = '\0';
+}
+
+/* The message for a failed rename into place. */
+static int rename_failed(int e, haul_error *err)
+{
+    if (e == EISDIR || e == ENOTEMPTY || e == EEXIST)
+        return err_set(err, HAUL_EIO, "a directory is in the way; not replaced");
+    return err_errno(err, e, "rename into place");
+}
+
+/* renameat of tmp over name in dir; tmp stays on failure. */
+static int rename_into(int dir, const char *tmp, const char *name, haul_error *err)
+{
+    return renameat(dir, tmp, dir, name) == 0 ? 0 : rename_failed(errno, err);
+}
+
+/* Links fd (an open file; from_name NULL) or from_dir/from_name as name in
+ * dir.  0, or -1 with errno. */
+static int link_to(int fd, int from_dir, const char *from_name, int dir, const char *name)
+{
+    if (from_name)
+        return linkat(from_dir, from_name, dir, name, 0);
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int rc = linkat(AT_FDCWD, proc, dir, name, AT_SYMLINK_FOLLOW);
+    if (rc < 0 && errno == ENOENT) /* no /proc: needs CAP_DAC_READ_SEARCH */
+        rc = linkat(fd, "", dir, name, AT_EMPTY_PATH);
+    return rc;
+}
+
+/* fs_link for an open file or a named entry: directly when the name is
+ * free, else through a temporary link renamed over it. */
+static int link_into_place(int fd, int from_dir, const char *from_name, int dir, const char *name, unsigned flags,
+                           haul_error *err)
+{
+    if (link_to(fd, from_dir, from_name, dir, name) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return err_errno(err, errno, "link into place");
+    if (flags & FS_NOREPLACE)
+        return 1;
+    char tmp[64];
+    for (int i = 0; i < 100; i++) {
+        fs_tmpname(tmp, sizeof tmp);
+        if (link_to(fd, from_dir, from_name, dir, tmp) == 0) {
+            if (rename_into(dir, tmp, name, err) == 0)
+                return 0;
+            unlinkat(dir, tmp, 0);
+            return -HAUL_EIO;
+        }
+        if (errno != EEXIST)
+            return err_errno(err, errno, "link into place");
+    }
+    return err_set(err, HAUL_EIO, "no free temporary name");
+}
+
+int fs_publish(struct fs_tmp *t, const char *name, unsigned flags, haul_error *err)
+{
+    if (!t->name[0]) {
+        /* Unnamed: the writer is closed (and checked) before the file has
+         * any name; a duplicate keeps it alive until it is linked. */
+        int keep = fcntl(t->fd, F_DUPFD_CLOEXEC, 0);
+        if (keep < 0) {
+            int saved = errno;
+            fs_tmp_discard(t);
+            return err_errno(err, saved, "dup");
+        }
+        int rc = fs_tmp_close(t, flags, err);
+        if (rc == 0)
+            rc = link_into_place(keep, -1, NULL, t->dir, name, flags, err);
+        close(keep);
+        return rc;
+    }
+    int rc = fs_tmp_close(t, flags, err);
+    if (rc == 0 && renameat2(t->dir, t->name, t->dir, name, (flags & FS_NOREPLACE) ? RENAME_NOREPLACE : 0) == 0) {
+        t->name[0] = '\0';
+        return 0;
+    }
+    if (rc == 0)
+        rc = (flags & FS_NOREPLACE) && errno == EEXIST ? 1 : rename_failed(errno, err);
+    fs_tmp_discard(t);
+    return rc;
+}
+
+int fs_node_make(int dirfd, const char *name, mode_t mode_type, const char *target, dev_t rdev,
+                 const struct stat *meta, const struct fs_meta_opts *o, haul_error *err)
+{
+    char tmp[64];
+    int rc = -1;
+    for (int i = 0; i < 100 && rc < 0; i++) {
+        fs_tmpname(tmp, sizeof tmp);
+        rc = S_ISLNK(mode_type) ? symlinkat(target, dirfd, tmp) : mknodat(dirfd, tmp, mode_type | 0600, rdev);
+        if (rc < 0 && errno != EEXIST)
+            return err_errno(err, errno, "%s", S_ISLNK(mode_type) ? "symlink" : "mknod");
+    }
+    if (rc < 0)
+        return err_set(err, HAUL_EIO, "no free temporary name");
+    if (fs_meta_apply_at(dirfd, tmp, meta, o, err) < 0 || rename_into(dirfd, tmp, name, err) < 0) {
+        unlinkat(dirfd, tmp, 0);
+        return -HAUL_EIO;
+    }
+    return 0;
+}
+
+int fs_link(int from_dir, const char *from_name, int dir, const char *name, unsigned flags, haul_error *err)
+{
+    return link_into_place(-1, from_dir, from_name, dir, name, flags, err);
 }
 
 /* Copies every extended attribute of src to dst (ACLs are the

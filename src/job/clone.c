@@ -20,7 +20,6 @@
 #include "job/layout.h"
 #include "util/err.h"
 #include "util/log.h"
-#include "util/path.h"
 #include "walk/filter.h"
 #include "walk/walk.h"
 #include "xfer/fcopy.h"
@@ -44,6 +43,7 @@ struct clone {
     haul_error src_id_err;       /* why it is unknown */
     bool counting;               /* delete pass: count what would go, remove nothing */
     atomic_uint_fast64_t removals; /* delete pass: removals so far (the --max-delete budget) */
+    unsigned sync;               /* FS_SYNC_* before a file on DST gets its name */
 };
 
 /* The DST directory a walker thread last looked up entries in.  A thread
@@ -152,56 +152,15 @@ static int dst_lookup(struct clone *c, const char *path, int *pfd, const char **
     return err_errno(err, errno, "destination: stat");
 }
 
-/* Links the finished unnamed file tfd into place as name: directly when
- * nothing is there (atomic, no temporary name), else under a temporary name
- * renamed over the old copy. */
-static int tmpfile_publish(int tfd, int pfd, const char *name, bool replace, bool exclusive, haul_error *err)
+/* Creates the file the data goes into (t): unnamed (O_TMPFILE) when the
+ * filesystem can, else under a temporary name; with Lustre stripes, by lfs
+ * under a temporary name (lfs takes paths). */
+static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint64_t size, struct fs_tmp *t,
+                      haul_error *err)
 {
-    char proc[64], tmp[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", tfd);
-    const char *target = name;
-    if (replace) {
-        fs_tmpname(tmp, sizeof tmp);
-        target = tmp;
-    }
-    int rc = linkat(AT_FDCWD, proc, pfd, target, AT_SYMLINK_FOLLOW);
-    if (rc < 0 && errno == ENOENT) /* no /proc: needs CAP_DAC_READ_SEARCH */
-        rc = linkat(tfd, "", pfd, target, AT_EMPTY_PATH);
-    if (rc < 0 && errno == EEXIST && exclusive)
-        return 1; /* another worker made it first: theirs is as good */
-    if (rc < 0 && errno == EEXIST && !replace) /* appeared meanwhile */
-        return tmpfile_publish(tfd, pfd, name, true, false, err);
-    if (rc < 0)
-        return err_errno(err, errno, "destination: link into place");
-    if (replace && renameat(pfd, tmp, pfd, name) < 0) {
-        int saved = errno;
-        unlinkat(pfd, tmp, 0);
-        return err_errno(err, saved, "destination: rename into place");
-    }
-    return 0;
-}
-
-/* Opens a SRC file for reading without touching its atime when allowed
- * (O_NOATIME needs ownership or CAP_FOWNER). */
-static int src_open(int dirfd, const char *name, haul_error *err)
-{
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
-    int fd = openat(dirfd, name, flags | O_NOATIME);
-    if (fd < 0 && errno == EPERM)
-        fd = openat(dirfd, name, flags);
-    if (fd < 0)
-        err_errno(err, errno, "open");
-    return fd;
-}
-
-/* Creates the file the data goes into: unnamed (O_TMPFILE) when the
- * filesystem can, else under a temporary name (*named set, tmp filled). */
-static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint64_t size, char *tmp,
-                      size_t cap, bool *named, haul_error *err)
-{
-    *named = false;
     if (c->o->layout.stripes && size >= c->copy.parallel_threshold && pfd != c->reg_fd) {
-        fs_tmpname(tmp, cap);
+        char tmp[64];
+        fs_tmpname(tmp, sizeof tmp);
         char src[PATH_MAX * 2], dst[PATH_MAX * 2];
         const char *slash = strrchr(e->path, '/');
         int dir_len = slash ? (int)(slash - e->path) : 0;
@@ -209,25 +168,18 @@ static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint
         snprintf(dst, sizeof dst, "%s/%.*s%s%s", c->dst_abs, dir_len, e->path, slash ? "/" : "", tmp);
         if (layout_file_create(src, dst, err) < 0)
             return -1;
-        *named = true;
-        int fd = openat(pfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            err_errno(err, errno, "destination: open %s", tmp);
-            unlinkat(pfd, tmp, 0);
+        if (fs_tmp_open(pfd, tmp, false, t, err) < 0) {
+            fs_tmp_discard(t);
+            err_prefix(err, "destination: ");
+            return -1;
         }
-        return fd;
+        return 0;
     }
-    int fd = openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        return fd;
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-        return err_errno(err, errno, "destination: create"), -1;
-    fs_tmpname(tmp, cap);
-    *named = true;
-    fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        err_errno(err, errno, "destination: create");
-    return fd;
+    if (fs_tmp_create(pfd, false, t, err) < 0) {
+        err_prefix(err, "destination: ");
+        return -1;
+    }
+    return 0;
 }
 
 /* Copies a regular file's bytes and metadata to DST (nothing in the way but
@@ -236,41 +188,32 @@ static int dst_create(struct clone *c, const struct walk_entry *e, int pfd, uint
 static int file_copy(struct clone *c, const struct walk_entry *e, int pfd, const char *name, const struct stat *d,
                      bool exclusive, haul_error *err)
 {
-    int sfd = src_open(e->dirfd, e->name, err);
+    int sfd = fs_source_open(e->dirfd, e->name, e->st, err);
     if (sfd < 0)
         return -HAUL_EIO;
     struct stat st, after;
-    int rc = 0, tfd = -1;
-    char tmp[64] = "";
-    bool named = false;
+    int rc = 0;
+    struct fs_tmp t = {.fd = -1};
     if (fstat(sfd, &st) < 0) {
         rc = err_errno(err, errno, "stat");
-    } else if (!S_ISREG(st.st_mode) || st.st_ino != e->st->st_ino) {
-        rc = err_set(err, HAUL_EIO, "replaced while being copied");
     } else if (d && S_ISDIR(d->st_mode) && fs_remove(pfd, name, err) < 0) {
         err_prefix(err, "destination: ");
         rc = -HAUL_EIO;
-    } else if ((tfd = dst_create(c, e, pfd, (uint64_t)st.st_size, tmp, sizeof tmp, &named, err)) < 0) {
+    } else if (dst_create(c, e, pfd, (uint64_t)st.st_size, &t, err) < 0) {
         rc = -HAUL_EIO;
-    } else if ((rc = xfer_file_copy(sfd, tfd, (uint64_t)st.st_size, &c->copy, err)) < 0) {
+    } else if ((rc = xfer_file_copy(sfd, t.fd, (uint64_t)st.st_size, &c->copy, err)) < 0) {
         /* err says read/write and the errno */
     } else if (fstat(sfd, &after) < 0 || after.st_size != st.st_size || !time_equal(after.st_mtim, st.st_mtim)) {
         rc = err_set(err, HAUL_EIO, "changed while being copied (the next pass copies it again)");
-    } else if (c->o->fsync && fsync(tfd) < 0) {
-        rc = err_errno(err, errno, "destination: fsync");
-    } else if (fs_meta_apply(tfd, sfd, &st, &c->meta, err) < 0) {
+    } else if (fs_meta_apply(t.fd, sfd, &st, &c->meta, err) < 0) {
         err_prefix(err, "destination: ");
         rc = -HAUL_EIO;
-    } else if (named) {
-        if (renameat2(pfd, tmp, pfd, name, exclusive ? RENAME_NOREPLACE : 0) < 0)
-            rc = exclusive && errno == EEXIST ? 1 : err_errno(err, errno, "destination: rename into place");
-    } else {
-        rc = tmpfile_publish(tfd, pfd, name, d && !S_ISDIR(d->st_mode), exclusive, err);
+    } else if ((rc = fs_publish(&t, name, c->sync | (exclusive ? FS_NOREPLACE : 0), err)) < 0) {
+        /* Not whole on DST (a write-back error at close or sync): the
+         * temporary is gone, the name untouched. */
+        err_prefix(err, "destination: ");
     }
-    if (rc != 0 && named)
-        unlinkat(pfd, tmp, 0);
-    if (tfd >= 0)
-        close(tfd);
+    fs_tmp_discard(&t);
     close(sfd);
     if (rc == 0) {
         atomic_fetch_add(&c->s->copied, 1);
@@ -280,15 +223,18 @@ static int file_copy(struct clone *c, const struct walk_entry *e, int pfd, const
 }
 
 /* With --checksum: are the bytes of the SRC file and its copy equal? */
-static int content_equal(const struct walk_entry *e, int pfd, const char *name, haul_error *err)
+static int content_equal(const struct walk_entry *e, int pfd, const char *name, const struct stat *d,
+                         haul_error *err)
 {
-    int a = src_open(e->dirfd, e->name, err);
+    int a = fs_source_open(e->dirfd, e->name, e->st, err);
     if (a < 0)
         return -HAUL_EIO;
-    int b = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* DST is read the same way: a FIFO swapped in must not block. */
+    int b = fs_source_open(pfd, name, d, err);
     if (b < 0) {
         close(a);
-        return err_errno(err, errno, "destination: open");
+        err_prefix(err, "destination: ");
+        return -HAUL_EIO;
     }
     enum { CHUNK = 1 << 20 };
     char *x = malloc(CHUNK), *y = malloc(CHUNK);
@@ -357,7 +303,7 @@ static int file_visit(struct clone *c, const struct walk_entry *e, haul_error *e
     bool same = have && S_ISREG(d.st_mode) && d.st_size == e->st->st_size &&
                 time_equal(d.st_mtim, e->st->st_mtim);
     if (same && c->o->checksum)
-        rc = content_equal(e, pfd, name, err), same = rc == 1;
+        rc = content_equal(e, pfd, name, &d, err), same = rc == 1;
     if (rc < 0) {
         /* err filled */
     } else if (same && !meta_differs(c, e->st, &d)) {
@@ -388,20 +334,9 @@ static int link_into_place(int rdir, const char *rname, int pfd, const char *nam
         err_prefix(err, "destination: ");
         return -HAUL_EIO;
     }
-    if (!have || S_ISDIR(d->st_mode)) {
-        if (linkat(rdir, rname, pfd, name, 0) == 0)
-            return 0;
-        if (errno != EEXIST)
-            return err_errno(err, errno, "destination: hard link");
-    }
-    char tmp[64];
-    fs_tmpname(tmp, sizeof tmp);
-    if (linkat(rdir, rname, pfd, tmp, 0) < 0)
-        return err_errno(err, errno, "destination: hard link");
-    if (renameat(pfd, tmp, pfd, name) < 0) {
-        int saved = errno;
-        unlinkat(pfd, tmp, 0);
-        return err_errno(err, saved, "destination: rename into place");
+    if (fs_link(rdir, rname, pfd, name, 0, err) < 0) {
+        err_prefix(err, "destination: hard link: ");
+        return -HAUL_EIO;
     }
     return 0;
 }
@@ -442,15 +377,17 @@ static int registry_link(struct clone *c, const struct walk_entry *e, haul_error
         bool same = have && S_ISREG(d.st_mode) && d.st_size == e->st->st_size &&
                     time_equal(d.st_mtim, e->st->st_mtim) && !meta_differs(c, e->st, &d);
         if (same && c->o->checksum) {
-            int eq = content_equal(e, pfd, name, err);
+            int eq = content_equal(e, pfd, name, &d, err);
             if (eq < 0)
                 return eq;
             same = eq == 1;
         }
         if (same) {
             /* The copy on DST is good: it becomes the registered inode. */
-            if (linkat(pfd, name, c->reg_fd, key, 0) < 0 && errno != EEXIST)
-                return err_errno(err, errno, "destination: hard-link registry %s", key);
+            if (fs_link(pfd, name, c->reg_fd, key, FS_NOREPLACE, err) < 0) {
+                err_prefix(err, "destination: hard-link registry %s: ", key);
+                return -HAUL_EIO;
+            }
             continue;
         }
         int rc = file_copy(c, e, c->reg_fd, key, NULL, true, err);
@@ -463,24 +400,12 @@ static int registry_link(struct clone *c, const struct walk_entry *e, haul_error
     return err_set(err, HAUL_EIO, "destination: hard-link registry %s keeps changing", key);
 }
 
-/* Symlinks and special files: made under a temporary name when an old entry
- * is in the way, then renamed over it. */
-static int node_make(struct clone *c, const struct walk_entry *e, int pfd, const char *name, bool replace,
-                     haul_error *err)
+/* Symlinks and special files: made under a temporary name, given their
+ * metadata there, then renamed over whatever is in the way. */
+static int node_make(struct clone *c, const struct walk_entry *e, int pfd, const char *name, haul_error *err)
 {
-    char tmp[64];
-    const char *target = name;
-    if (replace) {
-        fs_tmpname(tmp, sizeof tmp);
-        target = tmp;
-    }
-    int rc = e->type == WALK_SYMLINK ? symlinkat(e->link_target, pfd, target)
-                                     : mknodat(pfd, target, e->st->st_mode & (S_IFMT | 07777), e->st->st_rdev);
-    if (rc < 0)
-        return err_errno(err, errno, "destination: %s", e->type == WALK_SYMLINK ? "symlink" : "mknod");
-    if (fs_meta_apply_at(pfd, target, e->st, &c->meta, err) < 0 ||
-        (replace && renameat(pfd, tmp, pfd, name) < 0 && err_errno(err, errno, "destination: rename") < 0)) {
-        unlinkat(pfd, target, 0);
+    if (fs_node_make(pfd, name, e->st->st_mode & S_IFMT, e->link_target, e->st->st_rdev, e->st, &c->meta, err) < 0) {
+        err_prefix(err, "destination: ");
         return -HAUL_EIO;
     }
     return 0;
@@ -519,7 +444,7 @@ static int node_visit(struct clone *c, const struct walk_entry *e, haul_error *e
     } else {
         if (have && S_ISDIR(d.st_mode) && (rc = fs_remove(pfd, name, err)) < 0)
             err_prefix(err, "destination: ");
-        else if ((rc = node_make(c, e, pfd, name, have && !S_ISDIR(d.st_mode), err)) == 0) {
+        else if ((rc = node_make(c, e, pfd, name, err)) == 0) {
             atomic_fetch_add(&c->s->copied, 1);
             report(c, "copy", e->path, NULL);
         }
@@ -557,8 +482,8 @@ static int dir_visit(struct clone *c, const struct walk_entry *e, haul_error *er
         char path[PATH_MAX * 2];
         snprintf(path, sizeof path, "%s/%s", c->dst_abs, e->path);
         rc = layout_mkdir(path, atomic_fetch_add(&c->mdt_next, 1) % c->o->layout.mdt_count, err);
-    } else if (mkdirat(pfd, name, 0700) < 0) {
-        rc = err_errno(err, errno, "destination: mkdir");
+    } else if ((rc = fs_mkdir(pfd, name, 0700, err)) != 0) {
+        rc = rc < 0 ? (err_prefix(err, "destination: "), rc) : err_errno(err, EEXIST, "destination: mkdir");
     }
     if (rc == 0 && !(have && S_ISDIR(d.st_mode)) && !c->o->dry_run) {
         atomic_fetch_add(&c->s->copied, 1);
@@ -765,17 +690,10 @@ static int link_one(const char *path, const char *first, void *ctx)
         rc = 1;
     } else {
         bool there = fstatat(p2, n2, &b, AT_SYMLINK_NOFOLLOW) == 0;
-        char tmp[64];
-        fs_tmpname(tmp, sizeof tmp);
         if (there && S_ISDIR(b.st_mode) && fs_remove(p2, n2, &err) < 0)
             rc = -1;
-        else if (there && !S_ISDIR(b.st_mode))
-            rc = linkat(p1, n1, p2, tmp, 0) < 0 || renameat(p2, tmp, p2, n2) < 0
-                     ? err_errno(&err, errno, "destination: link to %s", first) : 0;
-        else
-            rc = linkat(p1, n1, p2, n2, 0) < 0 ? err_errno(&err, errno, "destination: link to %s", first) : 0;
-        if (rc < 0)
-            unlinkat(p2, tmp, 0);
+        else if (fs_link(p1, n1, p2, n2, 0, &err) < 0)
+            err_prefix(&err, "destination: link to %s: ", first), rc = -1;
         else
             atomic_fetch_add(&c->s->hardlinks, 1);
     }
@@ -856,8 +774,8 @@ static int roots_open(struct clone *c, haul_error *err)
     const struct clone_opts *o = c->o;
     if (!realpath(o->src, c->src_abs))
         return err_errno(err, errno, "%s", o->src);
-    if ((o->passes & CLONE_PASS_COPY) && !o->dry_run && !o->dst_exists && path_mkdirs(o->dst, 0755) < 0)
-        return err_errno(err, errno, "%s: mkdir", o->dst);
+    if ((o->passes & CLONE_PASS_COPY) && !o->dry_run && !o->dst_exists && fs_mkdir_p(o->dst, 0755, err) < 0)
+        return -HAUL_EIO;
     if (!realpath(o->dst, c->dst_abs)) {
         if (!o->dry_run || errno != ENOENT)
             return err_errno(err, errno, "%s", o->dst);
@@ -1007,6 +925,9 @@ struct clone *clone_new(const struct clone_opts *o, struct clone_stats *stats, h
     c->counting = o->count_deletes;
     if (rc == 0 && o->src_expect && srcid_match(c->src_abs, &c->src_id, o->src_expect, err) < 0)
         rc = -HAUL_EINTEGRITY;
+    /* Write-back errors of a network filesystem show only at sync or close. */
+    if (rc == 0 && c->dst_root >= 0)
+        c->sync = o->fsync ? FS_SYNC_ALL : fs_is_network(c->dst_root) ? FS_SYNC_DATA : 0;
     if (rc == 0 && (o->passes & CLONE_PASS_COPY)) {
         unsigned range_threads = o->range_threads ? o->range_threads : (o->threads ? o->threads : 8);
         if ((!o->link_registry && !(c->links = linkmap_new(err))) ||
@@ -1346,20 +1267,25 @@ static bool same_file(const struct stat *a, const struct stat *b)
     return a->st_size == b->st_size && time_equal(a->st_mtim, b->st_mtim) && a->st_ino == b->st_ino;
 }
 
-/* SRC's file at path, checked against expect (NULL: not checked). */
+/* SRC's file at path, checked against expect (NULL: not checked; st_dev
+ * is not compared: expect may come from another node's stat). */
 static int range_src(struct clone *c, const char *path, const struct stat *expect, struct stat *st, haul_error *err)
 {
-    /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
-    int fd = fs_open_beneath(c->src_root, path, O_RDONLY | O_NONBLOCK, err);
+    const char *name;
+    int pfd = fs_parent_open(c->src_root, path, &name, err);
+    if (pfd < 0)
+        return -1;
+    /* A FIFO put in the file's place must not block the open. */
+    int fd = fs_source_open(pfd, name, NULL, err);
+    fs_parent_close(c->src_root, pfd);
     if (fd < 0)
         return -1;
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || fcntl(fd, F_SETFL, 0) < 0) {
-        err_set(err, HAUL_EIO, "not a regular file any more");
-    } else if (expect && !same_file(st, expect)) {
+    if (fstat(fd, st) < 0)
+        err_errno(err, errno, "stat");
+    else if (expect && !same_file(st, expect))
         err_set(err, HAUL_EIO, "changed while being copied (the next pass copies it again)");
-    } else {
+    else
         return fd;
-    }
     close(fd);
     return -1;
 }
@@ -1368,16 +1294,18 @@ int clone_range_begin(struct clone *c, const char *path, const char *tmp, uint64
 {
     haul_error e2 = {0};
     const char *name;
+    struct fs_tmp t = {.fd = -1};
     int pfd = fs_parent_open(c->dst_root, path, &name, &e2);
-    int fd = pfd < 0 ? -1 : openat(pfd, tmp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (pfd >= 0 && fd < 0)
-        err_errno(&e2, errno, "destination: create %s", tmp);
-    if (fd >= 0 && ftruncate(fd, (off_t)size) < 0)
-        err_errno(&e2, errno, "destination: size %s", tmp);
-    if (e2.code)
+    if (pfd >= 0 && fs_tmp_open(pfd, tmp, true, &t, &e2) == 0) {
+        if (ftruncate(t.fd, (off_t)size) < 0)
+            err_errno(&e2, errno, "size %s", tmp);
+        if (fs_tmp_close(&t, 0, &e2) < 0 || e2.code)
+            fs_tmp_discard(&t);
+    }
+    if (e2.code) {
+        err_prefix(&e2, "destination: ");
         entry_failed(c, path, &e2);
-    if (fd >= 0)
-        close(fd);
+    }
     if (pfd >= 0)
         fs_parent_close(c->dst_root, pfd);
     (void)err;
@@ -1390,25 +1318,30 @@ int clone_range_copy(struct clone *c, const char *path, const char *tmp, uint64_
     haul_error e2 = {0};
     struct stat st;
     const char *name;
+    struct fs_tmp t = {.fd = -1};
     int sfd = range_src(c, path, NULL, &st, &e2);
     int pfd = sfd < 0 ? -1 : fs_parent_open(c->dst_root, path, &name, &e2);
-    int tfd = pfd < 0 ? -1 : openat(pfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (pfd >= 0 && tfd < 0)
-        err_errno(&e2, errno, "destination: open %s", tmp);
-    if (tfd >= 0 && xfer_range_copy(sfd, tfd, off, len, &e2) == 0 && c->o->fsync && fdatasync(tfd) < 0)
-        err_errno(&e2, errno, "destination: fsync");
+    if (pfd >= 0 && fs_tmp_open(pfd, tmp, false, &t, &e2) < 0)
+        err_prefix(&e2, "destination: ");
+    /* This range is only reported done once it reached DST: synced (a
+     * network filesystem, --fsync) and closed, both checked. */
+    if (t.fd >= 0 && xfer_range_copy(sfd, t.fd, off, len, &e2) == 0 && fs_tmp_close(&t, c->sync, &e2) < 0)
+        err_prefix(&e2, "destination: ");
     if (e2.code) {
         /* Without this range the file is not whole: no FINISH may put it in
          * place (it needs tmp), and the next pass copies it again. */
         haul_error e3 = {0};
         if (pfd < 0)
             pfd = fs_parent_open(c->dst_root, path, &name, &e3);
-        if (pfd >= 0)
-            unlinkat(pfd, tmp, 0);
+        if (pfd >= 0) {
+            t.dir = pfd;
+            snprintf(t.name, sizeof t.name, "%s", tmp);
+        }
+        fs_tmp_discard(&t);
         entry_failed(c, path, &e2);
     }
-    if (tfd >= 0)
-        close(tfd);
+    if (t.fd >= 0)
+        close(t.fd);
     if (pfd >= 0)
         fs_parent_close(c->dst_root, pfd);
     if (sfd >= 0)
@@ -1422,35 +1355,36 @@ int clone_range_finish(struct clone *c, const char *path, const char *tmp, const
                        haul_error *err)
 {
     (void)err;
-    haul_error e2 = {0};
+    haul_error e2 = {0}, open_err = {0};
     struct stat st, d;
     const char *name;
+    struct fs_tmp t = {.fd = -1};
     int pfd = fs_parent_open(c->dst_root, path, &name, &e2);
-    int tfd = pfd < 0 ? -1 : openat(pfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (pfd >= 0 && tfd < 0 && errno == ENOENT && fstatat(pfd, name, &d, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(d.st_mode) && d.st_size == expect->st_size && time_equal(d.st_mtim, expect->st_mtim)) {
-        fs_parent_close(c->dst_root, pfd); /* a redelivered finish: done before */
-        return 0;
+    if (pfd >= 0 && fs_tmp_open(pfd, tmp, false, &t, &open_err) < 0) {
+        t.name[0] = '\0'; /* nothing of ours to remove */
+        if (open_err.code == HAUL_ENOTFOUND && fstatat(pfd, name, &d, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(d.st_mode) && d.st_size == expect->st_size && time_equal(d.st_mtim, expect->st_mtim)) {
+            fs_parent_close(c->dst_root, pfd); /* a redelivered finish: done before */
+            return 0;
+        }
+        if (open_err.code == HAUL_ENOTFOUND)
+            err_set(&e2, HAUL_EIO, "a range of it could not be copied (see the messages above or the workers' logs); "
+                                   "the next pass copies it again");
+        else
+            err_set(&e2, open_err.code, "destination: %s", open_err.msg);
     }
-    if (pfd >= 0 && tfd < 0 && errno == ENOENT)
-        err_set(&e2, HAUL_EIO, "a range of it could not be copied (see the messages above or the workers' logs); "
-                               "the next pass copies it again");
-    else if (pfd >= 0 && tfd < 0)
-        err_errno(&e2, errno, "destination: open %s", tmp);
-    int sfd = tfd < 0 ? -1 : range_src(c, path, expect, &st, &e2);
-    if (sfd >= 0 && c->o->fsync && fsync(tfd) < 0)
-        err_errno(&e2, errno, "destination: fsync");
-    if (sfd >= 0 && !e2.code && fs_meta_apply(tfd, sfd, &st, &c->meta, &e2) < 0)
+    int sfd = t.fd < 0 ? -1 : range_src(c, path, expect, &st, &e2);
+    if (sfd >= 0 && !e2.code && fs_meta_apply(t.fd, sfd, &st, &c->meta, &e2) < 0)
         err_prefix(&e2, "destination: ");
     if (sfd >= 0 && !e2.code && fstatat(pfd, name, &d, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(d.st_mode) &&
         fs_remove(pfd, name, &e2) < 0)
         err_prefix(&e2, "destination: ");
-    if (sfd >= 0 && !e2.code && renameat(pfd, tmp, pfd, name) < 0)
-        err_errno(&e2, errno, "destination: rename into place");
+    /* Synced and closed (checked) before it gets its name. */
+    if (sfd >= 0 && !e2.code && fs_publish(&t, name, c->sync, &e2) < 0)
+        err_prefix(&e2, "destination: ");
     if (e2.code) {
         entry_failed(c, path, &e2);
-        if (tfd >= 0)
-            unlinkat(pfd, tmp, 0); /* the next pass copies it again */
+        fs_tmp_discard(&t); /* the next pass copies it again */
     } else {
         atomic_fetch_add(&c->s->copied, 1);
         atomic_fetch_add(&c->s->bytes_copied, (uint64_t)st.st_size);
@@ -1458,8 +1392,6 @@ int clone_range_finish(struct clone *c, const char *path, const char *tmp, const
     }
     if (sfd >= 0)
         close(sfd);
-    if (tfd >= 0)
-        close(tfd);
     if (pfd >= 0)
         fs_parent_close(c->dst_root, pfd);
     return 0;

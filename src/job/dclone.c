@@ -19,7 +19,6 @@
 #include "util/err.h"
 #include "util/kv.h"
 #include "util/log.h"
-#include "util/path.h"
 
 /* ---- job description (util/kv lines) ---- */
 
@@ -395,8 +394,8 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
     char prefix[DIST_PREFIX_MAX + 1];
     if (dclone_prefix(o->job, prefix, sizeof prefix, err) < 0)
         return -HAUL_EUSAGE;
-    if ((co->passes & CLONE_PASS_COPY) && path_mkdirs(co->dst, 0755) < 0)
-        return err_errno(err, errno, "%s: mkdir", co->dst);
+    if ((co->passes & CLONE_PASS_COPY) && fs_mkdir_p(co->dst, 0755, err) < 0)
+        return -HAUL_EIO;
     /* Opens and checks the roots (overlap, existence) as a local clone does. */
     struct clone_opts local = *co;
     local.passes = 0;
@@ -438,8 +437,9 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
     if (rc == 0 && (passes & CLONE_PASS_COPY)) {
         /* A registry of this run's own (one left by a killed run is not
          * SRC's: the delete pass removes it). */
-        if (mkdirat(dst_fd, spec->registry, 0700) < 0) {
-            rc = err_errno(err, errno, "%s/%s: mkdir", clone_dst_abs(c), spec->registry);
+        if (fs_mkdir(dst_fd, spec->registry, 0700, err) < 0) {
+            err_prefix(err, "%s/%s: ", clone_dst_abs(c), spec->registry);
+            rc = -HAUL_EIO;
         }
         if (rc == 0)
             rc = run_pass(o, q, DIST_PASS_COPY, spec, stats, err);

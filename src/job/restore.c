@@ -53,7 +53,6 @@ struct restore {
     struct queue *queue;
     atomic_bool no_restore_api; /* RestoreObject answered NotImplemented (Ceph RGW) */
     atomic_bool failed;         /* a failure that stops the run (fatal_err) */
-    atomic_uint tmp_seq;
     pthread_mutex_t lock;       /* guards large_running and fatal_err */
     pthread_cond_t large_done;
     int large_running;
@@ -136,42 +135,19 @@ static const char *base_of(const char *path, size_t *dir_len)
     return slash ? slash + 1 : path;
 }
 
-/* Gives the owner write and search permission on a directory haul must
- * write into (a rerun after a read-only mode was restored); the final mode
- * is applied again at the end of the run. */
-static void writable_make(int fd)
-{
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0300) != 0300)
-        fchmod(fd, (st.st_mode & 07777) | 0700);
-}
-
 /* Opens component name (the end of path[0..len)) under parent, creating it
  * first when create.  A symlink is never followed. */
 static int component_open(struct restore *r, int parent, const char *name, const char *path,
                           size_t len, bool create, haul_error *err)
 {
-    if (create && mkdirat(parent, name, 0777) < 0 && errno != EEXIST)
-        return err_errno(err, errno, "%s/%.*s: cannot create the directory", r->root_name, (int)len,
-                         path);
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) {
-        if (create && !r->as_root)
-            writable_make(fd);
+    int fd = fs_dir_open(parent, name, create, 0777, err);
+    if (fd < 0) {
+        err_prefix(err, "%s/%.*s: ", r->root_name, (int)len, path);
         return fd;
     }
-    int e = errno;
-    struct stat st;
-    if ((e == ELOOP || e == ENOTDIR) && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (S_ISLNK(st.st_mode))
-            return err_set(err, HAUL_EIO,
-                           "%s/%.*s: is a symlink already in the target; not followed, nothing "
-                           "restored below it",
-                           r->root_name, (int)len, path);
-        return err_set(err, HAUL_EIO, "%s/%.*s: exists and is not a directory", r->root_name,
-                       (int)len, path);
-    }
-    return err_errno(err, e, "%s/%.*s", r->root_name, (int)len, path);
+    if (create && !r->as_root)
+        fs_owner_writable(fd);
+    return fd;
 }
 
 /* Opens the directory dir[0..len) (relative; len 0: the root) one component
@@ -181,21 +157,11 @@ static int dir_walk(struct restore *r, const char *dir, size_t len, bool create,
 {
     if (r->root < 0)
         return err_set(err, HAUL_ENOTFOUND, "%s: does not exist", r->root_name);
-    int fd = openat(r->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return err_errno(err, errno, "%s", r->root_name);
-    for (size_t start = 0; start < len;) {
-        const char *slash = memchr(dir + start, '/', len - start);
-        size_t end = slash ? (size_t)(slash - dir) : len;
-        char name[META_NAME_MAX + 1];
-        memcpy(name, dir + start, end - start);
-        name[end - start] = '\0';
-        int next = component_open(r, fd, name, dir, end, create, err);
-        close(fd);
-        if (next < 0)
-            return next;
-        fd = next;
-        start = end + 1;
+    unsigned flags = create ? FS_DIRS_CREATE | (r->as_root ? 0 : FS_DIRS_WRITABLE) : 0;
+    int fd = fs_dirs_open(r->root, dir, len, flags, 0777, err);
+    if (fd < 0) {
+        err_prefix(err, "%s%s", r->root_name, len ? "/" : ": ");
+        return -(err->code ? err->code : HAUL_EIO);
     }
     return fd;
 }
@@ -209,7 +175,7 @@ static int parent_get(struct worker *w, const char *path, bool create, const cha
     *name = base_of(path, &len);
     if (w->dir_fd >= 0 && w->dir_len == len && memcmp(w->dir_path, path, len) == 0) {
         if (create && !w->dir_writable && !w->r->as_root)
-            writable_make(w->dir_fd);
+            fs_owner_writable(w->dir_fd);
         w->dir_writable |= create;
         return w->dir_fd;
     }
@@ -233,24 +199,14 @@ static void worker_cache_drop(struct worker *w)
 
 /* ---- writing entries ---------------------------------------------------- */
 
-/* A fresh name in dfd for a file that will be renamed into place. */
-static void temp_name(struct restore *r, char out[64])
+/* The file an entry's bytes go into, published by commit. */
+static int temp_file(struct restore *r, int dfd, struct fs_tmp *t, const char *path, haul_error *err)
 {
-    snprintf(out, 64, ".haul-restore-%ld-%u", (long)getpid(), atomic_fetch_add(&r->tmp_seq, 1));
-}
-
-static int temp_file(struct restore *r, int dfd, char tmp[64], const char *path, haul_error *err)
-{
-    for (int i = 0; i < 100; i++) {
-        temp_name(r, tmp);
-        int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd >= 0)
-            return fd;
-        if (errno != EEXIST)
-            return err_errno(err, errno, "%s/%s: cannot create a temporary file next to it",
-                             r->root_name, path);
+    if (fs_tmp_create(dfd, false, t, err) < 0) {
+        err_prefix(err, "%s/%s: ", r->root_name, path);
+        return -HAUL_EIO;
     }
-    return err_set(err, HAUL_EIO, "%s/%s: no free temporary name", r->root_name, path);
+    return t->fd;
 }
 
 /* The mtime the restored entry gets: from the metadata, else the object's
@@ -268,22 +224,35 @@ static void times_of(const struct meta_posix *pm, time_t last_modified, struct t
     ts[1] = mtime_of(pm, last_modified);
 }
 
+/* The owner the restore policy lets an entry have: st_uid, st_gid
+ * ((uid_t)-1: kept) and whether to set them at all. */
+static void owner_of(const struct meta_restore_plan *p, struct stat *st, struct fs_meta_opts *o)
+{
+    o->owner = (p->has & (META_HAS_UID | META_HAS_GID)) != 0;
+    st->st_uid = p->uid;
+    st->st_gid = p->gid;
+}
+
 /* Owner (as root), mode and times of a regular file still open. */
 static int file_meta_apply(struct restore *r, int fd, const struct meta_posix *pm,
                            time_t last_modified, const char *path, haul_error *err)
 {
     struct meta_restore_plan p;
     plan_make(r, pm, path, &p);
-    if ((p.has & (META_HAS_UID | META_HAS_GID)) && fchown(fd, p.uid, p.gid) < 0)
-        return err_errno(err, errno, "%s/%s: chown", r->root_name, path);
-    /* After chown, which clears set-user-ID bits. */
+    struct stat st = {0};
+    struct fs_meta_opts o = {0};
+    owner_of(&p, &st, &o);
+    /* Set after chown (fs_meta_apply's order), which clears set-user-ID bits. */
     mode_t mode = (p.has & META_HAS_MODE) ? p.mode : (0666 & ~r->umask);
-    if (fchmod(fd, mode) < 0)
-        return err_errno(err, errno, "%s/%s: chmod", r->root_name, path);
+    st.st_mode = S_IFREG | mode;
     struct timespec ts[2];
     times_of(pm, last_modified, ts);
-    if (futimens(fd, ts) < 0)
-        return err_errno(err, errno, "%s/%s: set times", r->root_name, path);
+    st.st_atim = ts[0];
+    st.st_mtim = ts[1];
+    if (fs_meta_apply(fd, -1, &st, &o, err) < 0) {
+        err_prefix(err, "%s/%s: ", r->root_name, path);
+        return -HAUL_EIO;
+    }
     return 0;
 }
 
@@ -319,18 +288,15 @@ static int sparse_pwrite(int fd, const char *buf, size_t n, uint64_t off)
     return 0;
 }
 
-/* Renames tmp over name in dfd; removes tmp when that fails. */
-static int commit(struct restore *r, int dfd, const char *tmp, const char *name, const char *path,
-                  haul_error *err)
+/* Gives the whole file t its name (close checked first); removes it when
+ * that fails. */
+static int commit(struct restore *r, struct fs_tmp *t, const char *name, const char *path, haul_error *err)
 {
-    if (renameat(dfd, tmp, dfd, name) == 0)
-        return 0;
-    int e = errno;
-    unlinkat(dfd, tmp, 0);
-    if (e == EISDIR || e == ENOTEMPTY || e == EEXIST)
-        return err_set(err, HAUL_EIO, "%s/%s: a directory is in the way; not replaced",
-                       r->root_name, path);
-    return err_errno(err, e, "%s/%s: rename into place", r->root_name, path);
+    if (fs_publish(t, name, 0, err) < 0) {
+        err_prefix(err, "%s/%s: ", r->root_name, path);
+        return -HAUL_EIO;
+    }
+    return 0;
 }
 
 /* A regular file from an in-memory body. */
@@ -339,8 +305,8 @@ static int file_from_buf(struct worker *w, int dfd, const char *name, const char
                          time_t last_modified, haul_error *err)
 {
     struct restore *r = w->r;
-    char tmp[64];
-    int fd = temp_file(r, dfd, tmp, path, err);
+    struct fs_tmp t;
+    int fd = temp_file(r, dfd, &t, path, err);
     if (fd < 0)
         return fd;
     int rc = 0;
@@ -349,13 +315,11 @@ static int file_from_buf(struct worker *w, int dfd, const char *name, const char
         rc = err_errno(err, errno, "%s/%s: write", r->root_name, path);
     if (rc == 0)
         rc = file_meta_apply(r, fd, pm, last_modified, path, err);
-    if (close(fd) < 0 && rc == 0)
-        rc = err_errno(err, errno, "%s/%s: write", r->root_name, path);
     if (rc < 0) {
-        unlinkat(dfd, tmp, 0);
+        fs_tmp_discard(&t);
         return rc;
     }
-    return commit(r, dfd, tmp, name, path, err);
+    return commit(r, &t, name, path, err);
 }
 
 /* Live byte counts from the engine's running total for one object. */
@@ -480,20 +444,18 @@ static int file_from_xfer(struct worker *w, const struct task *t, int dfd, const
                           time_t last_modified, haul_error *err)
 {
     struct restore *r = w->r;
-    char tmp[64];
-    int fd = temp_file(r, dfd, tmp, path, err);
+    struct fs_tmp tf;
+    int fd = temp_file(r, dfd, &tf, path, err);
     if (fd < 0)
         return fd;
     int rc = download_into(r, t, fd, size, pm->sparse, err);
     if (rc == 0)
         rc = file_meta_apply(r, fd, pm, last_modified, path, err);
-    if (close(fd) < 0 && rc == 0)
-        rc = err_errno(err, errno, "%s/%s: write", r->root_name, path);
     if (rc < 0) {
-        unlinkat(dfd, tmp, 0);
+        fs_tmp_discard(&tf);
         return rc;
     }
-    return commit(r, dfd, tmp, name, path, err);
+    return commit(r, &tf, name, path, err);
 }
 
 static int symlink_make(struct worker *w, int dfd, const char *name, const char *path,
@@ -501,30 +463,20 @@ static int symlink_make(struct worker *w, int dfd, const char *name, const char 
                         haul_error *err)
 {
     struct restore *r = w->r;
-    char tmp[64];
-    int rc = -1;
-    for (int i = 0; i < 100 && rc < 0; i++) {
-        temp_name(r, tmp);
-        rc = symlinkat(target, dfd, tmp);
-        if (rc < 0 && errno != EEXIST)
-            return err_errno(err, errno, "%s/%s: symlink", r->root_name, path);
-    }
-    if (rc < 0)
-        return err_set(err, HAUL_EIO, "%s/%s: no free temporary name", r->root_name, path);
     struct meta_restore_plan p;
     plan_make(r, pm, path, &p);
-    if ((p.has & (META_HAS_UID | META_HAS_GID)) &&
-        fchownat(dfd, tmp, p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0)
-        rc = err_errno(err, errno, "%s/%s: chown", r->root_name, path);
+    struct stat st = {.st_mode = S_IFLNK | 0777};
+    struct fs_meta_opts o = {0};
+    owner_of(&p, &st, &o);
     struct timespec ts[2];
     times_of(pm, last_modified, ts);
-    if (rc == 0 && utimensat(dfd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
-        rc = err_errno(err, errno, "%s/%s: set times", r->root_name, path);
-    if (rc < 0) {
-        unlinkat(dfd, tmp, 0);
-        return rc;
+    st.st_atim = ts[0];
+    st.st_mtim = ts[1];
+    if (fs_node_make(dfd, name, S_IFLNK, target, 0, &st, &o, err) < 0) {
+        err_prefix(err, "%s/%s: ", r->root_name, path);
+        return -HAUL_EIO;
     }
-    return commit(r, dfd, tmp, name, path, err);
+    return 0;
 }
 
 /* FIFOs and devices (devices need root and --devices: see entry_restore). */
@@ -532,35 +484,23 @@ static int special_make(struct worker *w, int dfd, const char *name, const char 
                         const struct meta_posix *pm, time_t last_modified, haul_error *err)
 {
     struct restore *r = w->r;
-    char tmp[64];
-    int rc = -1;
-    for (int i = 0; i < 100 && rc < 0; i++) {
-        temp_name(r, tmp);
-        rc = mknodat(dfd, tmp, (pm->mode & S_IFMT) | 0600, pm->rdev);
-        if (rc < 0 && errno != EEXIST)
-            return err_errno(err, errno, "%s/%s: mknod", r->root_name, path);
-    }
-    if (rc < 0)
-        return err_set(err, HAUL_EIO, "%s/%s: no free temporary name", r->root_name, path);
     struct meta_restore_plan p;
     plan_make(r, pm, path, &p);
-    if ((p.has & (META_HAS_UID | META_HAS_GID)) &&
-        fchownat(dfd, tmp, p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0)
-        rc = err_errno(err, errno, "%s/%s: chown", r->root_name, path);
-    /* tmp is the node made just above (mknodat never replaces a name). */
-    if (rc == 0 && (p.has & META_HAS_MODE) && fs_chmod_at(dfd, tmp, pm->mode & S_IFMT, p.mode, err) < 0) {
-        err_prefix(err, "%s/%s: ", r->root_name, path);
-        rc = -HAUL_EIO;
-    }
+    struct stat st = {0};
+    struct fs_meta_opts o = {0};
+    owner_of(&p, &st, &o);
+    /* Made 0600; the mode from the metadata is applied after chown. */
+    mode_t mode = (p.has & META_HAS_MODE) ? p.mode : 0600;
+    st.st_mode = (pm->mode & S_IFMT) | mode;
     struct timespec ts[2];
     times_of(pm, last_modified, ts);
-    if (rc == 0 && utimensat(dfd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
-        rc = err_errno(err, errno, "%s/%s: set times", r->root_name, path);
-    if (rc < 0) {
-        unlinkat(dfd, tmp, 0);
-        return rc;
+    st.st_atim = ts[0];
+    st.st_mtim = ts[1];
+    if (fs_node_make(dfd, name, pm->mode & S_IFMT, NULL, pm->rdev, &st, &o, err) < 0) {
+        err_prefix(err, "%s/%s: ", r->root_name, path);
+        return -HAUL_EIO;
     }
-    return commit(r, dfd, tmp, name, path, err);
+    return 0;
 }
 
 /* ---- reading objects ---------------------------------------------------- */
@@ -1093,18 +1033,10 @@ static int link_make(const char *path, const char *first, void *arg)
         close(ndir);
         return 0;
     }
-    char tmp[64];
-    int made = -1;
-    for (int i = 0; rc == 0 && i < 100 && made < 0; i++) {
-        temp_name(r, tmp);
-        made = linkat(fdir, first_name, ndir, tmp, 0);
-        if (made < 0 && errno != EEXIST)
-            rc = err_errno(&err, errno, "%s/%s: hard link to %s", r->root_name, path, first);
+    if (rc == 0 && fs_link(fdir, first_name, ndir, name, 0, &err) < 0) {
+        err_prefix(&err, "%s/%s: hard link to %s: ", r->root_name, path, first);
+        rc = -HAUL_EIO;
     }
-    if (rc == 0 && made < 0)
-        rc = err_set(&err, HAUL_EIO, "%s/%s: no free temporary name", r->root_name, path);
-    if (rc == 0)
-        rc = commit(r, ndir, tmp, name, path, &err);
     if (rc == 0) {
         atomic_fetch_add(&r->st->hardlinks, 1);
         report(r, "link", "%s => %s", path, first);
@@ -1125,19 +1057,21 @@ static int dir_finish(const struct restore_dir *d, void *arg)
     haul_error err = {0};
     int fd = dir_walk(r, d->path, strcmp(d->path, ".") == 0 ? 0 : strlen(d->path), false, &err);
     int rc = fd < 0 ? fd : 0;
-    if (rc == 0 && r->as_root && (d->has & (META_HAS_UID | META_HAS_GID)) &&
-        fchown(fd, (d->has & META_HAS_UID) ? d->uid : (uid_t)-1,
-               (d->has & META_HAS_GID) ? d->gid : (gid_t)-1) < 0)
-        rc = err_errno(&err, errno, "%s/%s: chown", r->root_name, d->path);
-    if (rc == 0 && (d->has & META_HAS_MODE) && fchmod(fd, d->mode & 07777) < 0)
-        rc = err_errno(&err, errno, "%s/%s: chmod", r->root_name, d->path);
-    struct timespec ts[2] = {
-        (d->has & META_HAS_ATIME) ? (struct timespec){d->atime_sec, d->atime_nsec}
-                                  : (struct timespec){.tv_nsec = UTIME_OMIT},
-        {d->mtime_sec, d->mtime_nsec},
-    };
-    if (rc == 0 && futimens(fd, ts) < 0)
-        rc = err_errno(&err, errno, "%s/%s: set times", r->root_name, d->path);
+    struct stat st = {0};
+    if (rc == 0 && fstat(fd, &st) < 0)
+        rc = err_errno(&err, errno, "%s/%s: stat", r->root_name, d->path);
+    struct fs_meta_opts o = {.owner = r->as_root && (d->has & (META_HAS_UID | META_HAS_GID))};
+    st.st_uid = (d->has & META_HAS_UID) ? d->uid : (uid_t)-1;
+    st.st_gid = (d->has & META_HAS_GID) ? d->gid : (gid_t)-1;
+    if (d->has & META_HAS_MODE) /* else the mode it has */
+        st.st_mode = S_IFDIR | (d->mode & 07777);
+    st.st_atim = (d->has & META_HAS_ATIME) ? (struct timespec){d->atime_sec, d->atime_nsec}
+                                           : (struct timespec){.tv_nsec = UTIME_OMIT};
+    st.st_mtim = (struct timespec){d->mtime_sec, d->mtime_nsec};
+    if (rc == 0 && fs_meta_apply(fd, -1, &st, &o, &err) < 0) {
+        err_prefix(&err, "%s/%s: ", r->root_name, d->path);
+        rc = -HAUL_EIO;
+    }
     if (fd >= 0)
         close(fd);
     if (rc < 0)
@@ -1147,35 +1081,17 @@ static int dir_finish(const struct restore_dir *d, void *arg)
 
 /* ---- the run ---------------------------------------------------------------- */
 
-/* mkdir -p (the user's own path: symlinks in it are the user's choice). */
-static int mkdir_p(const char *path, haul_error *err)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return err_set(err, HAUL_EUSAGE, "restore target '%s': empty or too long", path);
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-            return err_errno(err, errno, "restore target %s", buf);
-        *p = c;
-        if (!c)
-            return 0;
-    }
-}
-
 static int root_open(struct restore *r, haul_error *err)
 {
     const struct restore_opts *o = r->o;
     snprintf(r->root_name, sizeof r->root_name, "%s%s%s", o->target, o->subdir ? "/" : "",
              o->subdir ? o->subdir : "");
     r->root = -1;
-    if (!o->dry_run && mkdir_p(o->target, err) < 0)
+    /* mkdir -p: the user's own path (symlinks in it are the user's choice). */
+    if (!o->dry_run && fs_mkdir_p(o->target, 0777, err) < 0) {
+        err_prefix(err, "restore target: ");
         return -HAUL_EIO;
+    }
     int fd = open(o->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 && o->dry_run && errno == ENOENT)
         return 0;
@@ -1258,8 +1174,12 @@ int restore_run(struct s3_client *c, const struct restore_opts *opts, struct res
             restore_state_dirs_each(r.state, dir_finish, &r, &serr) < 0)
             fatal(&r, &serr);
     }
-    if (r.root >= 0 && !o.dry_run)
-        syncfs(r.root);
+    /* The last write-back errors of the target show here. */
+    if (r.root >= 0 && !o.dry_run && syncfs(r.root) < 0) {
+        haul_error serr = {0};
+        err_errno(&serr, errno, "%s: syncfs (what was written may not be on disk)", r.root_name);
+        fatal(&r, &serr);
+    }
     if (r.state) {
         int64_t n = restore_state_pending_count(r.state);
         stats->pending = n > 0 ? (uint64_t)n : 0;

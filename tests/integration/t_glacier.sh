@@ -59,7 +59,7 @@ like "$OUT" '"pending":2,' "  ... pending count in the JSON summary"
 like "$OUT" '"complete":false' "  ... JSON says incomplete"
 cmp -s "$SCRATCH/std.txt" "$SCRATCH/t/std.txt" && cmp -s "$SCRATCH/ir.txt" "$SCRATCH/t/ir.txt"; ok $? "  ... their bytes are right"
 [ ! -e "$SCRATCH/t/deep.bin" ] && [ ! -e "$SCRATCH/t/cold.txt" ]; ok $? "  ... nothing written for the pending objects"
-[ -z "$(find "$SCRATCH/t" -name '.haul-restore-*')" ]; ok $? "  ... no temporary files left"
+[ -z "$(find "$SCRATCH/t" -name '.haul-tmp*')" ]; ok $? "  ... no temporary files left"
 run stat $M "s3://$GB/p/deep.bin"
 like "$OUT" 'ongoing-request="false", expiry-date=' "the server got the RestoreObject (moto completes it at once)"
 expect=$(date -u -d '+3 days' '+%d %b %Y')

@@ -107,7 +107,7 @@ if [ "$(id -u)" = 0 ]; then
 else
     ok 0 "# SKIP owners are restored only as root"
 fi
-[ -z "$(find "$T" -name '.haul-restore-*')" ]; ok $? "no temporary files left"
+[ -z "$(find "$T" -name '.haul-tmp*')" ]; ok $? "no temporary files left"
 
 # ---- a rerun continues where the last stopped: only what is missing ----
 rm "$T/dir/sub/deep.bin" "$T/dir/hard3"

@@ -1,11 +1,13 @@
 /* Unit tests for clone's building blocks: the local copy engine
- * (xfer/fcopy), confined destination operations (fs) and the
+ * (xfer/fcopy), confined destination operations (fs: open beneath,
+ * remove, publish a temporary, symlinks and nodes, links, mkdir -p) and the
  * hard-link map (index/linkmap).  Real files in a temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +182,120 @@ static void test_remove_tree(void **state)
     close(root);
 }
 
+/* The number of entries in dir whose name starts with prefix. */
+static int count_prefixed(int root, const char *prefix)
+{
+    int fd = openat(root, ".", O_RDONLY | O_DIRECTORY);
+    DIR *d = fdopendir(fd);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static void test_publish(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/pub", dir);
+    mkdir(path, 0700);
+    int root = open(path, O_RDONLY | O_DIRECTORY);
+    haul_error err = {0};
+    struct stat st;
+    /* unnamed and named, each: a new name, then over an old file */
+    for (int named = 0; named < 2; named++) {
+        for (int round = 0; round < 2; round++) {
+            struct fs_tmp t;
+            assert_int_equal(fs_tmp_create(root, named, &t, &err), 0);
+            assert_int_equal(t.name[0] != '\0', named);
+            assert_int_equal(write(t.fd, "abc", 3 + round), 3 + round);
+            assert_int_equal(fs_publish(&t, "f", round ? FS_SYNC_DATA : 0, &err), 0);
+            assert_int_equal(t.fd, -1);
+            assert_int_equal(fstatat(root, "f", &st, 0), 0);
+            assert_int_equal(st.st_size, 3 + round);
+        }
+    }
+    /* FS_NOREPLACE: the name is taken, nothing published, nothing left */
+    for (int named = 0; named < 2; named++) {
+        struct fs_tmp t;
+        assert_int_equal(fs_tmp_create(root, named, &t, &err), 0);
+        assert_int_equal(fs_publish(&t, "f", FS_NOREPLACE, &err), 1);
+        assert_int_equal(fstatat(root, "f", &st, 0), 0);
+        assert_int_equal(st.st_size, 4);
+    }
+    /* a directory in the way is never replaced */
+    assert_int_equal(mkdirat(root, "d", 0700), 0);
+    assert_int_equal(mkdirat(root, "d/x", 0700), 0);
+    struct fs_tmp t;
+    assert_int_equal(fs_tmp_create(root, true, &t, &err), 0);
+    assert_true(fs_publish(&t, "d", 0, &err) < 0);
+    assert_non_null(strstr(err.msg, "a directory is in the way"));
+    assert_int_equal(count_prefixed(root, ".haul-tmp"), 0);
+    close(root);
+}
+
+static void test_node_and_link(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/nodes", dir);
+    mkdir(path, 0700);
+    int root = open(path, O_RDONLY | O_DIRECTORY);
+    haul_error err = {0};
+    struct fs_meta_opts o = {0};
+    struct stat meta = {.st_mode = S_IFLNK | 0777, .st_uid = (uid_t)-1, .st_gid = (gid_t)-1};
+    meta.st_atim.tv_nsec = UTIME_OMIT;
+    meta.st_mtim.tv_sec = 1000000000;
+    assert_int_equal(close(openat(root, "f", O_WRONLY | O_CREAT, 0600)), 0);
+    /* a symlink replaces a file, with its own mtime */
+    assert_int_equal(fs_node_make(root, "f", S_IFLNK, "target", 0, &meta, &o, &err), 0);
+    char buf[64];
+    assert_int_equal(readlinkat(root, "f", buf, sizeof buf), 6);
+    struct stat st;
+    assert_int_equal(fstatat(root, "f", &st, AT_SYMLINK_NOFOLLOW), 0);
+    assert_int_equal(st.st_mtim.tv_sec, 1000000000);
+    /* a FIFO with its mode */
+    meta.st_mode = S_IFIFO | 0640;
+    assert_int_equal(fs_node_make(root, "p", S_IFIFO, NULL, 0, &meta, &o, &err), 0);
+    assert_int_equal(fstatat(root, "p", &st, AT_SYMLINK_NOFOLLOW), 0);
+    assert_true(S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640);
+    /* hard links: a new name, over an old entry, and NOREPLACE */
+    assert_int_equal(close(openat(root, "a", O_WRONLY | O_CREAT, 0600)), 0);
+    assert_int_equal(fs_link(root, "a", root, "b", 0, &err), 0);
+    assert_int_equal(fs_link(root, "a", root, "f", 0, &err), 0);
+    assert_int_equal(fs_link(root, "a", root, "p", FS_NOREPLACE, &err), 1);
+    assert_int_equal(fstatat(root, "f", &st, AT_SYMLINK_NOFOLLOW), 0);
+    assert_int_equal(st.st_nlink, 3);
+    assert_int_equal(count_prefixed(root, ".haul-tmp"), 0);
+    close(root);
+}
+
+static void test_dirs_open(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/dirs", dir);
+    mkdir(path, 0700);
+    int root = open(path, O_RDONLY | O_DIRECTORY);
+    haul_error err = {0};
+    int fd = fs_dirs_open(root, "a/b/c", 5, 0, 0700, &err);
+    assert_true(fd < 0);
+    assert_int_equal(err.code, HAUL_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "a: open"));
+    err = (haul_error){0};
+    fd = fs_dirs_open(root, "a/b/c", 5, FS_DIRS_CREATE, 0700, &err);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(symlinkat("..", root, "a/l"), 0);
+    fd = fs_dirs_open(root, "a/l/x", 5, FS_DIRS_CREATE, 0700, &err);
+    assert_true(fd < 0);
+    assert_non_null(strstr(err.msg, "a/l: is a symlink"));
+    assert_int_equal(fs_mkdir(root, "a", 0700, &err), 1);
+    close(root);
+}
+
 struct collected {
     char text[256];
 };
@@ -218,6 +334,9 @@ int main(void)
         cmocka_unit_test(test_shrunk_source_fails),
         cmocka_unit_test(test_open_beneath_refuses_symlinks),
         cmocka_unit_test(test_remove_tree),
+        cmocka_unit_test(test_publish),
+        cmocka_unit_test(test_node_and_link),
+        cmocka_unit_test(test_dirs_open),
         cmocka_unit_test(test_linkmap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
