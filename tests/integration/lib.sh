@@ -24,19 +24,26 @@ _cleanup() {
 }
 trap _cleanup EXIT
 
+# A failure's diagnostics (the description, which often carries a command's
+# output, then got/expected) also go to stderr, as Test::More's do: prove
+# shows stderr even when not verbose, so a CI log says why a test failed.
+_diag() { printf '%s\n' "$@" | sed 's/^/# /' >&2; }
 ok() {   # ok CONDITION-EXIT-CODE DESCRIPTION
     _n=$((_n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $_n - $2"; else echo "not ok $_n - $2"; _failed=$((_failed + 1)); fi
+    if [ "$1" -eq 0 ]; then echo "ok $_n - $2"
+    else echo "not ok $_n - $2"; _diag "  Failed test $_n - $2"; _failed=$((_failed + 1)); fi
 }
 is() {   # is GOT EXPECTED DESCRIPTION
     _n=$((_n + 1))
     if [ "$1" = "$2" ]; then echo "ok $_n - $3"
-    else echo "not ok $_n - $3"; echo "#   got:      '$1'"; echo "#   expected: '$2'"; _failed=$((_failed + 1)); fi
+    else echo "not ok $_n - $3"; echo "#   got:      '$1'"; echo "#   expected: '$2'"
+        _diag "  Failed test $_n - $3" "  got:      '$1'" "  expected: '$2'"; _failed=$((_failed + 1)); fi
 }
 like() { # like TEXT REGEX DESCRIPTION
     _n=$((_n + 1))
     if printf '%s' "$1" | grep -Eq -- "$2"; then echo "ok $_n - $3"
-    else echo "not ok $_n - $3"; echo "#   text:    '$1'"; echo "#   pattern: '$2'"; _failed=$((_failed + 1)); fi
+    else echo "not ok $_n - $3"; echo "#   text:    '$1'"; echo "#   pattern: '$2'"
+        _diag "  Failed test $_n - $3" "  text:    '$1'" "  pattern: '$2'"; _failed=$((_failed + 1)); fi
 }
 done_testing() { echo "1..$_n"; [ "$_failed" -eq 0 ]; }
 
