@@ -780,8 +780,11 @@ static void report(struct coord *k, const char *what, const char *key)
         k->bo->line(what, key, k->bo->line_ctx);
 }
 
+/* Unless the client stopped (a bucket-level failure, said once by the run). */
 static void entry_failed(struct coord *k, const char *msg)
 {
+    if (s3_client_failed(k->c, NULL))
+        return;
     atomic_fetch_add(&k->stats->errors, 1);
     log_error("%s", msg);
     report(k, "error", msg);
@@ -1366,6 +1369,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     strbuf_release(&k.links);
     free(spec);
     uint64_t failed = atomic_load(&stats->errors);
+    if (rc == 0 && s3_client_failed(c, err))
+        rc = -err->code;
     if (rc == 0 && failed)
         rc = err_set(err, HAUL_EIO, "%llu entr%s could not be backed up (see the messages above)",
                      (unsigned long long)failed, failed == 1 ? "y" : "ies");

@@ -32,6 +32,7 @@ struct s3_call {
     const char *if_match; /* GET: the ETag the object must still have (unquoted) */
     bool cleanup;       /* runs even after the client was canceled (aborting an upload) */
     /* out */
+    unsigned attempts;  /* requests sent (1 + retries) */
     struct http_request http;
     struct strbuf storage; /* NUL-separated header names and values */
 };

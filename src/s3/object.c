@@ -235,6 +235,12 @@ int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
             rc = err_set(err, HAUL_EPROTO,
                          "ListObjectsV2 s3://%s/%s: truncated listing without a continuation token",
                          bucket, prefix ? prefix : "");
+        /* The same token again would list the same page forever. */
+        if (rc == 0 && page.truncated && strcmp(page.next_token, token) == 0)
+            rc = err_set(err, HAUL_EPROTO,
+                         "ListObjectsV2 s3://%s/%s: the server gave the same continuation token twice; "
+                         "the listing would never end",
+                         bucket, prefix ? prefix : "");
     } while (rc == 0 && page.truncated);
     strbuf_release(&query);
     return rc;
