@@ -44,7 +44,7 @@ static void usage(FILE *f)
     fprintf(f, "\nRun 'haul COMMAND --help' for a command's options.\n"
                "Configuration: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,\n"
                "AWS_REGION, AWS_ENDPOINT_URL or S3_ENDPOINT_URL, ~/.aws/credentials and ~/.aws/config.\n"
-               "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
+               "Exit status: 0 success, 1 the operation failed, 2 usage error, 130/143 interrupted (SIGINT/SIGTERM).\n");
 }
 
 atomic_bool cmd_interrupted;

@@ -51,7 +51,7 @@ static void help_print(const struct command_help *h, const struct opt *opts, con
             printf("%-36s %s\n", left, o->help);
         }
     }
-    printf("\nExit status: 0 success, 1 the operation failed, 2 usage error.\n");
+    printf("\nExit status: 0 success, 1 the operation failed, 2 usage error, 130/143 interrupted (SIGINT/SIGTERM).\n");
 }
 
 int usage_error(const char *cmd, const char *fmt, ...)
