@@ -246,6 +246,18 @@ int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
     return rc;
 }
 
+int s3_bucket_check(struct s3_client *c, const char *bucket, const char *prefix, haul_error *err)
+{
+    struct strbuf query = STRBUF_INIT;
+    list_query(&query, prefix, NULL, NULL);
+    strbuf_adds(&query, "&max-keys=1");
+    struct s3_call call = {.op = "ListObjectsV2", .method = "GET", .bucket = bucket, .query = strbuf_str(&query)};
+    int rc = query.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : s3_call_run(c, &call, err);
+    s3_call_release(&call);
+    strbuf_release(&query);
+    return rc;
+}
+
 int s3_bucket_create(struct s3_client *c, const char *bucket, haul_error *err)
 {
     const char *region = s3_client_config(c)->region;

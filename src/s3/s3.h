@@ -155,6 +155,11 @@ int s3_object_copy(struct s3_client *c, const char *src_bucket, const char *src_
 int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
                     const char *delimiter, s3_list_entry_fn fn, void *ctx, haul_error *err);
 
+/* One ListObjectsV2 request of at most one key under prefix (may be
+ * NULL): whether the bucket is there and the credentials are accepted.
+ * A refusal is bucket-level, so a fail-fast client stops on it. */
+int s3_bucket_check(struct s3_client *c, const char *bucket, const char *prefix, haul_error *err);
+
 /* Multipart uploads. */
 int s3_mpu_create(struct s3_client *c, const char *bucket, const char *key,
                   const struct s3_put_opts *opts, char *upload_id, size_t cap, haul_error *err);
