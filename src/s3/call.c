@@ -151,7 +151,7 @@ static bool bucket_level(const struct s3_call *call, long status, const char *co
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
         if (strcmp(code, codes[i]) == 0)
             return true;
-    bool bucket_call = call->bucket && (!call->key || !call->key[0]);
+    bool bucket_call = call->bucket && (!call->key || !call->key[0]) && !call->probe;
     return bucket_call && (status == 403 || strcmp(code, "AccessDenied") == 0);
 }
 
@@ -167,7 +167,8 @@ static void fatal_note_http(struct s3_client *c, const struct s3_call *call, con
         fatal_set(c, err);
         return;
     }
-    if (status != 403 && strcmp(code, "AccessDenied") != 0)
+    /* Not other 403s: InvalidObjectState (an archived object) is the object's. */
+    if (strcmp(code, "AccessDenied") != 0 && !(status == 403 && !code[0]))
         return;
     unsigned streak = atomic_fetch_add(&c->denied_streak, 1) + 1;
     if (streak < S3_FAIL_FAST_STREAK)
@@ -549,8 +550,9 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
     char etag_seen[130] = "";
     int rc = 0;
     for (unsigned attempt = 0;; attempt++) {
-        if (c->fail_fast && s3_client_failed(c, err)) {
-            rc = -(err && err->code ? err->code : HAUL_ENET);
+        haul_error stopped = {0};
+        if (c->fail_fast && s3_client_failed(c, &stopped)) {
+            rc = err_copy(err, &stopped);
             break;
         }
         call->attempts = attempt + 1;

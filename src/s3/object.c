@@ -251,7 +251,8 @@ int s3_bucket_check(struct s3_client *c, const char *bucket, const char *prefix,
     struct strbuf query = STRBUF_INIT;
     list_query(&query, prefix, NULL, NULL);
     strbuf_adds(&query, "&max-keys=1");
-    struct s3_call call = {.op = "ListObjectsV2", .method = "GET", .bucket = bucket, .query = strbuf_str(&query)};
+    struct s3_call call = {.op = "ListObjectsV2", .method = "GET", .bucket = bucket, .query = strbuf_str(&query),
+                           .probe = true};
     int rc = query.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : s3_call_run(c, &call, err);
     s3_call_release(&call);
     strbuf_release(&query);

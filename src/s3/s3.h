@@ -157,7 +157,8 @@ int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
 
 /* One ListObjectsV2 request of at most one key under prefix (may be
  * NULL): whether the bucket is there and the credentials are accepted.
- * A refusal is bucket-level, so a fail-fast client stops on it. */
+ * NoSuchBucket or refused credentials stop a fail-fast client;
+ * AccessDenied does not (write-only credentials may not list). */
 int s3_bucket_check(struct s3_client *c, const char *bucket, const char *prefix, haul_error *err);
 
 /* Multipart uploads. */
