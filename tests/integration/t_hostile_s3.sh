@@ -150,6 +150,33 @@ run ls $P "s3://$BUCKET/"
 is "$RC" 1 "a listing answer over 4 MiB: exit 1"
 like "$ERR" "ListObjectsV2 s3://$BUCKET/: the answer is over 4194304 bytes" "... says it was cut, not that it is malformed"
 
+# ListParts repeating its marker while a killed upload is taken up: the
+# upload starts over instead of listing forever.
+mkfile "$SCRATCH/k" $((20 * MIB))
+echo '[{"method":"PUT","match":"partNumber=3&","action":"hang"}]' > "$RULES"
+: > "$LOG"
+"$HAUL" put $P -q --part-size 5M -j 1 --state-dir "$SCRATCH/kstate" "$SCRATCH/k" "s3://$BUCKET/k" 2>/dev/null &
+pid=$!
+wait_for_request "partNumber=3&"; ok $? "an upload reached part 3"
+kill -9 $pid; wait $pid 2>/dev/null
+echo '[{"method":"GET","match":"uploadId=","action":"malformed","body":"<ListPartsResult><IsTruncated>true</IsTruncated><NextPartNumberMarker>1</NextPartNumberMarker><Part><PartNumber>1</PartNumber><ETag>\"00000000000000000000000000000000\"</ETag><Size>5242880</Size></Part></ListPartsResult>"}]' > "$RULES"
+OUT=$(timeout 30 "$HAUL" put $P -v --json --part-size 5M --state-dir "$SCRATCH/kstate" "$SCRATCH/k" "s3://$BUCKET/k" 2>"$SCRATCH/.err"); RC=$?
+ERR=$(cat "$SCRATCH/.err")
+echo '[]' > "$RULES"
+is "$RC" 0 "ListParts repeating its marker: the put still succeeds, no endless loop"
+like "$ERR" "part marker 1 does not advance past 1" "... saying why the upload was not resumed"
+like "$OUT" '"parts_resumed":0' "... starting over"
+"$HAUL" get -q "s3://$BUCKET/k" "$SCRATCH/k.back"
+cmp -s "$SCRATCH/k" "$SCRATCH/k.back"; ok $? "... the object is intact"
+
+# ListMultipartUploads repeating its markers: rm --uploads fails, no endless loop.
+echo '[{"method":"GET","match":"uploads","action":"malformed","body":"<ListMultipartUploadsResult><IsTruncated>true</IsTruncated><NextKeyMarker>a</NextKeyMarker><NextUploadIdMarker>b</NextUploadIdMarker></ListMultipartUploadsResult>"}]' > "$RULES"
+OUT=$(timeout 20 "$HAUL" rm $P --uploads "s3://$BUCKET" 2>"$SCRATCH/.err"); RC=$?
+ERR=$(cat "$SCRATCH/.err")
+echo '[]' > "$RULES"
+is "$RC" 1 "ListMultipartUploads repeating its markers: exit 1, no endless loop"
+like "$ERR" "ListMultipartUploads s3://$BUCKET: the server gave the same markers twice" "... says so"
+
 # The first CompleteMultipartUpload reaches the server but its answer is
 # lost; the retry is answered NoSuchUpload (as AWS does): HEAD shows the
 # parts' ETag, so the put succeeded.
