@@ -432,9 +432,12 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
         haul_error abort_err = {0};
         gone = s3_mpu_abort(u->client, u->bucket, u->key, u->mpu.upload_id, &abort_err) == 0 ||
                abort_err.code == HAUL_ENOTFOUND;
-        if (!gone)
+        if (!gone && u->mpu.record[0])
             log_warn("%s (upload id %s left behind; its journal is kept so a rerun resumes or aborts it)",
                      abort_err.msg, u->mpu.upload_id);
+        else if (!gone)
+            log_warn("upload s3://%s/%s: upload id %s left behind (%s); haul rm --uploads s3://%s/%s aborts it",
+                     u->bucket, u->key, u->mpu.upload_id, abort_err.msg, u->bucket, u->key);
     }
     if (gone)
         xfer_mpu_forget(&u->mpu);

@@ -134,6 +134,19 @@ ok "$([ "$(grep -c 'PUT.*partNumber' "$LOG")" -lt 8 ] && echo 0 || echo 1)" \
 cmp -s "$L/big" "$SCRATCH/big.back"; ok $? "... the object is intact"
 is "$(uploads)" 0 "... no multipart upload left"
 
+# A stream from stdin has no journal to resume from: on SIGINT its upload
+# is aborted (nothing left to bill), exit 130.
+echo '[{"method":"PUT","match":"partNumber=2&","action":"hang"}]' > "$RULES"
+: > "$LOG"
+head -c $((20 * MIB)) /dev/urandom > "$SCRATCH/stream"
+"$HAUL" put $P -q --part-size 5M - "s3://$BUCKET/stream" < "$SCRATCH/stream" 2>"$SCRATCH/stream.err" &
+pid=$!
+wait_for_request "partNumber=2&"; ok $? "stdin put: reached part 2"
+kill -INT $pid; wait $pid; rc=$?
+echo '[]' > "$RULES"
+is "$rc" 130 "stdin put interrupted by SIGINT: exit 130"
+is "$(uploads)" 0 "... its upload (no journal) is aborted"
+
 # ---- listings and CompleteMultipartUpload (audit L8) ------------------------
 echo '[{"method":"GET","match":"list-type=2","action":"malformed","body":"<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>again</NextContinuationToken><Contents><Key>k</Key><Size>1</Size></Contents></ListBucketResult>"}]' > "$RULES"
 OUT=$(timeout 20 "$HAUL" ls $P "s3://$BUCKET/" 2>"$SCRATCH/.err"); RC=$?
