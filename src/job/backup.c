@@ -648,8 +648,10 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
         err_clear(err);
         rc = err_copy(err, &b.fatal);
     }
-    if (rc == 0 && o->cancel && atomic_load(o->cancel))
+    if ((rc == 0 || rc == -HAUL_ECANCELED) && o->cancel && atomic_load(o->cancel)) {
+        err_clear(err); /* not the walk's "canceled after N entries" */
         rc = err_set(err, HAUL_ECANCELED, "interrupted; run the same command again to go on");
+    }
     if (rc == 0 && o->delete_missing && !o->dry_run)
         rc = backup_delete_gone(c, o, b.ix, stats, err);
     if (b.ix) {

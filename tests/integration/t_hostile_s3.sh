@@ -107,6 +107,21 @@ ok "$([ "$(lines "$ERR")" -le 3 ] && [ $((SECONDS - t0)) -le 15 ] && echo 0 || e
     "... at most 3 lines, in $((SECONDS - t0)) s"
 echo '[]' > "$RULES"
 
+# Ctrl-C on a backup whose requests hang: it stops at once, exit 130, one
+# line, no entry counted as failed.
+echo '[{"method":"PUT","action":"pass","times":100},{"method":"PUT","action":"hang"}]' > "$RULES"
+: > "$LOG"
+"$HAUL" backup $P --state-dir "$SCRATCH/istate" --json "$T" "s3://$BUCKET/p2" >"$SCRATCH/i.out" 2>"$SCRATCH/i.err" &
+pid=$!
+wait_for_request "PUT.* -> hang"; ok $? "backup: requests hang"
+t0=$SECONDS
+kill -INT $pid; wait $pid; rc=$?
+echo '[]' > "$RULES"
+is "$rc" 130 "backup interrupted while requests hang: exit 130"
+ok "$([ $((SECONDS - t0)) -le 5 ] && echo 0 || echo 1)" "... at once ($((SECONDS - t0)) s)"
+is "$(cat "$SCRATCH/i.err")" "haul backup: interrupted; run the same command again to go on" "... one line"
+is "$(json_field errors < "$SCRATCH/i.out")" 0 "... no entry counted as failed"
+
 # ---- SIGINT during a backup's large file ------------------------------------
 L="$SCRATCH/large"; mkdir -p "$L"; mkfile "$L/big" $((40 * MIB)); echo small > "$L/small"
 LS="--state-dir $SCRATCH/lstate"
