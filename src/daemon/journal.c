@@ -236,12 +236,12 @@ static int compact(struct daemon_journal *j, haul_error *err)
     if (j->fd >= 0)
         close(j->fd);
     j->fd = fd;
-    /* The rename is durable only once the directory is synced. */
-    if (fd_sync_parent_dir(j->path) < 0)
-        return err_errno(err, errno, "journal %s: syncing its directory", j->path);
     if (lseek(fd, 0, SEEK_END) < 0)
         return err_errno(err, errno, "journal %s", j->path);
     j->records = j->n_pending;
+    /* The rename is durable only once the directory is synced. */
+    if (fd_sync_parent_dir(j->path) < 0)
+        return err_errno(err, errno, "journal %s: syncing its directory", j->path);
     return 0;
 }
 
