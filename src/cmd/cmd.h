@@ -12,8 +12,10 @@
 #include "s3/s3.h"
 #include "xfer/xfer.h"
 
-/* Set by the first SIGINT or SIGTERM: transfers stop cleanly (uploads are
- * aborted, temporary files removed); a second signal kills at once. */
+/* Set by the first SIGINT or SIGTERM: transfers stop cleanly (journaled
+ * multipart uploads are kept for a rerun to resume, others aborted,
+ * temporary files removed) and the command exits 128 + the signal's number;
+ * a second signal kills at once. */
 extern atomic_bool cmd_interrupted;
 
 /* Exit codes, documented in README.md. */
@@ -53,7 +55,7 @@ struct command_help {
 struct global_opts {
     const char *endpoint, *region, *profile, *addressing;
     int max_connections, max_attempts;
-    int connect_timeout_s;
+    int connect_timeout_s, stall_timeout_s;
     bool unsigned_payload, no_verify_ssl;
     bool json, quiet, verbose, debug, help;
 };

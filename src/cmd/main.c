@@ -44,13 +44,16 @@ static void usage(FILE *f)
     fprintf(f, "\nRun 'haul COMMAND --help' for a command's options.\n"
                "Configuration: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,\n"
                "AWS_REGION, AWS_ENDPOINT_URL or S3_ENDPOINT_URL, ~/.aws/credentials and ~/.aws/config.\n"
-               "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
+               "Exit status: 0 success, 1 the operation failed, 2 usage error, 130/143 interrupted (SIGINT/SIGTERM).\n");
 }
 
 atomic_bool cmd_interrupted;
+static volatile sig_atomic_t interrupt_signal; /* the first one, for the exit status */
 
 static void on_interrupt(int sig)
 {
+    if (!interrupt_signal)
+        interrupt_signal = sig;
     atomic_store(&cmd_interrupted, true);
     signal(sig, SIG_DFL); /* a second one ends the process at once */
 }
@@ -79,9 +82,13 @@ int main(int argc, char **argv)
     /* The older tool's mode flags: "haul --backup ..." and "haul --restore ...". */
     if (strcmp(name, "--backup") == 0 || strcmp(name, "--restore") == 0)
         name += 2;
-    for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
-        if (strcmp(name, subcommands[i].name) == 0)
-            return subcommands[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++) {
+        if (strcmp(name, subcommands[i].name) != 0)
+            continue;
+        int rc = subcommands[i].run(argc - 1, argv + 1);
+        /* Stopped by the signal: say so as a shell does (130 SIGINT, 143 SIGTERM). */
+        return rc != EXIT_OK && interrupt_signal ? 128 + interrupt_signal : rc;
+    }
     fprintf(stderr, "haul: unknown command '%s'\n", name);
     usage(stderr);
     return EXIT_USAGE;

@@ -226,16 +226,72 @@ static int rm_all(struct rm_ctx *r, const char *prefix)
     return rc;
 }
 
+/* rm --uploads: the unfinished multipart uploads under a prefix. */
+struct uploads_ctx {
+    struct s3_client *c;
+    const char *bucket, *prefix, *state_dir;
+    bool dry_run, quiet;
+    uint64_t aborted;
+    haul_error *err;
+};
+
+/* "s3://b/dir" means dir itself and the dir/ level, not dir2/ (as rm -r). */
+static bool under_prefix(const char *key, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return n == 0 || prefix[n - 1] == '/' || strcmp(key, prefix) == 0 ||
+           (strncmp(key, prefix, n) == 0 && key[n] == '/');
+}
+
+static int upload_rm(const char *key, const char *upload_id, time_t initiated, void *arg)
+{
+    (void)initiated;
+    struct uploads_ctx *u = arg;
+    if (!under_prefix(key, u->prefix))
+        return 0;
+    if (u->dry_run) {
+        printf("(dry run) abort upload: s3://%s/%s (%s)\n", u->bucket, key, upload_id);
+        return 0;
+    }
+    haul_error e = {0};
+    if (s3_mpu_abort(u->c, u->bucket, key, upload_id, &e) < 0 && e.code != HAUL_ENOTFOUND)
+        return err_copy(u->err, &e);
+    int journals = xfer_mpu_records_forget(u->state_dir, upload_id);
+    u->aborted++;
+    if (!u->quiet)
+        printf("abort upload: s3://%s/%s (%s)%s\n", u->bucket, key, upload_id,
+               journals ? ", its journal removed" : "");
+    return 0;
+}
+
+static int uploads_rm(struct s3_client *c, const struct s3_url *url, const char *state_dir, bool dry_run,
+                      const struct global_opts *g, haul_error *err)
+{
+    char state[4096];
+    state_dir_resolve(state_dir, state, sizeof state);
+    struct uploads_ctx u = {.c = c, .bucket = url->bucket, .prefix = url->key, .state_dir = state,
+                            .dry_run = dry_run, .quiet = g->quiet || g->json, .err = err};
+    int rc = s3_mpu_list(c, url->bucket, url->key, upload_rm, &u, err);
+    if (g->json)
+        printf("{\"uploads_aborted\":%llu}\n", (unsigned long long)u.aborted);
+    return rc;
+}
+
 int cmd_rm(int argc, char **argv)
 {
     static const struct command_help help = {
-        "rm", "s3://BUCKET/KEY | --recursive s3://BUCKET[/PREFIX]",
+        "rm", "s3://BUCKET/KEY | --recursive s3://BUCKET[/PREFIX] | --uploads s3://BUCKET[/PREFIX]",
         "Delete one object, or with --recursive every object under a prefix (DeleteObjects, 1000 a request).",
-        NULL};
+        "--uploads aborts the unfinished multipart uploads under the prefix instead (those an\n"
+        "interrupted put or backup kept for resuming), and removes their journals from the state\n"
+        "directory; objects are not touched."};
     struct global_opts g = {0};
-    bool recursive = false, dry_run = false;
+    bool recursive = false, dry_run = false, uploads = false;
+    const char *state_dir = NULL;
     const struct opt opts[] = {
         {"recursive", 'r', OPT_FLAG, &recursive, NULL, "delete every object under the prefix"},
+        {"uploads", 0, OPT_FLAG, &uploads, NULL, "abort the unfinished multipart uploads under the prefix"},
+        {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "with --uploads: where the journals are (default ~/.local/state/haul)"},
         {"dry-run", 'n', OPT_FLAG, &dry_run, NULL, "only print what would be deleted"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[1];
@@ -248,13 +304,20 @@ int cmd_rm(int argc, char **argv)
     struct s3_url url;
     if (s3_url_parse(pos[0], &url, &err) < 0)
         return fail("rm", &err);
-    if (!recursive && !url.key[0]) {
+    if (uploads && recursive) {
+        s3_url_release(&url);
+        return usage_error("rm", "--uploads and --recursive: run them one after the other");
+    }
+    if (!recursive && !uploads && !url.key[0]) {
         s3_url_release(&url);
         return usage_error("rm", "'%s': name an object, or use --recursive", pos[0]);
     }
     struct s3_client *c = client_open("rm", &g);
     int exit_code = EXIT_FAILED;
-    if (c && !recursive) {
+    if (c && uploads) {
+        rc = uploads_rm(c, &url, state_dir, dry_run, &g, &err);
+        exit_code = rc == 0 ? EXIT_OK : fail("rm", &err);
+    } else if (c && !recursive) {
         if (dry_run)
             printf("(dry run) delete: s3://%s/%s\n", url.bucket, url.key);
         rc = dry_run ? 0 : s3_object_delete(c, url.bucket, url.key, &err);

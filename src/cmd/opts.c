@@ -21,6 +21,7 @@
     {"max-connections", 0, OPT_INT, &(g)->max_connections, "N", "connection pool size (default 16)"}, \
     {"max-attempts", 0, OPT_INT, &(g)->max_attempts, "N", "tries per request, retries back off with jitter (default 5, or AWS_MAX_ATTEMPTS)"}, \
     {"connect-timeout", 0, OPT_INT, &(g)->connect_timeout_s, "SECONDS", "connection timeout (default 10)"}, \
+    {"stall-timeout", 0, OPT_INT, &(g)->stall_timeout_s, "SECONDS", "a request that moves no byte this long is retried; 8 such stalls or failed connections in a row stop the run (default 120)"}, \
     {"unsigned-payload", 0, OPT_FLAG, &(g)->unsigned_payload, NULL, "send UNSIGNED-PAYLOAD with Content-MD5 instead of the signed SHA-256 over plain http (for servers that need it; MD5 costs more CPU)"}, \
     {"no-verify-ssl", 0, OPT_FLAG, &(g)->no_verify_ssl, NULL, "do not verify the server's TLS certificate"}
 #define OUTPUT_OPTS(g)                                                                                    \
@@ -50,7 +51,7 @@ static void help_print(const struct command_help *h, const struct opt *opts, con
             printf("%-36s %s\n", left, o->help);
         }
     }
-    printf("\nExit status: 0 success, 1 the operation failed, 2 usage error.\n");
+    printf("\nExit status: 0 success, 1 the operation failed, 2 usage error, 130/143 interrupted (SIGINT/SIGTERM).\n");
 }
 
 int usage_error(const char *cmd, const char *fmt, ...)
@@ -206,6 +207,7 @@ struct s3_client *client_open(const char *cmd, const struct global_opts *g)
         .max_connections = g->max_connections,
         .max_attempts = g->max_attempts,
         .connect_timeout_ms = g->connect_timeout_s * 1000L,
+        .stall_timeout_s = g->stall_timeout_s,
         .unsigned_payload = g->unsigned_payload,
         .no_verify_tls = g->no_verify_ssl,
     };
@@ -220,6 +222,10 @@ struct s3_client *client_open(const char *cmd, const struct global_opts *g)
     s3_config_release(&cfg);
     if (c)
         s3_client_cancel_set(c, &cmd_interrupted);
+    /* A one-shot command stops at the first bucket-level failure; the
+     * daemon and workers serve many buckets and jobs, and go on. */
+    if (c && strcmp(cmd, "daemon") != 0 && strcmp(cmd, "worker") != 0)
+        s3_client_fail_fast_set(c, true);
     if (!c)
         fail(cmd, &err);
     return c;

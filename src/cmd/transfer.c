@@ -79,10 +79,11 @@ int cmd_put(int argc, char **argv)
         "Files at least --multipart-threshold bytes big are read sequentially into a bounded pool\n"
         "of buffers and sent as parallel multipart parts; every part carries Content-MD5 and the\n"
         "final ETag is checked against the parts sent. A failed upload is aborted, never left\n"
-        "behind. An upload interrupted by a crash or kill is journaled in the state directory:\n"
-        "running the same command again resumes it, sending only the parts the server lacks\n"
-        "(a source whose size or mtime changed starts over). A KEY ending in '/' gets the\n"
-        "file's name appended."};
+        "behind. An upload interrupted by a crash, a kill or Ctrl-C (exit 130; SIGTERM 143) is\n"
+        "journaled in the state directory: running the same command again resumes it, sending\n"
+        "only the parts the server lacks (a source whose size or mtime changed starts over);\n"
+        "'haul rm --uploads s3://BUCKET/KEY' aborts one not to be resumed. A KEY ending in '/'\n"
+        "gets the file's name appended."};
     const char *state_dir = NULL;
     bool no_resume = false;
     struct global_opts g = {0};

@@ -233,24 +233,15 @@ static int compact(struct daemon_journal *j, haul_error *err)
         unlink(tmp);
         return err_errno(err, e, "journal %s", j->path);
     }
-    /* The rename is durable once the directory is synced. */
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", j->path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        int dfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
     if (j->fd >= 0)
         close(j->fd);
     j->fd = fd;
     if (lseek(fd, 0, SEEK_END) < 0)
         return err_errno(err, errno, "journal %s", j->path);
     j->records = j->n_pending;
+    /* The rename is durable only once the directory is synced. */
+    if (fd_sync_parent_dir(j->path) < 0)
+        return err_errno(err, errno, "journal %s: syncing its directory", j->path);
     return 0;
 }
 

@@ -79,18 +79,35 @@ static int dir_make(const char *path, haul_error *err)
     }
 }
 
-/* Removes "restore-<pid>-*.db" files whose process is gone. */
+/* This host's name as it goes in file names: no '/' and no '-' (the
+ * separator), so "restore-<host>-<pid>-XXXXXX.db" parses back. */
+static void host_name(char *out, size_t cap)
+{
+    if (gethostname(out, cap) < 0 || !out[0])
+        snprintf(out, cap, "localhost");
+    out[cap - 1] = '\0';
+    for (char *p = out; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.'))
+            *p = '_';
+}
+
+/* Removes "restore-<host>-<pid>-*.db" files of this host whose process is
+ * gone.  A state directory shared by several nodes (HOME on NFS) holds
+ * other hosts' live files, whose pids mean nothing here: they stay, and so
+ * do files of unknown host. */
 static void stale_remove(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
         return;
+    char host[256], me[256];
+    host_name(me, sizeof me);
     struct dirent *e;
     while ((e = readdir(d))) {
         long pid;
         char tail[64];
-        if (sscanf(e->d_name, "restore-%ld-%63s", &pid, tail) != 2 || pid <= 0 ||
-            !strstr(tail, ".db"))
+        if (sscanf(e->d_name, "restore-%255[^-]-%ld-%63s", host, &pid, tail) != 3 || pid <= 0 ||
+            !strstr(tail, ".db") || strcmp(host, me) != 0)
             continue;
         if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
             char p[4400];
@@ -136,7 +153,9 @@ struct restore_state *restore_state_open(const char *state_dir, haul_error *err)
         return NULL;
     }
     pthread_mutex_init(&rs->lock, NULL);
-    snprintf(rs->path, sizeof rs->path, "%s/restore-%ld-XXXXXX.db", state_dir, (long)getpid());
+    char host[256];
+    host_name(host, sizeof host);
+    snprintf(rs->path, sizeof rs->path, "%s/restore-%s-%ld-XXXXXX.db", state_dir, host, (long)getpid());
     int fd = mkstemps(rs->path, 3);
     if (fd < 0) {
         err_errno(err, errno, "restore state %s", rs->path);

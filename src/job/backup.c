@@ -53,9 +53,21 @@ static void report(struct backup *b, const char *what, const char *key)
         b->o->line(what, key, b->o->line_ctx);
 }
 
-/* An entry that could not be backed up: reported, counted, the run goes on. */
+static void fatal(struct backup *b, const haul_error *err);
+static bool stopping(struct backup *b);
+
+/* An entry that could not be backed up: reported, counted, the run goes on;
+ * unless the client stopped (a bucket-level failure, said once by the run)
+ * or the run was interrupted (not the entry's failure). */
 static void entry_failed(struct backup *b, const haul_error *err)
 {
+    haul_error stop = {0};
+    if (s3_client_failed(b->client, &stop)) {
+        fatal(b, &stop);
+        return;
+    }
+    if (err->code == HAUL_ECANCELED && stopping(b))
+        return;
     atomic_fetch_add(&b->stats->errors, 1);
     log_error("%s", err->msg);
     report(b, "error", err->msg);
@@ -756,8 +768,14 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
         rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
     if (rc == 0)
         rc = pipeline_run(&b, err);
-    if (rc == 0 && b.fatal.code != HAUL_OK)
-        rc = err_set(err, b.fatal.code, "%s", b.fatal.msg);
+    if (b.fatal.code != HAUL_OK) { /* it, not the walk's "stopped by a callback" */
+        err_clear(err);
+        rc = err_copy(err, &b.fatal);
+    }
+    if ((rc == 0 || rc == -HAUL_ECANCELED) && o->cancel && atomic_load(o->cancel)) {
+        err_clear(err); /* not the walk's "canceled after N entries" */
+        rc = err_set(err, HAUL_ECANCELED, "interrupted; run the same command again to go on");
+    }
     if (rc == 0 && o->delete_missing)
         rc = backup_delete_gone(c, o, b.ix, ids, stats, err);
     if ((rc == 0 || rc == -HAUL_EINTEGRITY) && !o->dry_run && b.ix) {

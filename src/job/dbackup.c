@@ -751,6 +751,7 @@ struct coord {
     uint64_t base;      /* upload unit ids: dist_unit_child_id(base, i) */
     unsigned unflushed; /* units published since the last dist_flush */
     uint64_t published; /* upload units so far */
+    atomic_bool probed; /* the bucket was checked after the first failure */
 };
 
 /* A large file uploaded as parts by RANGE units on many workers. */
@@ -791,8 +792,16 @@ static void report(struct coord *k, const char *what, const char *key)
         k->bo->line(what, key, k->bo->line_ctx);
 }
 
+/* Unless the client stopped (a bucket-level failure, said once by the run).
+ * The workers' failures reach here as text: after the first, one request
+ * tells whether the bucket itself is missing or refuses the credentials,
+ * and then results_loop stops the run. */
 static void entry_failed(struct coord *k, const char *msg)
 {
+    if (!atomic_exchange(&k->probed, true))
+        s3_bucket_check(k->c, k->bo->bucket, k->bo->prefix, NULL);
+    if (s3_client_failed(k->c, NULL))
+        return;
     atomic_fetch_add(&k->stats->errors, 1);
     log_error("%s", msg);
     report(k, "error", msg);
@@ -1251,6 +1260,8 @@ static int results_loop(struct coord *k, haul_error *err)
         }
         rc = result_take(k, &res, err);
         dist_result_release(&res);
+        if (rc == 0 && s3_client_failed(k->c, err)) /* the bucket's failure: stop, as if killed */
+            rc = -err->code;
         /* Units published for it are confirmed (a refused one is an error,
          * never a unit waited for forever) before the result is acked. */
         if (rc == 0 && k->unflushed) {
@@ -1384,6 +1395,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
     strbuf_release(&k.links);
     free(spec);
     uint64_t failed = atomic_load(&stats->errors);
+    if (rc == 0 && s3_client_failed(c, err))
+        rc = -err->code;
     if (rc == 0 && failed)
         rc = err_set(err, HAUL_EIO, "%llu entr%s could not be backed up (see the messages above)",
                      (unsigned long long)failed, failed == 1 ? "y" : "ies");

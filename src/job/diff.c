@@ -45,8 +45,11 @@ static void line(struct diff *d, const char *kind, const char *key, const char *
         d->o->line(kind, key, why, d->o->line_ctx);
 }
 
+/* Unless the client stopped (a bucket-level failure, said once by diff_run). */
 static void failed(struct diff *d, const haul_error *err)
 {
+    if (s3_client_failed(d->client, NULL))
+        return;
     atomic_fetch_add(&d->stats->errors, 1);
     log_error("%s", err->msg);
 }
@@ -544,6 +547,8 @@ int diff_run(struct s3_client *c, const struct diff_opts *o, struct diff_stats *
     snprintf(aux, sizeof aux, "%s-shm", path);
     unlink(aux);
     uint64_t errors = atomic_load(&stats->errors);
+    if (rc == 0 && s3_client_failed(c, err))
+        rc = -err->code;
     if (rc == 0 && errors)
         rc = err_set(err, HAUL_EIO, "%llu entr%s could not be compared", (unsigned long long)errors,
                      errors == 1 ? "y" : "ies");

@@ -103,8 +103,16 @@ static void plan_make(struct restore *r, const struct meta_posix *pm, const char
                (p->dropped & META_DROP_WORLD_WRITE) ? "others' write removed" : "");
 }
 
+static void fatal(struct restore *r, const haul_error *err);
+
+/* Unless the client stopped (a bucket-level failure, said once by the run). */
 static void entry_failed(struct restore *r, const haul_error *err)
 {
+    haul_error stop = {0};
+    if (s3_client_failed(r->c, &stop)) {
+        fatal(r, &stop);
+        return;
+    }
     atomic_fetch_add(&r->st->errors, 1);
     report(r, "error", "%s", err->msg[0] ? err->msg : haul_code_name(err->code));
 }

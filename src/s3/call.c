@@ -30,6 +30,13 @@ struct s3_client {
     atomic_long clock_skew_s; /* server time minus ours, learnt from RequestTimeTooSkewed */
     const atomic_bool *cancel;
     atomic_uint_fast64_t requests, retries, bytes_sent, bytes_received;
+    /* Fail fast (see s3_client_fail_fast_set). */
+    bool fail_fast;
+    atomic_bool failed;              /* set once, after fatal is filled */
+    pthread_mutex_t fatal_lock;      /* guards fatal */
+    haul_error fatal;
+    atomic_uint transport_streak;    /* transport failures since the last answer */
+    atomic_uint denied_streak;       /* AccessDenied since the last success */
 };
 
 static char *dup_opt(const char *s) { return s ? strdup(s) : NULL; }
@@ -65,6 +72,7 @@ struct s3_client *s3_client_new(const struct s3_config *cfg, haul_error *err)
         err_set(err, HAUL_ENOMEM, "s3 client: out of memory");
         return NULL;
     }
+    pthread_mutex_init(&c->fatal_lock, NULL);
     c->cfg = *cfg;
     c->cfg.endpoint = dup_opt(cfg->endpoint);
     c->cfg.region = dup_opt(cfg->region);
@@ -98,6 +106,7 @@ void s3_client_free(struct s3_client *c)
         return;
     http_engine_free(c->http);
     s3_config_release(&c->cfg);
+    pthread_mutex_destroy(&c->fatal_lock);
     free(c);
 }
 
@@ -106,6 +115,89 @@ const struct s3_config *s3_client_config(const struct s3_client *c) { return &c-
 void s3_client_cancel_set(struct s3_client *c, const atomic_bool *flag) { c->cancel = flag; }
 
 static bool client_canceled(const struct s3_client *c) { return c->cancel && atomic_load(c->cancel); }
+
+void s3_client_fail_fast_set(struct s3_client *c, bool on) { c->fail_fast = on; }
+
+bool s3_client_failed(struct s3_client *c, haul_error *err)
+{
+    if (!atomic_load(&c->failed))
+        return false;
+    pthread_mutex_lock(&c->fatal_lock);
+    err_copy(err, &c->fatal);
+    pthread_mutex_unlock(&c->fatal_lock);
+    return true;
+}
+
+/* Records the error that stops the client (the first one only). */
+static void fatal_set(struct s3_client *c, const haul_error *err)
+{
+    if (!c->fail_fast)
+        return;
+    pthread_mutex_lock(&c->fatal_lock);
+    if (!atomic_load(&c->failed)) {
+        c->fatal = *err;
+        atomic_store(&c->failed, true);
+        log_debug("s3 client stopped: %s", err->msg);
+    }
+    pthread_mutex_unlock(&c->fatal_lock);
+}
+
+/* Errors that concern the whole bucket or account, not one object. */
+static bool bucket_level(const struct s3_call *call, long status, const char *code)
+{
+    static const char *const codes[] = {"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                        "ExpiredToken", "InvalidToken", "AccountProblem",
+                                        "AllAccessDisabled", "PermanentRedirect"};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (strcmp(code, codes[i]) == 0)
+            return true;
+    bool bucket_call = call->bucket && (!call->key || !call->key[0]) && !call->probe;
+    return bucket_call && (status == 403 || strcmp(code, "AccessDenied") == 0);
+}
+
+/* An HTTP error answer: stops the client when it is bucket-level, or the
+ * last of a streak of refusals. */
+static void fatal_note_http(struct s3_client *c, const struct s3_call *call, const char *code,
+                            const haul_error *err)
+{
+    if (!c->fail_fast)
+        return;
+    long status = call->http.status;
+    if (bucket_level(call, status, code)) {
+        fatal_set(c, err);
+        return;
+    }
+    /* Not other 403s: InvalidObjectState (an archived object) is the object's. */
+    if (strcmp(code, "AccessDenied") != 0 && !(status == 403 && !code[0]))
+        return;
+    unsigned streak = atomic_fetch_add(&c->denied_streak, 1) + 1;
+    if (streak < S3_FAIL_FAST_STREAK)
+        return;
+    haul_error e = {0};
+    err_set(&e, HAUL_EAUTH, "s3://%s: access denied on %u requests in a row (the last: %s); stopping",
+            call->bucket ? call->bucket : "", streak, err->msg);
+    fatal_set(c, &e);
+}
+
+/* A transport failure (stall, refused or reset connection): the last of a
+ * streak with no answer between stops the client. */
+static void fatal_note_transport(struct s3_client *c, const struct s3_call *call)
+{
+    if (!c->fail_fast)
+        return;
+    unsigned streak = atomic_fetch_add(&c->transport_streak, 1) + 1;
+    if (streak < S3_FAIL_FAST_STREAK)
+        return;
+    haul_error e = {0};
+    const char *b = call->bucket ? call->bucket : "";
+    if (call->http.curl_code == CURLE_OPERATION_TIMEDOUT && strstr(call->http.curl_error, "stalled"))
+        err_set(&e, HAUL_ENET, "s3://%s: no answer from %s for %ld s on %u requests in a row; stopping", b,
+                c->cfg.endpoint, c->cfg.stall_timeout_s, streak);
+    else
+        err_set(&e, HAUL_ENET, "s3://%s: cannot reach %s on %u requests in a row (%s); stopping", b,
+                c->cfg.endpoint, streak, call->http.curl_error);
+    fatal_set(c, &e);
+}
 
 void s3_client_stats_get(struct s3_client *c, struct s3_client_stats *out)
 {
@@ -419,6 +511,14 @@ static int fail_transport(struct s3_client *c, const struct s3_call *call, haul_
                    c->cfg.endpoint);
 }
 
+static int truncated(const struct s3_call *call, haul_error *err)
+{
+    char name[1200];
+    object_name(call, name, sizeof name);
+    return err_set(err, HAUL_EPROTO, "%s %s: the answer is over %u bytes, more than haul reads; not used",
+                   call->op, name, RESP_CAP);
+}
+
 int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
 {
     if (call->storage.failed)
@@ -450,6 +550,12 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
     char etag_seen[130] = "";
     int rc = 0;
     for (unsigned attempt = 0;; attempt++) {
+        haul_error stopped = {0};
+        if (c->fail_fast && s3_client_failed(c, &stopped)) {
+            rc = err_copy(err, &stopped);
+            break;
+        }
+        call->attempts = attempt + 1;
         struct attempt_headers h = {0};
         memcpy(h.md5, md5, sizeof md5);
         range_header(call, resume.delivered, h.range, sizeof h.range);
@@ -472,6 +578,7 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         http->sink_ctx = &resume;
         http->resp_cap = RESP_CAP;
         http->cancel = call->cleanup ? NULL : c->cancel;
+        http->stop = c->fail_fast ? &c->failed : NULL;
         int perf = http_request_perform(c->http, http);
         curl_slist_free_all(slist);
         atomic_fetch_add(&c->requests, 1);
@@ -496,8 +603,13 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
             rc = err_set(err, HAUL_ECANCELED, "%s %s: canceled", call->op, name);
             break;
         }
+        if (perf < 0 && c->fail_fast && s3_client_failed(c, NULL)) {
+            continue; /* interrupted because the client stopped: say why at the top */
+        }
         if (perf < 0) {
             retry = !http->sink_failed && http_curl_code_retryable(http->curl_code);
+            if (retry)
+                fatal_note_transport(c, call);
             if (!retry || attempt + 1 >= (unsigned)c->cfg.max_attempts) {
                 rc = fail_transport(c, call, err);
                 break;
@@ -513,16 +625,23 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
                          name, h.range);
             break;
         } else if (http->status / 100 == 2) {
-            rc = 0;
+            atomic_store(&c->transport_streak, 0);
+            atomic_store(&c->denied_streak, 0);
+            /* A body cut at RESP_CAP must never be parsed as if whole. */
+            rc = http->resp_truncated && !call->sink ? truncated(call, err) : 0;
             break;
         } else {
+            atomic_store(&c->transport_streak, 0);
             s3_xml_error_parse(strbuf_str(&http->resp_body), http->resp_body.len, &doc);
             if (strcmp(doc.code, "RequestTimeTooSkewed") == 0)
                 skew_learn(c, http);
             /* A failed resume (412: the object changed) must not retry. */
             retry = status_retryable(http->status, doc.code);
             if (!retry || attempt + 1 >= (unsigned)c->cfg.max_attempts) {
-                rc = fail_http(call, &doc, err);
+                haul_error e = {0};
+                rc = fail_http(call, &doc, &e);
+                fatal_note_http(c, call, doc.code, &e);
+                err_copy(err, &e);
                 break;
             }
             log_info("%s s3://%s/%s: HTTP %ld %s, retrying", call->op,
@@ -530,7 +649,8 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
                      doc.code);
         }
         atomic_fetch_add(&c->retries, 1);
-        sleep_ms(jitter_ms(attempt));
+        if (!(c->fail_fast && s3_client_failed(c, NULL)))
+            sleep_ms(jitter_ms(attempt));
     }
     target_release(&t);
     return rc;

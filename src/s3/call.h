@@ -31,7 +31,9 @@ struct s3_call {
     uint64_t range_len; /* 0: to the end */
     const char *if_match; /* GET: the ETag the object must still have (unquoted) */
     bool cleanup;       /* runs even after the client was canceled (aborting an upload) */
+    bool probe;         /* a check only: its AccessDenied (no list permission) stops no client */
     /* out */
+    unsigned attempts;  /* requests sent (1 + retries) */
     struct http_request http;
     struct strbuf storage; /* NUL-separated header names and values */
 };

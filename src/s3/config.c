@@ -214,7 +214,7 @@ int s3_config_load(struct s3_config *cfg, const struct s3_config_overrides *ov, 
     if (!ov->max_attempts && env("AWS_MAX_ATTEMPTS") && atoi(env("AWS_MAX_ATTEMPTS")) > 0)
         cfg->max_attempts = atoi(env("AWS_MAX_ATTEMPTS"));
     cfg->connect_timeout_ms = ov->connect_timeout_ms > 0 ? ov->connect_timeout_ms : 10000;
-    cfg->stall_timeout_s = 120;
+    cfg->stall_timeout_s = ov->stall_timeout_s > 0 ? ov->stall_timeout_s : 120;
     cfg->unsigned_payload = ov->unsigned_payload;
     cfg->verify_tls = !ov->no_verify_tls;
 

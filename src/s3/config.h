@@ -39,6 +39,7 @@ struct s3_config_overrides {
     int max_connections;
     int max_attempts;
     long connect_timeout_ms;
+    long stall_timeout_s;
     bool unsigned_payload;
     bool no_verify_tls;
 };

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/err.h"
 
@@ -16,6 +17,10 @@ struct transfer {
     struct http_request *req;
     CURL *easy;
     size_t body_off;
+    long stall_s;              /* the engine's stall timeout */
+    curl_off_t last_moved;     /* bytes up + down at the last check that saw a change */
+    struct timespec moved_at;  /* when that was */
+    bool stalled;              /* aborted by the stall check */
     bool done;
     pthread_cond_t cond; /* signalled under engine->lock when done */
     struct transfer *next;
@@ -222,12 +227,29 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-/* Aborts the transfer once the caller's cancel flag is set. */
+/* Aborts the transfer once the caller's cancel or stop flag is set, or when
+ * no byte moved either way for the stall timeout (curl's own low-speed
+ * check averages over a window, so it fires seconds late on short ones). */
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
-    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    const struct transfer *t = arg;
-    return t->req->cancel && atomic_load(t->req->cancel) ? 1 : 0;
+    (void)dltotal, (void)ultotal;
+    struct transfer *t = arg;
+    const struct http_request *r = t->req;
+    if ((r->cancel && atomic_load(r->cancel)) || (r->stop && atomic_load(r->stop)))
+        return 1;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (dlnow + ulnow != t->last_moved || t->moved_at.tv_sec == 0) {
+        t->last_moved = dlnow + ulnow;
+        t->moved_at = now;
+        return 0;
+    }
+    double idle = (double)(now.tv_sec - t->moved_at.tv_sec) + (double)(now.tv_nsec - t->moved_at.tv_nsec) / 1e9;
+    if (t->stall_s > 0 && idle >= (double)t->stall_s) {
+        t->stalled = true;
+        return 1;
+    }
+    return 0;
 }
 
 static CURL *easy_take(struct http_engine *e)
@@ -271,8 +293,6 @@ static void easy_configure(struct http_engine *e, struct transfer *t)
     curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 30L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, e->opts.connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, e->opts.stall_timeout_s);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->curl_error);
@@ -280,11 +300,10 @@ static void easy_configure(struct http_engine *e, struct transfer *t)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
-    if (r->cancel) {
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    }
+    t->stall_s = e->opts.stall_timeout_s;
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     if (strncmp(r->url, "https:", 6) == 0) {
         if (e->opts.ca_bundle)
             curl_easy_setopt(c, CURLOPT_CAINFO, e->opts.ca_bundle);
@@ -340,6 +359,10 @@ int http_request_perform(struct http_engine *e, struct http_request *r)
     pthread_cond_destroy(&t.cond);
 
     curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (t.stalled) {
+        r->curl_code = CURLE_OPERATION_TIMEDOUT;
+        snprintf(r->curl_error, sizeof r->curl_error, "no byte moved for %ld s (stalled)", t.stall_s);
+    }
     if (r->curl_code != CURLE_OK && !r->curl_error[0])
         snprintf(r->curl_error, sizeof r->curl_error, "%s", curl_easy_strerror(r->curl_code));
     easy_give_back(e, t.easy);

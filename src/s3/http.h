@@ -47,6 +47,7 @@ struct http_request {
     void *sink_ctx;
     size_t resp_cap;           /* most bytes kept in resp_body (error and XML bodies) */
     const atomic_bool *cancel; /* when it becomes true the transfer is aborted (may be NULL) */
+    const atomic_bool *stop;   /* the same, a second flag (the client's fail-fast state) */
     /* out */
     long status;               /* 0 when no response arrived */
     int curl_code;             /* CURLcode */

@@ -1,12 +1,15 @@
 /* s3/multipart: CreateMultipartUpload, UploadPart, Complete, Abort,
  * ListParts and ListMultipartUploads. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <string.h>
+#include <strings.h>
 
 #include "s3/call.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/log.h"
 #include "util/uri.h"
 
 static void upload_query(struct strbuf *q, const char *upload_id, int part_number)
@@ -64,15 +67,49 @@ static bool error_retryable(const char *code)
            strcmp(code, "ServiceUnavailable") == 0 || strcmp(code, "RequestTimeout") == 0;
 }
 
+int s3_mpu_etag(const struct s3_completed_part *parts, size_t n, char *out, size_t cap)
+{
+    struct hash_ctx *h = hash_md5_new();
+    out[0] = '\0';
+    if (!h)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *e = parts[i].etag;
+        size_t len = strlen(e);
+        if (len == 2 * MD5_LEN + 2 && e[0] == '"') /* quoted */
+            e++, len -= 2;
+        uint8_t md5[MD5_LEN];
+        for (int k = 0; k < MD5_LEN && len == 2 * MD5_LEN; k++) {
+            unsigned v;
+            if (sscanf(e + 2 * k, "%2x", &v) != 1)
+                len = 0;
+            md5[k] = (uint8_t)v;
+        }
+        if (len != 2 * MD5_LEN) {
+            hash_free(h);
+            return -1;
+        }
+        hash_update(h, md5, MD5_LEN);
+    }
+    uint8_t d[MD5_LEN];
+    char hex[2 * MD5_LEN + 1];
+    hash_final(h, d);
+    hash_hex(d, MD5_LEN, hex);
+    snprintf(out, cap, "%s-%zu", hex, n);
+    return 0;
+}
+
 /* One CompleteMultipartUpload request.  Returns 0 done, 1 a retryable error
- * inside a 200 answer, <0 failed. */
+ * inside a 200 answer, <0 failed; *retried: the request was sent again
+ * (its first answer was lost). */
 static int complete_once(struct s3_client *c, const char *bucket, const char *key, const char *query,
                          const struct strbuf *body, char *etag, size_t cap, bool *not_md5,
-                         haul_error *err)
+                         bool *retried, haul_error *err)
 {
     struct s3_call call = {.op = "CompleteMultipartUpload", .method = "POST", .bucket = bucket,
                            .key = key, .query = query, .body = body->s, .body_len = body->len};
     int rc = s3_call_run(c, &call, err);
+    *retried = *retried || call.attempts > 1;
     if (rc == 0) {
         struct s3_object_info headers;
         s3_call_info(&call, &headers);
@@ -92,6 +129,27 @@ static int complete_once(struct s3_client *c, const char *bucket, const char *ke
     return rc;
 }
 
+/* After a retry answered NoSuchUpload: whether the lost first answer had
+ * completed the upload, i.e. the object now has the ETag these parts make
+ * (info, may be NULL, gets its HEAD). */
+static bool complete_confirmed(struct s3_client *c, const char *bucket, const char *key,
+                               const struct s3_completed_part *parts, size_t n, struct s3_object_info *info)
+{
+    char expected[128];
+    struct s3_object_info head = {0};
+    haul_error e = {0};
+    if (s3_mpu_etag(parts, n, expected, sizeof expected) < 0 || s3_object_head(c, bucket, key, &head, &e) < 0)
+        return false;
+    bool same = strcasecmp(head.etag, expected) == 0;
+    log_info("CompleteMultipartUpload s3://%s/%s: the retry found no upload; the object's ETag %s %s the "
+             "parts' %s", bucket, key, head.etag, same ? "is" : "is not", expected);
+    if (same && info)
+        *info = head;
+    else
+        s3_object_info_release(&head);
+    return same;
+}
+
 int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
                     const struct s3_completed_part *parts, size_t n, struct s3_object_info *info,
                     bool *completed, haul_error *err)
@@ -104,8 +162,15 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, co
     int rc = built < 0 || body.failed
                  ? err_set(err, HAUL_EUSAGE, "CompleteMultipartUpload s3://%s/%s: cannot build the part list", bucket, key)
                  : 1;
+    bool retried = false, confirmed = false;
     for (int attempt = 0; rc == 1; attempt++) {
-        rc = complete_once(c, bucket, key, strbuf_str(&q), &body, etag, sizeof etag, &not_md5, err);
+        haul_error e = {0};
+        rc = complete_once(c, bucket, key, strbuf_str(&q), &body, etag, sizeof etag, &not_md5, &retried, &e);
+        if (rc < 0 && (retried || attempt > 0) && strcmp(e.s3_code, "NoSuchUpload") == 0 &&
+            complete_confirmed(c, bucket, key, parts, n, info))
+            rc = 0, confirmed = true;
+        if (rc < 0)
+            err_copy(err, &e);
         if (rc == 1 && attempt + 1 >= s3_client_config(c)->max_attempts)
             rc = err_set(err, HAUL_ES3, "CompleteMultipartUpload s3://%s/%s: the server kept failing", bucket, key);
         if (rc == 1) {
@@ -117,7 +182,7 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, co
     strbuf_release(&body);
     if (completed)
         *completed = rc == 0;
-    if (rc == 0 && info) {
+    if (rc == 0 && info && !confirmed) {
         /* Ceph RGW 16.2 answers with an empty ETag: HEAD has the right one. */
         if (etag[0]) {
             memset(info, 0, sizeof *info);
@@ -149,6 +214,7 @@ int s3_mpu_parts_list(struct s3_client *c, const char *bucket, const char *key,
     struct s3_list_page page = {0};
     int rc = 0;
     do {
+        long marker = page.next_token[0] ? strtol(page.next_token, NULL, 10) : 0;
         struct strbuf q = STRBUF_INIT;
         upload_query(&q, upload_id, 0);
         if (page.next_token[0]) {
@@ -168,6 +234,10 @@ int s3_mpu_parts_list(struct s3_client *c, const char *bucket, const char *key,
         if (rc == 0 && page.truncated && !page.next_token[0])
             rc = err_set(err, HAUL_EPROTO, "ListParts s3://%s/%s: truncated without a marker",
                          bucket, key);
+        /* Part numbers only grow: a marker that does not would loop forever. */
+        if (rc == 0 && page.truncated && strtol(page.next_token, NULL, 10) <= marker)
+            rc = err_set(err, HAUL_EPROTO, "ListParts s3://%s/%s: the next part marker %s does not advance "
+                         "past %ld; the listing would never end", bucket, key, page.next_token, marker);
     } while (rc == 0 && page.truncated);
     return rc;
 }
@@ -178,6 +248,7 @@ int s3_mpu_list(struct s3_client *c, const char *bucket, const char *prefix, s3_
     struct s3_uploads_page page = {0};
     int rc = 0;
     do {
+        struct s3_uploads_page sent = page; /* the markers of this request */
         struct strbuf q = STRBUF_INIT;
         strbuf_adds(&q, "uploads");
         if (prefix && *prefix) {
@@ -203,6 +274,10 @@ int s3_mpu_list(struct s3_client *c, const char *bucket, const char *prefix, s3_
         if (rc == 0 && page.truncated && !page.next_key_marker[0])
             rc = err_set(err, HAUL_EPROTO, "ListMultipartUploads s3://%s: truncated without a marker",
                          bucket);
+        if (rc == 0 && page.truncated && strcmp(page.next_key_marker, sent.next_key_marker) == 0 &&
+            strcmp(page.next_upload_id_marker, sent.next_upload_id_marker) == 0)
+            rc = err_set(err, HAUL_EPROTO, "ListMultipartUploads s3://%s: the server gave the same markers "
+                         "twice; the listing would never end", bucket);
     } while (rc == 0 && page.truncated);
     return rc;
 }

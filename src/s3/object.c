@@ -235,7 +235,26 @@ int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
             rc = err_set(err, HAUL_EPROTO,
                          "ListObjectsV2 s3://%s/%s: truncated listing without a continuation token",
                          bucket, prefix ? prefix : "");
+        /* The same token again would list the same page forever. */
+        if (rc == 0 && page.truncated && strcmp(page.next_token, token) == 0)
+            rc = err_set(err, HAUL_EPROTO,
+                         "ListObjectsV2 s3://%s/%s: the server gave the same continuation token twice; "
+                         "the listing would never end",
+                         bucket, prefix ? prefix : "");
     } while (rc == 0 && page.truncated);
+    strbuf_release(&query);
+    return rc;
+}
+
+int s3_bucket_check(struct s3_client *c, const char *bucket, const char *prefix, haul_error *err)
+{
+    struct strbuf query = STRBUF_INIT;
+    list_query(&query, prefix, NULL, NULL);
+    strbuf_adds(&query, "&max-keys=1");
+    struct s3_call call = {.op = "ListObjectsV2", .method = "GET", .bucket = bucket, .query = strbuf_str(&query),
+                           .probe = true};
+    int rc = query.failed ? err_set(err, HAUL_ENOMEM, "out of memory") : s3_call_run(c, &call, err);
+    s3_call_release(&call);
     strbuf_release(&query);
     return rc;
 }

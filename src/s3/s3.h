@@ -26,6 +26,20 @@ const struct s3_config *s3_client_config(const struct s3_client *client);
  * becomes true: a signal handler may set it.  NULL: never. */
 void s3_client_cancel_set(struct s3_client *client, const atomic_bool *flag);
 
+/* Fail fast, for one-shot commands (off by default: a daemon serving many
+ * buckets must not stop at one bucket's error).  Once on, the first
+ * bucket-level failure (NoSuchBucket, refused credentials, AccessDenied on
+ * a bucket request), S3_FAIL_FAST_STREAK AccessDenied answers in a row with
+ * no success between, or S3_FAIL_FAST_STREAK transport failures in a row
+ * (stalls, refused connections) with no answer between, make every later
+ * request fail at once with that one error, sending nothing; requests in
+ * flight are interrupted. */
+#define S3_FAIL_FAST_STREAK 8
+void s3_client_fail_fast_set(struct s3_client *client, bool on);
+/* True once the client stopped so; err (may be NULL, first error wins)
+ * receives that error. */
+bool s3_client_failed(struct s3_client *client, haul_error *err);
+
 /* Counters since the client was made (for --json summaries). */
 struct s3_client_stats {
     uint64_t requests;
@@ -141,6 +155,12 @@ int s3_object_copy(struct s3_client *c, const char *src_bucket, const char *src_
 int s3_objects_list(struct s3_client *c, const char *bucket, const char *prefix,
                     const char *delimiter, s3_list_entry_fn fn, void *ctx, haul_error *err);
 
+/* One ListObjectsV2 request of at most one key under prefix (may be
+ * NULL): whether the bucket is there and the credentials are accepted.
+ * NoSuchBucket or refused credentials stop a fail-fast client;
+ * AccessDenied does not (write-only credentials may not list). */
+int s3_bucket_check(struct s3_client *c, const char *bucket, const char *prefix, haul_error *err);
+
 /* Multipart uploads. */
 int s3_mpu_create(struct s3_client *c, const char *bucket, const char *key,
                   const struct s3_put_opts *opts, char *upload_id, size_t cap, haul_error *err);
@@ -153,10 +173,15 @@ int s3_mpu_part_put(struct s3_client *c, const char *bucket, const char *key, co
  * object's ETag (fetched by HEAD when the server's reply has none).  An
  * error document inside a 200 answer (InternalError, SlowDown) is retried
  * like an error status.  *completed (may be NULL) is set once the server
- * said the object exists, even when a later step fails. */
+ * said the object exists, even when a later step fails.  A retry answered
+ * NoSuchUpload (the first answer was lost after the server completed) is
+ * a success when HEAD shows the ETag these parts make. */
 int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
                     const struct s3_completed_part *parts, size_t n, struct s3_object_info *info,
                     bool *completed, haul_error *err);
+/* The ETag S3 gives the object of these parts: hex MD5 of the parts' MD5s,
+ * "-N".  Returns 0, or -1 when a part's ETag is not an MD5 (SSE-KMS). */
+int s3_mpu_etag(const struct s3_completed_part *parts, size_t n, char *out, size_t cap);
 int s3_mpu_abort(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
                  haul_error *err);
 int s3_mpu_parts_list(struct s3_client *c, const char *bucket, const char *key,

@@ -68,6 +68,13 @@ void err_prefix(haul_error *err, const char *fmt, ...)
     snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
 }
 
+int err_copy(haul_error *dst, const haul_error *src)
+{
+    if (dst && dst->code == HAUL_OK)
+        *dst = *src;
+    return -src->code;
+}
+
 void err_clear(haul_error *err)
 {
     if (err)

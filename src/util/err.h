@@ -20,6 +20,10 @@ int err_errno(haul_error *err, int errnum, const char *fmt, ...)
 void err_prefix(haul_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Copies src (code, status, S3 code, message) into dst unless dst holds an
+ * error already.  Returns -src->code. */
+int err_copy(haul_error *dst, const haul_error *src);
+
 /* Forgets a recorded error. */
 void err_clear(haul_error *err);
 

@@ -2,6 +2,9 @@
 #include "util/fdio.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* One loop for the four: off < 0 means the file position. */
@@ -49,3 +52,23 @@ ssize_t fd_pread_full(int fd, void *buf, size_t n, uint64_t off) { return read_l
 int fd_write_all(int fd, const void *buf, size_t n, size_t slice) { return write_loop(fd, buf, n, slice, -1); }
 
 int fd_pwrite_all(int fd, const void *buf, size_t n, uint64_t off) { return write_loop(fd, buf, n, 0, (int64_t)off); }
+
+int fd_sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n >= sizeof dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%.*s", (int)n, path);
+    int dfd = open(!slash ? "." : n == 0 ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int rc = fsync(dfd);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return rc;
+}

@@ -17,4 +17,8 @@ ssize_t fd_pread_full(int fd, void *buf, size_t n, uint64_t off);
 int fd_write_all(int fd, const void *buf, size_t n, size_t slice);
 int fd_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 
+/* fsyncs the directory that holds path (after a rename or create in it, so
+ * the new name survives a crash).  Returns 0, or -1 with errno set. */
+int fd_sync_parent_dir(const char *path);
+
 #endif

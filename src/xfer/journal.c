@@ -1,6 +1,7 @@
 /* xfer/journal: one small text file per multipart upload in progress. */
 #include "xfer/journal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -11,8 +12,10 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/hash.h"
 #include "util/path.h"
+#include "xfer/xfer.h"
 
 int journal_locate(struct journal *j, const char *state_dir, const char *endpoint,
                    const char *bucket, const char *key, const char *source_id, haul_error *err)
@@ -65,6 +68,9 @@ int journal_save(const struct journal *j, haul_error *err)
         unlink(tmp);
         return err_errno(err, e, "journal %s", j->path);
     }
+    /* The new name survives a crash only once its directory is synced. */
+    if (fd_sync_parent_dir(j->path) < 0)
+        return err_errno(err, errno, "journal %s: syncing its directory", j->path);
     return 0;
 }
 
@@ -72,4 +78,27 @@ void journal_remove(const struct journal *j)
 {
     if (j->path[0])
         unlink(j->path);
+}
+
+int xfer_mpu_records_forget(const char *state_dir, const char *upload_id)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/uploads", state_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    const struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 8 || strcmp(de->d_name + n - 7, ".upload") != 0)
+            continue;
+        struct journal j = {0};
+        if (snprintf(j.path, sizeof j.path, "%s/%s", dir, de->d_name) >= (int)sizeof j.path)
+            continue;
+        if (journal_load(&j) == 0 && strcmp(j.upload_id, upload_id) == 0 && unlink(j.path) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }

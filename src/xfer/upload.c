@@ -148,40 +148,6 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-/* The multipart ETag S3 computes: MD5 of the parts' MD5s, "-N", from the
- * part ETags the server acknowledged (each checked against the bytes sent,
- * by the signed SHA-256 or Content-MD5).  "" when a part ETag is not an MD5
- * (SSE-KMS): then nothing can be compared. */
-static void composite_etag(const struct upload *u, char *out, size_t cap)
-{
-    struct hash_ctx *h = hash_md5_new();
-    out[0] = '\0';
-    if (!h)
-        return;
-    for (int i = 0; i < u->n_parts; i++) {
-        const char *e = u->parts[i].etag;
-        uint8_t md5[MD5_LEN];
-        if (strlen(e) != 2 * MD5_LEN) {
-            hash_free(h);
-            return;
-        }
-        for (int k = 0; k < MD5_LEN; k++) {
-            unsigned v;
-            if (sscanf(e + 2 * k, "%2x", &v) != 1) {
-                hash_free(h);
-                return;
-            }
-            md5[k] = (uint8_t)v;
-        }
-        hash_update(h, md5, MD5_LEN);
-    }
-    uint8_t d[MD5_LEN];
-    char hex[2 * MD5_LEN + 1];
-    hash_final(h, d);
-    hash_hex(d, MD5_LEN, hex);
-    snprintf(out, cap, "%s-%d", hex, u->n_parts);
-}
-
 /* Completes the upload; *completed tells whether the object now exists
  * (after that, nothing may be aborted). */
 static int upload_complete(struct upload *u, struct xfer_result *res, bool *completed, haul_error *err)
@@ -193,14 +159,17 @@ static int upload_complete(struct upload *u, struct xfer_result *res, bool *comp
         list[i].part_number = i + 1;
         list[i].etag = u->parts[i].etag;
     }
+    /* The ETag the parts the server acknowledged make (each checked against
+     * the bytes sent, by the signed SHA-256 or Content-MD5); "" when a part
+     * ETag is not an MD5 (SSE-KMS): then nothing can be compared. */
+    char expected[128];
+    s3_mpu_etag(list, (size_t)u->n_parts, expected, sizeof expected);
     struct s3_object_info info = {0};
     int rc = s3_mpu_complete(u->client, u->bucket, u->key, u->mpu.upload_id, list, (size_t)u->n_parts,
                              &info, completed, err);
     free(list);
     if (rc < 0)
         return rc;
-    char expected[128];
-    composite_etag(u, expected, sizeof expected);
     snprintf(res->etag, sizeof res->etag, "%s", info.etag);
     s3_object_info_release(&info);
     /* With SSE-KMS or SSE-C the ETag is not an MD5; otherwise a composite
@@ -448,14 +417,27 @@ static int multipart_run(struct upload *u, int fd, uint64_t size, uint64_t part_
         rc = upload_complete(u, res, &completed, err);
     }
     bool gone = completed;
-    if (rc < 0 && !completed) {
+    /* Interrupted (a signal) or stopped by a bucket-level failure: the
+     * journal and the parts stay, so the same command resumes. */
+    bool keep = rc < 0 && !completed && u->mpu.record[0] &&
+                (canceled(u) || s3_client_failed(u->client, NULL));
+    if (keep && canceled(u)) {
+        err_clear(err);
+        rc = err_set(err, HAUL_ECANCELED,
+                     "upload s3://%s/%s: interrupted; the parts sent are kept, run the same command again to resume",
+                     u->bucket, u->key);
+    }
+    if (rc < 0 && !completed && !keep) {
         /* Never leave a dangling upload: its parts would be billed forever. */
         haul_error abort_err = {0};
         gone = s3_mpu_abort(u->client, u->bucket, u->key, u->mpu.upload_id, &abort_err) == 0 ||
                abort_err.code == HAUL_ENOTFOUND;
-        if (!gone)
+        if (!gone && u->mpu.record[0])
             log_warn("%s (upload id %s left behind; its journal is kept so a rerun resumes or aborts it)",
                      abort_err.msg, u->mpu.upload_id);
+        else if (!gone)
+            log_warn("upload s3://%s/%s: upload id %s left behind (%s); haul rm --uploads s3://%s/%s aborts it",
+                     u->bucket, u->key, u->mpu.upload_id, abort_err.msg, u->bucket, u->key);
     }
     if (gone)
         xfer_mpu_forget(&u->mpu);

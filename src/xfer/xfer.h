@@ -59,6 +59,10 @@ int xfer_mpu_open(struct s3_client *c, const char *state_dir, const char *source
 /* The upload completed or is surely gone (aborted): forgets its record. */
 void xfer_mpu_forget(struct xfer_mpu *m);
 
+/* Removes every record in STATE_DIR/uploads of the upload upload_id (it was
+ * aborted by other means: haul rm --uploads).  Returns how many. */
+int xfer_mpu_records_forget(const char *state_dir, const char *upload_id);
+
 /* Size of part number n (1-based) of a stream of unknown length whose first
  * parts are base bytes (at least 6 MiB): doubles every 1,000 parts, so
  * 10,000 parts hold more than 5 TiB.  Capped at 5 GiB. */

@@ -91,20 +91,52 @@ like "$ERR" "changed while being read" "a file growing during the upload: says s
 run stat "s3://$BUCKET/moving"
 is "$RC" 1 "a file growing during the upload: no object stored"
 is "$(uploads)" 0 "a file growing during the upload: upload aborted"
-# Ctrl-C (SIGINT) in the middle of an upload: the part in flight is
-# interrupted, the upload aborted, the journal removed, exit 1.
-mkfile "$SCRATCH/int" $((30 * MIB))
-echo '[{"method":"PUT","match":"partNumber=3&","action":"hang"}]' > "$RULES"
+# Ctrl-C (SIGINT) or SIGTERM in the middle of an upload: the part in flight
+# is interrupted, the parts sent and the journal are kept, exit 128 + the
+# signal, and the same command resumes, sending only what is missing.
+interrupted_run() {  # SIGNAL EXIT: put of $SCRATCH/int hanging on part 5, interrupted there
+    echo '[{"method":"PUT","match":"partNumber=5&","action":"hang"}]' > "$RULES"
+    : > "$LOG"
+    "$HAUL" put $P -q --part-size 5M -j 2 --state-dir "$STATE" "$SCRATCH/int" "s3://$BUCKET/int" 2>"$SCRATCH/int.err" &
+    pid=$!
+    wait_for_request "partNumber=5&"; ok $? "$1: upload reached part 5"
+    # Let the other sender finish what it has in flight (bounded), then signal.
+    for _ in $(seq 1 100); do [ "$(grep -c 'PUT.*partNumber' "$LOG")" -ge 6 ] && break; sleep 0.1; done
+    kill -"$1" $pid; wait $pid; rc=$?
+    echo '[]' > "$RULES"
+    is "$rc" "$2" "$1: exit $2"
+    like "$(cat "$SCRATCH/int.err")" "interrupted; the parts sent are kept, run the same command again" "$1: says the parts are kept"
+    is "$(grep -c . "$SCRATCH/int.err")" 1 "$1: one line on stderr"
+    is "$(uploads)" 1 "$1: the upload is still open on the server"
+    is "$(ls "$STATE/uploads" | grep -c '\.upload$')" 1 "$1: the journal is kept"
+    run stat "s3://$BUCKET/int"
+    is "$RC" 1 "$1: no object yet"
+}
+mkfile "$SCRATCH/int" $((64 * MIB))   # 13 parts of 5 MiB
+interrupted_run INT 130
+have=$(parts_on_server)
+[ "$have" -ge 4 ] && [ "$have" -lt 13 ]; ok $? "SIGINT: $have of 13 parts are on the server"
 : > "$LOG"
-"$HAUL" put $P -q --part-size 5M -j 2 --state-dir "$STATE" "$SCRATCH/int" "s3://$BUCKET/int" 2>"$SCRATCH/int.err" &
-pid=$!
-wait_for_request "partNumber=3&"; ok $? "upload reached part 3"
-kill -INT $pid; wait $pid; rc=$?
-echo '[]' > "$RULES"
-is "$rc" 1 "SIGINT: exit 1"
-like "$(cat "$SCRATCH/int.err")" "canceled" "SIGINT: says canceled"
-is "$(uploads)" 0 "SIGINT: the upload was aborted"
-run stat "s3://$BUCKET/int"
-is "$RC" 1 "SIGINT: no object"
-is "$(ls "$STATE/uploads" | grep -c '\.upload$')" 0 "SIGINT: no journal left"
+run put $P --json --part-size 5M --state-dir "$STATE" "$SCRATCH/int" "s3://$BUCKET/int"
+ok $RC "SIGINT: the rerun succeeds"
+like "$OUT" "\"parts_resumed\":$have" "SIGINT: the rerun resumed the $have parts on the server"
+is "$(grep -c 'PUT.*partNumber' "$LOG")" $((13 - have)) "SIGINT: the rerun sent only the $((13 - have)) missing parts"
+"$HAUL" get -q "s3://$BUCKET/int" "$SCRATCH/int.back"
+cmp -s "$SCRATCH/int" "$SCRATCH/int.back"; ok $? "SIGINT: the resumed object is intact"
+is "$(uploads)" 0 "SIGINT: no multipart upload left after the rerun"
+is "$(ls "$STATE/uploads" | grep -c '\.upload$')" 0 "SIGINT: journal removed after completion"
+
+# SIGTERM, then the clean-up path: haul rm --uploads aborts the kept upload
+# and removes its journal.
+"$HAUL" rm -q "s3://$BUCKET/int"
+interrupted_run TERM 143
+run rm --uploads --state-dir "$STATE" "s3://$BUCKET/in"
+is "$(uploads)" 1 "rm --uploads s3://B/in leaves the upload of key int (not under in/)"
+run rm --uploads --state-dir "$STATE" "s3://$BUCKET/int"
+ok $RC "rm --uploads s3://B/int"
+like "$OUT" "abort upload: s3://$BUCKET/int .*its journal removed" "rm --uploads says what it aborted"
+is "$(uploads)" 0 "rm --uploads: no multipart upload left"
+is "$(ls "$STATE/uploads" | grep -c '\.upload$')" 0 "rm --uploads: the journal is removed"
+run put $P --json --part-size 5M --state-dir "$STATE" "$SCRATCH/int" "s3://$BUCKET/int"
+like "$OUT" '"parts_resumed":0' "after rm --uploads the next put starts over"
 done_testing

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "s3/s3.h"
 #include "s3/xml.h"
 
 #define NS "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -1008,6 +1009,23 @@ static void test_delete_result(void **state)
 
 /* ---- request bodies ------------------------------------------------------------- */
 
+/* The multipart ETag a CompleteMultipartUpload retry is checked against:
+ * MD5 of the parts' binary MD5s, "-N" (python: md5(md5(a) + md5(b))). */
+static void test_mpu_etag(void **state)
+{
+    (void)state;
+    struct s3_completed_part parts[] = {
+        {1, "e09c80c42fda55f9d992e59ca6b3307d"},   /* md5("a" x 10) */
+        {2, "\"08f8e0260c64418510cefb2b06eee5cd\""}, /* md5("bbb"), quoted */
+    };
+    char out[128];
+    assert_int_equal(s3_mpu_etag(parts, 2, out, sizeof out), 0);
+    assert_string_equal(out, "568bd1f3a3ef4a720453555306037d4b-2");
+    struct s3_completed_part kms[] = {{1, "not-an-md5"}};
+    assert_int_equal(s3_mpu_etag(kms, 1, out, sizeof out), -1);
+    assert_string_equal(out, "");
+}
+
 static void test_complete_build(void **state)
 {
     (void)state;
@@ -1150,6 +1168,7 @@ int main(void)
         cmocka_unit_test(test_list_uploads),
         cmocka_unit_test(test_list_uploads_url),
         cmocka_unit_test(test_delete_result),
+        cmocka_unit_test(test_mpu_etag),
         cmocka_unit_test(test_complete_build),
         cmocka_unit_test(test_delete_build),
         cmocka_unit_test(test_delete_build_unsendable),
