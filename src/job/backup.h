@@ -75,7 +75,8 @@ struct backup_opts {
     bool check_sha256;          /* compare and record the SHA-256 tree hash */
     bool dry_run;               /* decide and report, change nothing */
     bool delete_missing;        /* remove objects whose file is gone */
-    bool rescan_remote;         /* rebuild the index from the bucket first (listing + HEADs) */
+    bool rescan_remote;         /* rebuild the index from the bucket first (listing + HEADs;
+                                   entries the listing lacks are dropped) */
     bool one_filesystem;
     const char *state_dir;      /* the index lives here */
     const atomic_bool *cancel;
@@ -94,6 +95,47 @@ int backup_item_upload(struct s3_client *c, const struct backup_opts *o, struct 
 /* True when st is what e recorded: size, mtime to the nanosecond, mode,
  * uid, gid (the incremental test). */
 bool backup_same_as_indexed(const struct index_entry *e, const struct stat *st);
+
+/* backup_same_as_indexed, and stored in the same role: holder NULL for a
+ * name that holds its bytes (e says it did), else the path of the name it
+ * is a link to (e says it was a link to that one). */
+bool backup_unchanged(const struct index_entry *e, const struct stat *st, const char *holder);
+
+/* Hard links, decided the same way by backup_run and the --broker
+ * coordinator once every name is known (index_link_defer during the walk):
+ * per inode, the name that held the bytes last run keeps them when it is
+ * still one of the names, else the first in key order takes them; every
+ * other name is a link object naming it.  A name whose role changed (the
+ * holder was removed or renamed, a link named a holder that is gone) is
+ * not unchanged, so it is re-stored in this run, before --delete removes
+ * anything. */
+struct backup_link_choice {
+    const struct index_link_name *name;
+    const char *holder;            /* NULL: this name holds the bytes; else the path it links to */
+    bool indexed;                  /* old is the entry of name->key */
+    bool unchanged;                /* backup_unchanged: only a stamp is needed */
+    const struct index_entry *old;
+};
+/* < 0: an error (stops, returned); > 0: stop; 0: go on. */
+typedef int (*backup_link_fn)(const struct backup_link_choice *c, void *ctx, haul_error *err);
+int backup_links_decide(struct index *ix, backup_link_fn fn, void *ctx, haul_error *err);
+
+/* Takes the destination's lock (index_lock_take: "another backup of
+ * s3://B/P is running ...") and opens its index; on success the caller
+ * closes *ix, then releases *lock (index_lock_release). */
+int backup_index_open(struct s3_client *c, const struct backup_opts *o, struct index **ix, int *lock,
+                      haul_error *err);
+
+/* Binds the index to the bucket: the marker object PREFIX.haul/index-id
+ * holds (x-amz-meta-haul-index-id) a random id the index records.  One
+ * HEAD: when the marker is missing or holds another id (the bucket was
+ * emptied or recreated, the prefix removed, another state dir wrote it)
+ * the index is stale: one warning, the index is rebuilt from the listing
+ * (as with o->rescan_remote, which forces it: entries of listed objects
+ * are (re)read, entries the listing lacks are dropped), then a new marker
+ * is written (not with dry_run). */
+int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct index *ix,
+                      struct backup_stats *stats, haul_error *err);
 
 /* --delete: removes the objects of index entries the current run did not
  * see (their files are gone), 1000 keys per request; skipped with a
