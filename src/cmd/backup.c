@@ -195,7 +195,10 @@ int cmd_backup(int argc, char **argv)
         "was stored is recorded in an index under the state directory, so a run that changes\n"
         "nothing lists no bucket and uploads nothing. A run killed midway loses nothing: run it\n"
         "again. --delete removes objects whose files are gone (refused with --include/--exclude\n"
-        "unless --delete-excluded, and skipped when any entry could not be read).\n"
+        "unless --delete-excluded, and skipped when any entry could not be read). The index is bound\n"
+        "to the bucket by the marker PREFIX/.haul/index-id (one HEAD a run): when it is missing or\n"
+        "another index's, the index is stale and the bucket is rescanned. PREFIX/.haul/ is haul's: a\n"
+        "top-level .haul in DIR is refused. One run per destination: a second one exits 1 at once.\n"
         "Distributed (--broker URL or HAUL_BROKER): this process becomes the coordinator of\n"
         "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
         "changed against the same index as a local run and records what they stored.\n"
@@ -223,7 +226,7 @@ int cmd_backup(int argc, char **argv)
         {"delete-excluded", 0, OPT_FLAG, &delete_excluded, NULL, "allow --delete with filters (objects of unselected files go too)"},
         {"one-file-system", 'x', OPT_FLAG, &cli.one_fs, NULL, "do not cross into other filesystems"},
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
-        {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first (missing or stale index)"},
+        {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first, dropping entries whose objects are gone (done by itself when PREFIX/.haul/index-id is missing or another index's)"},
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
         {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},

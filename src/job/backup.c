@@ -792,7 +792,8 @@ int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct i
     bool bound = have && theirs && strcmp(theirs, mine) == 0;
     if (!bound && (have || index_count(ix) > 0))
         log_warn("the index of s3://%s/%s is stale (s3://%s/%s %s): rescanning the bucket", o->bucket, o->prefix,
-                 o->bucket, key, theirs ? "names another index" : "is missing");
+                 o->bucket, key,
+                 theirs ? "names another index" : have ? "is missing" : "is missing, the index predates markers");
     s3_object_info_release(&info);
     rc = 0;
     if (!bound || o->rescan_remote) {
