@@ -323,6 +323,14 @@ static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error
     return rc;
 }
 
+int backup_reserved_error(const struct backup_opts *o, const char *root, const char *name, haul_error *err)
+{
+    return err_set(err, HAUL_EUSAGE,
+                   "%s%s%s: the name " META_INTERNAL_DIR " at the top of a backup is reserved for haul's own objects"
+                   " (s3://%s/%s" META_INTERNAL_DIR "/); not stored: rename it or back it up under another prefix",
+                   root, name ? "/" : "", name ? name : "", o->bucket, o->prefix);
+}
+
 /* The top-level name ".haul" would collide with haul's own objects under
  * PREFIX.haul/: refused (an error: the rest goes on, --delete is skipped). */
 static bool entry_reserved(struct backup *b, const struct walk_entry *e)
@@ -336,11 +344,7 @@ static bool entry_reserved(struct backup *b, const struct walk_entry *e)
     bool reserved = top && meta_path_is_internal(top);
     if (reserved) {
         haul_error err = {0};
-        err_set(&err, HAUL_EUSAGE,
-                "%s%s%s: the name " META_INTERNAL_DIR " at the top of a backup is reserved for haul's own objects"
-                " (s3://%s/%s" META_INTERNAL_DIR "/); not stored: rename it or back it up under another prefix",
-                b->o->roots[e->root_index], e->depth ? "/" : "", e->depth ? e->name : "", b->o->bucket,
-                b->o->prefix);
+        backup_reserved_error(b->o, b->o->roots[e->root_index], e->depth ? e->name : NULL, &err);
         entry_failed(b, &err);
     }
     free(rel);
@@ -437,6 +441,13 @@ static int links_run(struct backup *b, haul_error *err)
             close(b->root_fds[i]);
     free(b->root_fds);
     b->root_fds = NULL;
+    /* Stopped midway: the names not decided are unseen, so nothing may
+     * go on to --delete (a fatal error is the caller's to report). */
+    pthread_mutex_lock(&b->lock);
+    bool fatal_set = b->fatal.code != HAUL_OK;
+    pthread_mutex_unlock(&b->lock);
+    if (rc > 0 && !fatal_set)
+        rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
     return rc < 0 ? rc : 0;
 }
 

@@ -137,6 +137,10 @@ int backup_index_open(struct s3_client *c, const struct backup_opts *o, struct i
 int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct index *ix,
                       struct backup_stats *stats, haul_error *err);
 
+/* The error of a top-level entry named ".haul" (root/name, or root itself
+ * when name is NULL): PREFIX.haul/ is reserved for haul's own objects. */
+int backup_reserved_error(const struct backup_opts *o, const char *root, const char *name, haul_error *err);
+
 /* --delete: removes the objects of index entries the current run did not
  * see (their files are gone), 1000 keys per request; skipped with a
  * warning when stats->errors says some entries could not be read. */

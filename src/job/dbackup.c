@@ -1102,12 +1102,9 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
     path[e->path_len] = '\0';
     if (meta_path_is_internal(path)) { /* reserved for haul's objects: see backup.c's entry_reserved */
         if (strcmp(path, META_INTERNAL_DIR) == 0) {
-            char msg[2048];
-            snprintf(msg, sizeof msg,
-                     "%s/%s: the name " META_INTERNAL_DIR " at the top of a backup is reserved for haul's own"
-                     " objects (s3://%s/%s" META_INTERNAL_DIR "/); not stored: rename it or back it up under"
-                     " another prefix", k->o->backup->roots[0], path, k->bo->bucket, k->bo->prefix);
-            entry_failed(k, msg);
+            haul_error rerr = {0};
+            backup_reserved_error(k->bo, k->bo->roots[0], path, &rerr);
+            entry_failed(k, rerr.msg);
         }
         return 0;
     }
@@ -1385,7 +1382,9 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
                  spec->bucket, spec->prefix);
         rc = results_loop(&k, err);
         /* Every name is known: the hard links, then their uploads. */
-        if (rc == 0 && !(bo->cancel && atomic_load(bo->cancel)))
+        if (rc == 0 && bo->cancel && atomic_load(bo->cancel)) /* undecided names must not reach --delete */
+            rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+        if (rc == 0)
             rc = backup_links_decide(k.ix, link_chosen, &k, err);
         if (rc == 0 && k.unflushed) {
             rc = dist_flush(k.q, 120000, err);

@@ -150,6 +150,9 @@ is "$RC" 1 "a top-level .haul in SRC: exit 1"
 like "$ERR" "\.haul: the name \.haul at the top of a backup is reserved" "... saying why"
 is "$("$HAUL" get "s3://$B2/p/.haul/index-id" - 2>/dev/null)" "$("$HAUL" stat --json "s3://$B2/p/.haul/index-id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"]["haul-index-id"])' 2>/dev/null)" \
     "... and haul's marker is left as it was"
+run backup "${B[@]}" "${NS[@]}" "$N" "s3://$B2/p"
+is "$RC" 1 "... refused by a --broker coordinator too"
+like "$ERR" "\.haul: the name \.haul at the top of a backup is reserved" "... with the same message"
 rm -rf "$N/.haul"
 
 # ---- a FIFO swapped in never hangs backup (M4) ---------------------------------------
