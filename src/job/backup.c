@@ -111,34 +111,39 @@ static bool holds_bytes(const struct index_entry *e)
     return S_ISREG(e->mode) && !e->link[0] && !e->link_unknown;
 }
 
-/* One inode's names: the holder is the name that held the bytes last run
- * when it still is one of them (nothing moves from run to run), else the
- * first in key order (it is stored with the bytes); every other name is a
- * link object naming it, re-stored when it named another one. */
+/* The name that held the bytes last run when it still is one of the
+ * inode's names (nothing moves from run to run), else the first in key
+ * order.  <0 on error. */
+static long holder_pick(struct index *ix, const struct index_link_name *names, size_t n, struct index_entry *old,
+                        haul_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int got = index_get(ix, names[i].key, old, err);
+        if (got < 0)
+            return got;
+        if (got && holds_bytes(old))
+            return (long)i;
+    }
+    return 0;
+}
+
+/* One inode's names: the holder is stored (or kept) with the bytes, every
+ * other name is a link object naming it, re-stored when it named another. */
 static int links_group(const struct index_link_name *names, size_t n, void *arg)
 {
     struct links_decide *x = arg;
     struct index_entry *old = malloc(sizeof *old);
     if (!old)
         return err_set(x->err, HAUL_ENOMEM, "out of memory");
-    size_t holder = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = index_get(x->ix, names[i].key, old, x->err);
-        if (rc == 1 && holds_bytes(old)) {
-            holder = i;
-            break;
-        }
-        rc = rc < 0 ? rc : 0;
-    }
-    rc = rc < 0 ? rc : 0;
+    long holder = holder_pick(x->ix, names, n, old, x->err);
+    int rc = holder < 0 ? (int)holder : 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         int indexed = index_get(x->ix, names[i].key, old, x->err);
         if (indexed < 0) {
             rc = indexed;
             break;
         }
-        struct backup_link_choice c = {.name = &names[i], .holder = i == holder ? NULL : names[holder].path,
+        struct backup_link_choice c = {.name = &names[i], .holder = (long)i == holder ? NULL : names[holder].path,
                                        .indexed = indexed, .old = old};
         c.unchanged = indexed && backup_unchanged(old, &names[i].st, c.holder);
         rc = x->fn(&c, x->ctx, x->err);
@@ -850,13 +855,17 @@ static int pipeline_run(struct backup *b, haul_error *err)
     struct walk_stats ws;
     int rc = s && l ? walk_run(o->roots, o->n_roots, &wo, &ws, err)
                     : err_set(err, HAUL_ENOMEM, "backup: cannot start worker threads");
-    if (rc == 0 && !stopping(b))
-        rc = links_run(b, err);
+    if (rc == 0)
+        rc = links_run(b, err); /* stopped: ends canceled, whatever is left undecided */
     queue_close(b->small);
     queue_close(b->large);
     for (int i = 0; i < s + l; i++)
         pthread_join(threads[i], NULL);
     free(threads);
+    /* Interrupted after the walk: items the workers dropped keep their old
+     * entries, unseen by this run, which --delete must not take for gone. */
+    if (rc == 0 && o->cancel && atomic_load(o->cancel))
+        rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
     return rc;
 }
 
