@@ -20,12 +20,12 @@
 #define BATCH_SECONDS 2   /* ... or at most this old: a crash loses little */
 
 enum stmt_id {
-    S_GET, S_PUT, S_TOUCH, S_DELETE, S_UNSEEN, S_UNSEEN_DROP, S_LINK_ADD, S_LINK_NEXT, S_LINK_NAMES, S_COUNT,
+    S_GET, S_PUT, S_TOUCH, S_DELETE, S_UNSEEN, S_UNSEEN_DROP, S_LINK_ADD, S_LINK_POSTPONE, S_LINK_NEXT, S_LINK_NAMES, S_COUNT,
     S_MARKER_GET, S_MARKER_SET, S_N
 };
 
 static const char *const stmt_sql[S_N] = {
-    [S_GET] = "SELECT size, mtime_ns, mode, uid, gid, etag, storage_class, tree_hash, nlink, link FROM objects"
+    [S_GET] = "SELECT size, mtime_ns, mode, uid, gid, etag, storage_class, tree_hash, nlink, link, run FROM objects"
               " WHERE key = ?1",
     [S_PUT] = "INSERT OR REPLACE INTO objects (key, size, mtime_ns, mode, uid, gid, etag, storage_class, tree_hash,"
               " run, nlink, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -33,10 +33,11 @@ static const char *const stmt_sql[S_N] = {
     [S_DELETE] = "DELETE FROM objects WHERE key = ?1",
     [S_UNSEEN] = "SELECT key FROM objects WHERE run <> ?1 AND key > ?2 ORDER BY key LIMIT 1000",
     [S_UNSEEN_DROP] = "DELETE FROM objects WHERE run <> ?1",
-    [S_LINK_ADD] = "INSERT OR REPLACE INTO linknames VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_LINK_ADD] = "INSERT OR REPLACE INTO linknames VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+    [S_LINK_POSTPONE] = "UPDATE linknames SET after = 1 WHERE key = ?1",
     [S_LINK_NEXT] = "SELECT dev, ino FROM linknames WHERE ?3 OR dev > ?1 OR (dev = ?1 AND ino > ?2)"
                     " ORDER BY dev, ino LIMIT 1",
-    [S_LINK_NAMES] = "SELECT key, path, root, st FROM linknames WHERE dev = ?1 AND ino = ?2 ORDER BY key",
+    [S_LINK_NAMES] = "SELECT key, path, root, st, after FROM linknames WHERE dev = ?1 AND ino = ?2 ORDER BY key",
     [S_COUNT] = "SELECT count(*) FROM objects",
     [S_MARKER_GET] = "SELECT value FROM binding WHERE name = 'marker'",
     [S_MARKER_SET] = "INSERT OR REPLACE INTO binding VALUES ('marker', ?1)",
@@ -97,7 +98,7 @@ static int schema_create(struct index *ix, haul_error *err)
         "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value INTEGER)",
         "CREATE TABLE IF NOT EXISTS binding (name TEXT PRIMARY KEY, value TEXT)",
         "CREATE TEMP TABLE linknames (dev INTEGER, ino INTEGER, key TEXT PRIMARY KEY, path TEXT, root INTEGER,"
-        " st BLOB)",
+        " st BLOB, after INTEGER)",
         "CREATE INDEX temp.linknames_inode ON linknames (dev, ino)",
     };
     for (size_t i = 0; i < sizeof setup / sizeof *setup; i++)
@@ -196,6 +197,7 @@ int index_get(struct index *ix, const char *key, struct index_entry *out, haul_e
         copy_text(s, 9, out->link, sizeof out->link);
         out->link_unknown = sqlite3_column_type(s, 9) == SQLITE_NULL && S_ISREG(out->mode) && out->size > 0 &&
                             strcmp(out->etag, EMPTY_MD5) == 0;
+        out->seen = sqlite3_column_int64(s, 10) == ix->run;
         rc = 1;
     } else if (step != SQLITE_DONE) {
         rc = db_fail(ix, err, "lookup");
@@ -227,6 +229,13 @@ int index_put(struct index *ix, const struct index_entry *e, haul_error *err)
         rc = batch_step(ix, err);
     pthread_mutex_unlock(&ix->lock);
     return rc;
+}
+
+static int key_stmt(struct index *ix, enum stmt_id id, const char *key, const char *what, haul_error *err);
+
+int index_link_postpone(struct index *ix, const char *key, haul_error *err)
+{
+    return key_stmt(ix, S_LINK_POSTPONE, key, "postpone a hard link", err);
 }
 
 static int key_stmt(struct index *ix, enum stmt_id id, const char *key, const char *what, haul_error *err)
@@ -351,6 +360,7 @@ static int link_group_add(struct link_group *g, sqlite3_stmt *s)
     nm->key = strdup(k ? (const char *)k : "");
     nm->path = strdup(p ? (const char *)p : "");
     nm->root = (uint32_t)sqlite3_column_int64(s, 2);
+    nm->after = sqlite3_column_int(s, 4) != 0;
     if (sqlite3_column_bytes(s, 3) == (int)sizeof nm->st)
         memcpy(&nm->st, sqlite3_column_blob(s, 3), sizeof nm->st);
     g->n++;

@@ -32,6 +32,7 @@ struct index_entry {
      * stored as an empty body): stored as a link to a name not recorded. */
     char link[4096];
     bool link_unknown;
+    bool seen;               /* index_get: put or touched by the current run */
 };
 
 /* Opens (creating when missing) the index at path.  NULL on failure. */
@@ -75,10 +76,14 @@ struct index_link_name {
     uint32_t root;    /* which backup root it was found under */
     const char *key;  /* its object key */
     const char *path; /* relative to the backup root (what link objects name) */
+    bool after;       /* postponed until its holder is stored (index_link_postpone) */
 };
 
 /* Records a name for the end of the run (this connection only). */
 int index_link_defer(struct index *ix, const struct index_link_name *name, haul_error *err);
+
+/* Marks a deferred name as postponed (its holder is stored first). */
+int index_link_postpone(struct index *ix, const char *key, haul_error *err);
 
 /* Calls fn once per inode recorded by index_link_defer, with all its names
  * in key order (valid during the call; the lock is not held, so fn may use

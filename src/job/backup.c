@@ -97,12 +97,20 @@ bool backup_unchanged(const struct index_entry *e, const struct stat *st, const 
     return strcmp(e->link, holder ? holder : "") == 0;
 }
 
+int backup_holder_missing_error(const struct backup_link_choice *c, haul_error *err)
+{
+    return err_set(err, HAUL_EIO, "%s: not stored in this run, so the other names of its inode are not re-pointed"
+                   " to it (the next run does it)", c->name->path);
+}
+
 /* ---- hard links, decided once the walk is over ---------------------------- */
 
 struct links_decide {
     struct index *ix;
+    enum backup_links_pass pass;
     backup_link_fn fn;
     void *ctx;
+    size_t postponed;
     haul_error *err;
 };
 
@@ -137,25 +145,47 @@ static int links_group(const struct index_link_name *names, size_t n, void *arg)
         return err_set(x->err, HAUL_ENOMEM, "out of memory");
     long holder = holder_pick(x->ix, names, n, old, x->err);
     int rc = holder < 0 ? (int)holder : 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    /* First the holder (in the second pass: is it stored now?), then its links. */
+    bool stored = false;
+    for (size_t k = 0; k <= n && rc == 0; k++) {
+        size_t i = k == 0 ? (size_t)holder : k - 1;
+        if (k > 0 && (i == (size_t)holder || (x->pass == BACKUP_LINKS_AFTER && !names[i].after)))
+            continue;
         int indexed = index_get(x->ix, names[i].key, old, x->err);
         if (indexed < 0) {
             rc = indexed;
             break;
         }
-        struct backup_link_choice c = {.name = &names[i], .holder = (long)i == holder ? NULL : names[holder].path,
+        struct backup_link_choice c = {.name = &names[i], .holder = k == 0 ? NULL : names[holder].path,
                                        .indexed = indexed, .old = old};
         c.unchanged = indexed && backup_unchanged(old, &names[i].st, c.holder);
-        rc = x->fn(&c, x->ctx, x->err);
+        /* First pass: unchanged by its metadata; second: stored by this run. */
+        if (k == 0)
+            stored = x->pass == BACKUP_LINKS_AFTER ? indexed && holds_bytes(old) && old->seen : c.unchanged;
+        if (k == 0 && x->pass == BACKUP_LINKS_AFTER) {
+            c.holder_missing = !stored;
+            rc = stored ? 0 : x->fn(&c, x->ctx, x->err); /* an error: --delete is skipped */
+            if (!stored)
+                break;
+        } else if (k > 0 && x->pass == BACKUP_LINKS_FIRST && !c.unchanged && !stored) {
+            rc = index_link_postpone(x->ix, names[i].key, x->err);
+            x->postponed++;
+        } else {
+            rc = x->fn(&c, x->ctx, x->err);
+        }
     }
     free(old);
     return rc;
 }
 
-int backup_links_decide(struct index *ix, backup_link_fn fn, void *ctx, haul_error *err)
+int backup_links_decide(struct index *ix, enum backup_links_pass pass, backup_link_fn fn, void *ctx,
+                        size_t *postponed, haul_error *err)
 {
-    struct links_decide x = {ix, fn, ctx, err};
-    return index_links_each(ix, links_group, &x, err);
+    struct links_decide x = {.ix = ix, .pass = pass, .fn = fn, .ctx = ctx, .err = err};
+    int rc = index_links_each(ix, links_group, &x, err);
+    if (postponed)
+        *postponed = x.postponed;
+    return rc;
 }
 
 static int tree_hash_fd(int fd, char hex[SHA256_HEX_LEN + 1], haul_error *err)
@@ -408,6 +438,11 @@ static int link_chosen(const struct backup_link_choice *c, void *ctx, haul_error
     if (stopping(b))
         return 1;
     haul_error err = {0};
+    if (c->holder_missing) {
+        backup_holder_missing_error(c, &err);
+        entry_failed(b, &err);
+        return 0;
+    }
     struct backup_item *t = calloc(1, sizeof *t);
     int rc = t ? 0 : err_set(&err, HAUL_ENOMEM, "out of memory");
     if (rc == 0) {
@@ -432,15 +467,16 @@ static int link_chosen(const struct backup_link_choice *c, void *ctx, haul_error
     return stopping(b) ? 1 : 0;
 }
 
-/* After the walk: the names of hard-linked files, each inode's holder
- * first stored (or kept) with the bytes, the others as links to it. */
-static int links_run(struct backup *b, haul_error *err)
+/* After the walk (and again once the first pass's uploads are stored):
+ * the names of hard-linked files, each inode's holder stored (or kept)
+ * with the bytes, the others as links to it (backup_links_decide). */
+static int links_run(struct backup *b, enum backup_links_pass pass, size_t *postponed, haul_error *err)
 {
     if (!(b->root_fds = malloc(b->o->n_roots * sizeof *b->root_fds)))
         return err_set(err, HAUL_ENOMEM, "backup: out of memory");
     for (size_t i = 0; i < b->o->n_roots; i++)
         b->root_fds[i] = -1;
-    int rc = backup_links_decide(b->ix, link_chosen, b, err);
+    int rc = backup_links_decide(b->ix, pass, link_chosen, b, postponed, err);
     for (size_t i = 0; i < b->o->n_roots; i++)
         if (b->root_fds[i] >= 0)
             close(b->root_fds[i]);
@@ -832,17 +868,42 @@ static int workers_start(struct backup *b, pthread_t *threads, struct worker_ctx
     return started;
 }
 
-static int pipeline_run(struct backup *b, haul_error *err)
+/* What the main thread feeds the workers in one phase of the pipeline. */
+typedef int (*phase_fn)(struct backup *b, size_t *postponed, haul_error *err);
+
+/* One phase: workers started on fresh queues, fed by fn, drained. */
+static int phase_run(struct backup *b, phase_fn fn, size_t *postponed, haul_error *err)
 {
     const struct backup_opts *o = b->o;
     int n_small = o->small_workers > 0 ? o->small_workers : 16;
     int n_large = o->large_workers > 0 ? o->large_workers : 1;
     pthread_t *threads = calloc((size_t)(n_small + n_large), sizeof *threads);
     struct worker_ctx small_ctx, large_ctx;
-    if (!threads)
-        return err_set(err, HAUL_ENOMEM, "backup: out of memory");
-    int s = workers_start(b, threads, &small_ctx, n_small, false);
-    int l = workers_start(b, threads + s, &large_ctx, n_large, true);
+    b->small = queue_new(SMALL_QUEUE);
+    b->large = queue_new(LARGE_QUEUE);
+    int s = 0, l = 0, rc = 0;
+    if (!threads || !b->small || !b->large)
+        rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
+    if (rc == 0) {
+        s = workers_start(b, threads, &small_ctx, n_small, false);
+        l = workers_start(b, threads + s, &large_ctx, n_large, true);
+        rc = s && l ? fn(b, postponed, err) : err_set(err, HAUL_ENOMEM, "backup: cannot start worker threads");
+        queue_close(b->small);
+        queue_close(b->large);
+    }
+    for (int i = 0; i < s + l; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    queue_free(b->small);
+    queue_free(b->large);
+    b->small = b->large = NULL;
+    return rc;
+}
+
+/* The first phase: the walk, then the hard links' first pass. */
+static int walk_phase(struct backup *b, size_t *postponed, haul_error *err)
+{
+    const struct backup_opts *o = b->o;
     struct walk_opts wo = {
         .threads = o->walk_threads > 0 ? (unsigned)o->walk_threads : 4,
         .one_filesystem = o->one_filesystem,
@@ -853,18 +914,27 @@ static int pipeline_run(struct backup *b, haul_error *err)
         .cancel = o->cancel,
     };
     struct walk_stats ws;
-    int rc = s && l ? walk_run(o->roots, o->n_roots, &wo, &ws, err)
-                    : err_set(err, HAUL_ENOMEM, "backup: cannot start worker threads");
-    if (rc == 0)
-        rc = links_run(b, err); /* stopped: ends canceled, whatever is left undecided */
-    queue_close(b->small);
-    queue_close(b->large);
-    for (int i = 0; i < s + l; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
+    int rc = walk_run(o->roots, o->n_roots, &wo, &ws, err);
+    if (rc == 0) /* stopped: ends canceled, whatever is left undecided */
+        rc = links_run(b, o->dry_run ? BACKUP_LINKS_ALL : BACKUP_LINKS_FIRST, postponed, err);
+    return rc;
+}
+
+/* The second phase: the links whose holder the first one stored. */
+static int links_after_phase(struct backup *b, size_t *postponed, haul_error *err)
+{
+    return links_run(b, BACKUP_LINKS_AFTER, postponed, err);
+}
+
+static int pipeline_run(struct backup *b, haul_error *err)
+{
+    size_t postponed = 0;
+    int rc = phase_run(b, walk_phase, &postponed, err);
+    if (rc == 0 && postponed)
+        rc = phase_run(b, links_after_phase, NULL, err);
     /* Interrupted after the walk: items the workers dropped keep their old
      * entries, unseen by this run, which --delete must not take for gone. */
-    if (rc == 0 && o->cancel && atomic_load(o->cancel))
+    if (rc == 0 && b->o->cancel && atomic_load(b->o->cancel))
         rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
     return rc;
 }
@@ -903,10 +973,6 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
         rc = backup_index_bind(c, o, b.ix, stats, err);
     if (rc == 0)
         rc = index_run_begin(b.ix, err);
-    b.small = queue_new(SMALL_QUEUE);
-    b.large = queue_new(LARGE_QUEUE);
-    if (rc == 0 && (!b.small || !b.large))
-        rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
     if (rc == 0)
         rc = pipeline_run(&b, err);
     if (rc == 0 && b.fatal.code != HAUL_OK)
@@ -918,8 +984,6 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
         rc = rc ? rc : crc;
     }
     index_lock_release(lock);
-    queue_free(b.small);
-    queue_free(b.large);
     pthread_mutex_destroy(&b.lock);
     uint64_t failed = atomic_load(&stats->errors);
     if (rc == 0 && failed)

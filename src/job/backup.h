@@ -108,17 +108,30 @@ bool backup_unchanged(const struct index_entry *e, const struct stat *st, const 
  * other name is a link object naming it.  A name whose role changed (the
  * holder was removed or renamed, a link named a holder that is gone) is
  * not unchanged, so it is re-stored in this run, before --delete removes
- * anything. */
+ * anything.  Two passes, so that no link object names a holder before the
+ * holder's object is complete: BACKUP_LINKS_FIRST gives the holders and
+ * the links whose holder is unchanged (and postpones the others);
+ * BACKUP_LINKS_AFTER, once what the first pass queued is stored, gives the
+ * postponed links whose holder is now in the index as stored (a holder
+ * that failed was reported: its links stay as they were, and --delete is
+ * skipped).  BACKUP_LINKS_ALL does both at once (a dry run). */
+enum backup_links_pass { BACKUP_LINKS_FIRST = 1, BACKUP_LINKS_AFTER = 2, BACKUP_LINKS_ALL = 3 };
 struct backup_link_choice {
     const struct index_link_name *name;
     const char *holder;            /* NULL: this name holds the bytes; else the path it links to */
     bool indexed;                  /* old is the entry of name->key */
     bool unchanged;                /* backup_unchanged: only a stamp is needed */
+    bool holder_missing;           /* BACKUP_LINKS_AFTER: name is a holder this run did not
+                                      store (an error to report: its links wait) */
     const struct index_entry *old;
 };
+/* The error of a choice with holder_missing. */
+int backup_holder_missing_error(const struct backup_link_choice *c, haul_error *err);
 /* < 0: an error (stops, returned); > 0: stop; 0: go on. */
 typedef int (*backup_link_fn)(const struct backup_link_choice *c, void *ctx, haul_error *err);
-int backup_links_decide(struct index *ix, backup_link_fn fn, void *ctx, haul_error *err);
+/* *postponed (may be NULL) counts the links the first pass postponed. */
+int backup_links_decide(struct index *ix, enum backup_links_pass pass, backup_link_fn fn, void *ctx,
+                        size_t *postponed, haul_error *err);
 
 /* Takes the destination's lock (index_lock_take: "another backup of
  * s3://B/P is running ...") and opens its index; on success the caller

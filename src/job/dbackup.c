@@ -1083,6 +1083,12 @@ static int coord_store(struct coord *k, const char *path, const char *key, const
 static int link_chosen(const struct backup_link_choice *c, void *ctx, haul_error *err)
 {
     struct coord *k = ctx;
+    if (c->holder_missing) {
+        haul_error herr = {0};
+        backup_holder_missing_error(c, &herr);
+        entry_failed(k, herr.msg);
+        return 0;
+    }
     if (c->unchanged) {
         atomic_fetch_add(&k->stats->unchanged, 1);
         return k->bo->dry_run ? 0 : index_touch(k->ix, c->name->key, err);
@@ -1288,6 +1294,21 @@ static int results_loop(struct coord *k, haul_error *err)
     return rc;
 }
 
+/* A pass over the hard links (backup_links_decide), its uploads waited for. */
+static int links_pass(struct coord *k, enum backup_links_pass pass, size_t *postponed, haul_error *err)
+{
+    int rc = backup_links_decide(k->ix, pass, link_chosen, k, postponed, err);
+    if (rc == 0 && k->unflushed) {
+        rc = dist_flush(k->q, 120000, err);
+        k->unflushed = 0;
+    }
+    if (rc == 0)
+        rc = results_loop(k, err);
+    if (rc == 0 && k->bo->cancel && atomic_load(k->bo->cancel))
+        rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+    return rc;
+}
+
 /* Uploads nobody will complete (interrupted, or a RANGE result was
  * unreadable): aborted; after a run that completed, each is an error. */
 static void spreads_abort(struct coord *k, bool report_errors)
@@ -1384,14 +1405,11 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
         /* Every name is known: the hard links, then their uploads. */
         if (rc == 0 && bo->cancel && atomic_load(bo->cancel)) /* undecided names must not reach --delete */
             rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+        size_t postponed = 0;
         if (rc == 0)
-            rc = backup_links_decide(k.ix, link_chosen, &k, err);
-        if (rc == 0 && k.unflushed) {
-            rc = dist_flush(k.q, 120000, err);
-            k.unflushed = 0;
-        }
-        if (rc == 0)
-            rc = results_loop(&k, err);
+            rc = links_pass(&k, bo->dry_run ? BACKUP_LINKS_ALL : BACKUP_LINKS_FIRST, &postponed, err);
+        if (rc == 0 && postponed) /* the links whose holder the first pass stored */
+            rc = links_pass(&k, BACKUP_LINKS_AFTER, NULL, err);
         log_info("dbackup: %" PRIu64 " units done", dist_tracker_done_count(k.t));
         if (k.spread_files)
             log_info("dbackup: %" PRIu64 " large files uploaded in %" PRIu64 " RANGE units", k.spread_files,

@@ -119,6 +119,23 @@ echo "[]" > "$RULES"; : > "$SCRATCH/go"
 run backup --json "${P[@]}" "$L" "s3://$BUCKET/lk"
 is "$RC" 0 "after a SIGKILL of the first, a new run takes the stale lock over"
 is "$(json "$OUT" errors)" 0 "... and backs up"
+
+# A new holder the server refuses: its links are not re-pointed to it (they
+# keep naming the old holder), the run exits 1 and --delete is skipped.
+H="$SCRATCH/hfail"; mkdir -p "$H/a" "$H/b" "$H/c"
+echo "precious hfail" > "$H/a/x"; ln "$H/a/x" "$H/b/y"; ln "$H/a/x" "$H/c/z"
+HP=(--endpoint-url "http://127.0.0.1:$port" --state-dir "$SCRATCH/st-hfail")
+"$HAUL" backup -q "${HP[@]}" --delete "$H" "s3://$BUCKET/hfail" >/dev/null 2>&1
+hold=$(holder hfail a/x b/y c/z)
+rm "$H/$hold"
+survivors=(); for n in a/x b/y c/z; do [ "$n" != "$hold" ] && survivors+=("$n"); done
+echo "[{\"method\": \"PUT\", \"match\": \"hfail/${survivors[0]} \", \"action\": \"status\", \"status\": 403, \"code\": \"AccessDenied\"}]" > "$RULES"
+run backup "${HP[@]}" --delete "$H" "s3://$BUCKET/hfail"
+is "$RC" 1 "a new holder the server refuses: exit 1"
+like "$ERR" "${survivors[0]}.*AccessDenied" "... naming it"
+rm -rf "$SCRATCH/r-hfail"; "$HAUL" restore -q "s3://$BUCKET/hfail" --into "$SCRATCH/r-hfail" >/dev/null 2>&1
+survivors_ok "$H" "$SCRATCH/r-hfail" "hfail" "${survivors[@]}"
+echo "[]" > "$RULES"
 kill "${PROXY_PID:-}" 2>/dev/null
 
 # ---- the index never outlives the bucket (item 9) ---------------------------------------
