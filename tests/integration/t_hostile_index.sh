@@ -22,7 +22,7 @@ B=(--broker "$HAUL_BROKER" --job "$JOB")
 B2="$BUCKET-nu"
 RACE_STOP="$SCRATCH/race/stop"
 _hidx_cleanup() {
-    : > "$RACE_STOP" 2>/dev/null
+    [ -d "${RACE_STOP%/*}" ] && : > "$RACE_STOP"
     [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
     "$HAUL" rb --force -q "s3://$B2" >/dev/null 2>&1
     _broker_cleanup
@@ -122,19 +122,27 @@ is "$(json "$OUT" errors)" 0 "... and backs up"
 
 # A new holder the server refuses: its links are not re-pointed to it (they
 # keep naming the old holder), the run exits 1 and --delete is skipped.
-H="$SCRATCH/hfail"; mkdir -p "$H/a" "$H/b" "$H/c"
-echo "precious hfail" > "$H/a/x"; ln "$H/a/x" "$H/b/y"; ln "$H/a/x" "$H/c/z"
-HP=(--endpoint-url "http://127.0.0.1:$port" --state-dir "$SCRATCH/st-hfail")
-"$HAUL" backup -q "${HP[@]}" --delete "$H" "s3://$BUCKET/hfail" >/dev/null 2>&1
-hold=$(holder hfail a/x b/y c/z)
-rm "$H/$hold"
-survivors=(); for n in a/x b/y c/z; do [ "$n" != "$hold" ] && survivors+=("$n"); done
-echo "[{\"method\": \"PUT\", \"match\": \"hfail/${survivors[0]} \", \"action\": \"status\", \"status\": 403, \"code\": \"AccessDenied\"}]" > "$RULES"
-run backup "${HP[@]}" --delete "$H" "s3://$BUCKET/hfail"
-is "$RC" 1 "a new holder the server refuses: exit 1"
-like "$ERR" "${survivors[0]}.*AccessDenied" "... naming it"
-rm -rf "$SCRATCH/r-hfail"; "$HAUL" restore -q "s3://$BUCKET/hfail" --into "$SCRATCH/r-hfail" >/dev/null 2>&1
-survivors_ok "$H" "$SCRATCH/r-hfail" "hfail" "${survivors[@]}"
+BP=(--broker "$HAUL_BROKER" --job "$JOB-proxy")
+B_MAIN=("${B[@]}"); B=("${BP[@]}")   # start_worker joins the job named in B
+start_worker wp -- --endpoint-url "http://127.0.0.1:$port"
+B=("${B_MAIN[@]}")
+for how in local broker; do
+    H="$SCRATCH/hfail-$how"; mkdir -p "$H/a" "$H/b" "$H/c"
+    echo "precious hfail $how" > "$H/a/x"; ln "$H/a/x" "$H/b/y"; ln "$H/a/x" "$H/c/z"
+    HP=(--endpoint-url "http://127.0.0.1:$port" --state-dir "$SCRATCH/st-hfail-$how")
+    [ "$how" = broker ] && HP+=("${BP[@]}")
+    echo "[]" > "$RULES"
+    "$HAUL" backup -q "${HP[@]}" --delete "$H" "s3://$BUCKET/hfail-$how" >/dev/null 2>&1
+    hold=$(holder "hfail-$how" a/x b/y c/z)
+    rm "$H/$hold"
+    survivors=(); for n in a/x b/y c/z; do [ "$n" != "$hold" ] && survivors+=("$n"); done
+    echo "[{\"method\": \"PUT\", \"match\": \"hfail-$how/${survivors[0]} \", \"action\": \"status\", \"status\": 403, \"code\": \"AccessDenied\"}]" > "$RULES"
+    run backup "${HP[@]}" --delete "$H" "s3://$BUCKET/hfail-$how"
+    is "$RC" 1 "$how: a new holder the server refuses: exit 1"
+    like "$ERR$(cat "$SCRATCH/wp.log")" "${survivors[0]}.*AccessDenied" "... naming it"
+    rm -rf "$SCRATCH/r-hfail"; "$HAUL" restore -q "s3://$BUCKET/hfail-$how" --into "$SCRATCH/r-hfail" >/dev/null 2>&1
+    survivors_ok "$H" "$SCRATCH/r-hfail" "hfail-$how" "${survivors[@]}"
+done
 echo "[]" > "$RULES"
 kill "${PROXY_PID:-}" 2>/dev/null
 
