@@ -107,10 +107,10 @@ first=$!
 for i in $(seq 300); do grep -q '^PUT.*hold' "$RULES.log" 2>/dev/null && break; sleep 0.05; done
 ok "$(grep -q '^PUT.*hold' "$RULES.log" 2>/dev/null; echo $?)" "the first backup is held at its first PUT"
 t0=$(date +%s)
-out=$(timeout 20 "$HAUL" backup "${P[@]}" "$L" "s3://$BUCKET/lk" 2>&1); rc=$?
+out=$(timeout -k 2 20 "$HAUL" backup "${P[@]}" "$L" "s3://$BUCKET/lk" 2>&1); rc=$?
 is "$rc" 1 "a second backup of the same destination exits 1"
 like "$out" "another backup of s3://$BUCKET/lk is running \(pid $first on $(hostname)\)" "... naming the pid and host"
-out=$(timeout 20 "$HAUL" backup "${P[@]}" "${B[@]}" "$L" "s3://$BUCKET/lk" 2>&1); rc=$?
+out=$(timeout -k 2 20 "$HAUL" backup "${P[@]}" "${B[@]}" "$L" "s3://$BUCKET/lk" 2>&1); rc=$?
 is "$rc" 1 "a --broker coordinator of the same destination exits 1 too"
 like "$out" "another backup of s3://$BUCKET/lk is running \(pid $first " "... with the same message"
 ok "$([ $(( $(date +%s) - t0 )) -le 10 ]; echo $?)" "... at once"
@@ -212,11 +212,11 @@ runuser -u nobody -- "$SCRATCH/swap" "$RD/t" 10 "$RACE_STOP" &
 racer=$!
 hung=0 runs=0
 for i in $(seq 8); do
-    timeout 10 "$HAUL" backup -q --dry-run --check-sha256 --state-dir "$SCRATCH/st-race" "$RD/t" "s3://$BUCKET/race" \
+    timeout -k 2 10 "$HAUL" backup -q --dry-run --check-sha256 --state-dir "$SCRATCH/st-race" "$RD/t" "s3://$BUCKET/race" \
         >/dev/null 2>&1
-    [ $? = 124 ] && hung=$((hung + 1))
-    timeout 10 "$HAUL" backup -q --state-dir "$SCRATCH/st-race-$i" "$RD/t" "s3://$BUCKET/race$i" >/dev/null 2>&1
-    [ $? = 124 ] && hung=$((hung + 1))
+    case $? in 124|137) hung=$((hung + 1)) ;; esac
+    timeout -k 2 10 "$HAUL" backup -q --state-dir "$SCRATCH/st-race-$i" "$RD/t" "s3://$BUCKET/race$i" >/dev/null 2>&1
+    case $? in 124|137) hung=$((hung + 1)) ;; esac
     runs=$((runs + 2))
     [ "$hung" -gt 0 ] && break
 done
