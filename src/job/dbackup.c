@@ -56,12 +56,7 @@ static const struct kv_field spec_fields[] = {
     F(NUM, mtime_older, 0, INT64_MAX, false),
     F(LIST, excludes, "exclude", nexcludes),
     F(LIST, includes, "include", nincludes),
-    F(NUM, src_id.dev, 0, 0, false),
-    F(NUM, src_id.ino, 0, 0, false),
-    F(NUM, src_id.fsid, 0, 0, false),
-    F(NUM, src_id.fstype, 0, 0, false),
-    F(NUM, src_id.nonempty, 0, 0, false),
-    F(STR, src_id.boot, false),
+    DIST_SRCID_FIELDS,
 };
 #undef F
 
