@@ -969,7 +969,12 @@ int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct i
     int rc = s3_object_head(c, o->bucket, key, &info, &herr);
     if (rc < 0 && herr.code != HAUL_ENOTFOUND) {
         s3_object_info_release(&info);
-        return err_set(err, herr.code, "%s", herr.msg);
+        /* A HEAD's error has no body: a listing names the cause (NoSuchBucket,
+         * SignatureDoesNotMatch, InvalidAccessKeyId) when the bucket is at fault. */
+        haul_error berr = {0};
+        if (s3_bucket_check(c, o->bucket, o->prefix, &berr) < 0)
+            return err_copy(err, &berr);
+        return err_copy(err, &herr);
     }
     const char *theirs = rc == 0 ? s3_object_info_meta(&info, MARKER_META) : NULL;
     bool bound = have && theirs && strcmp(theirs, mine) == 0;
