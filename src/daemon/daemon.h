@@ -105,9 +105,12 @@ int daemon_record_parse(const char *line, size_t len, char *kind, struct daemon_
 
 /* An append-only file of records.  Opening replays it: every request with
  * no done/failed mark is passed to fn (in order of acceptance), then the
- * file is rewritten with only those (a torn last record is dropped).
- * Appends of requests are fsync'd before returning; marks are not (a lost
- * mark means one more upload after a crash, never a lost request). */
+ * file is rewritten with only those (a torn last record is dropped; a read
+ * error fails the open and leaves the file as it is).  A failed append
+ * leaves no fragment behind (the file is cut back to its last whole
+ * record), so the next record is whole.  Appends of requests are fsync'd
+ * before returning; marks are not (a lost mark means one more upload after
+ * a crash, never a lost request). */
 struct daemon_journal;
 typedef int (*daemon_pending_fn)(const struct daemon_req *r, void *ctx);
 struct daemon_journal *daemon_journal_open(const char *path, daemon_pending_fn fn, void *ctx,
