@@ -86,7 +86,7 @@ int cmd_daemon(int argc, char **argv)
         {"log", 0, OPT_STRING, &log_path, "FILE", "one line per object here (default S3DAEMON_LOG, else stderr); SIGHUP reopens it"},
         {"log-json", 0, OPT_FLAG, &log_json, NULL, "log lines as JSON objects"},
         {"paused", 0, OPT_FLAG, &paused, NULL, "accept and journal requests but upload nothing until 'haul daemon resume'"},
-        {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "journal, failed-requests log and lock (default ~/.local/state/haul)"},
+        {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "journal, failed-requests log and lock; must be this user's (or root's) and not writable by others (default ~/.local/state/haul)"},
         {"last", 0, OPT_INT, &last, "N", "status: show the last N failures (default 10, at most 100)"},
         XFER_CLI_OPTS(x),
         {"storage-class", 0, OPT_STRING, &x.storage_class, "CLASS", "storage class of every object uploaded"},

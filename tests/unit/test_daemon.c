@@ -448,6 +448,28 @@ static void test_journal_tmp_symlink_not_followed(void **state)
     free(dir);
 }
 
+/* Audit M2: a read error during replay fails the open and leaves the file
+ * alone (here the error is EISDIR, read(2) on a directory), where the
+ * replay used to stop quietly and compact the file to what it had read. */
+static void test_journal_read_error_fatal(void **state)
+{
+    (void)state;
+    char *dir = temp_dir(), path[256], tmp[300];
+    snprintf(path, sizeof path, "%s/requests.journal", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(mkdir(path, 0700), 0);
+    haul_error err = {0};
+    assert_null(daemon_journal_open(path, NULL, NULL, &err));
+    assert_non_null(strstr(err.msg, "reading it"));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(lstat(tmp, &st), -1); /* no compaction was attempted */
+    rmdir(path);
+    rmdir(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_journal_compacts_while_running),
         cmocka_unit_test(test_journal_failed_append_cut_back),
         cmocka_unit_test(test_journal_tmp_symlink_not_followed),
+        cmocka_unit_test(test_journal_read_error_fatal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
