@@ -1142,10 +1142,18 @@ static void fd_budget_init(struct server *s)
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
         rl.rlim_cur = rl.rlim_max = 1024;
     } else if (rl.rlim_cur < rl.rlim_max) {
+        /* An unlimited or huge hard limit is capped by the kernel's nr_open. */
+        unsigned long nr_open = 1u << 20;
+        FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+        if (f) {
+            if (fscanf(f, "%lu", &nr_open) != 1)
+                nr_open = 1u << 20;
+            fclose(f);
+        }
         struct rlimit raised = {rl.rlim_max, rl.rlim_max};
-        if (raised.rlim_cur == RLIM_INFINITY || raised.rlim_cur > (1u << 20))
-            raised.rlim_cur = 1u << 20; /* the kernel's usual nr_open */
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+        if (raised.rlim_cur == RLIM_INFINITY || raised.rlim_cur > nr_open)
+            raised.rlim_cur = nr_open;
+        if (raised.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) {
             log_info("descriptor limit raised from %lu to %lu", (unsigned long)rl.rlim_cur,
                      (unsigned long)raised.rlim_cur);
             rl.rlim_cur = raised.rlim_cur;

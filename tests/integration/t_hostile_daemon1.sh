@@ -113,9 +113,11 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 is "$rc" "1" "send to a daemon stopped with SIGSTOP: exit 1"
 like "$out" "the daemon on .*stop.sock did not answer within 2 s \(--timeout\)" "... saying the daemon did not answer within the timeout"
 ok $(( ms >= 1900 && ms < 8000 ? 0 : 1 )) "... after the 2 s timeout (${ms} ms), not hanging"
+out=$(timeout 20 "$HAUL" send --timeout 1 --socket "$S3" "$SCRATCH/f" "s3://$BUCKET/stopped2" 2>&1); rc=$?
+like "$rc:$out" "^1:.*did not answer within 1 s" "the same without --no-wait (waiting for the result): exit 1 after the timeout"
 kill -CONT "$DAEMON_PID"
-wait_for "[ \"\$(field \"\$(status_of '$S3')\" queued)\" = 1 ]"
-ok $? "resumed with SIGCONT, the daemon still carries out the request it had not answered (as the message says)"
+wait_for "[ \"\$(field \"\$(status_of '$S3')\" queued)\" = 2 ]"
+ok $? "resumed with SIGCONT, the daemon still carries out the requests it had not answered (as the message says)"
 stop_daemon; is "$?" "0" "... and stops cleanly"
 # A listener whose backlog is full: connect() itself blocks, and times out.
 mkdir -m 700 "$SCRATCH/full"
