@@ -3,7 +3,6 @@
  * server (or one question to it) out. */
 #include <grp.h>
 #include <math.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,21 +26,6 @@ static int int_setting(int flag, const char *env, int def)
     if (*end || d < 0 || d > 1e6)
         return -1;
     return (int)ceil(d);
-}
-
-static int uid_parse(const char *s, uid_t *out)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s && !*end) {
-        *out = (uid_t)v;
-        return 0;
-    }
-    const struct passwd *pw = getpwnam(s);
-    if (!pw)
-        return -1;
-    *out = pw->pw_uid;
-    return 0;
 }
 
 static void status_line(const char *line, void *ctx)
@@ -102,7 +86,7 @@ int cmd_daemon(int argc, char **argv)
         {"log", 0, OPT_STRING, &log_path, "FILE", "one line per object here (default S3DAEMON_LOG, else stderr); SIGHUP reopens it"},
         {"log-json", 0, OPT_FLAG, &log_json, NULL, "log lines as JSON objects"},
         {"paused", 0, OPT_FLAG, &paused, NULL, "accept and journal requests but upload nothing until 'haul daemon resume'"},
-        {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "journal, failed-requests log and lock (default ~/.local/state/haul)"},
+        {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "journal, failed-requests log and lock; must be this user's (or root's) and not writable by others (default ~/.local/state/haul)"},
         {"last", 0, OPT_INT, &last, "N", "status: show the last N failures (default 10, at most 100)"},
         XFER_CLI_OPTS(x),
         {"storage-class", 0, OPT_STRING, &x.storage_class, "CLASS", "storage class of every object uploaded"},
@@ -124,7 +108,7 @@ int cmd_daemon(int argc, char **argv)
     if (strcmp(action, "status") == 0 || strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0) {
         struct daemon_msg m = {.verb = action[0] == 's' ? DAEMON_STATUS : action[0] == 'p' ? DAEMON_PAUSE : DAEMON_RESUME,
                                .last = last > 100 ? 100 : last};
-        if (daemon_client_command(socket_path, &m, status_line, NULL, &err) < 0)
+        if (daemon_client_command(socket_path, NULL, &m, status_line, NULL, &err) < 0)
             return fail("daemon", &err);
         return EXIT_OK;
     }
@@ -135,7 +119,7 @@ int cmd_daemon(int argc, char **argv)
                                 .tcp = tcp, .log_json = log_json, .paused = paused};
     uid_t allowed[64];
     for (int i = 0; i < allow.n; i++)
-        if (uid_parse(allow.items[i], &allowed[i]) < 0)
+        if (daemon_user_parse(allow.items[i], &allowed[i]) < 0)
             return usage_error("daemon", "--allow-user '%s': no such user", allow.items[i]);
     cfg.n_allow = allow.n;
     if (allow.n == 0) {
@@ -161,6 +145,7 @@ int cmd_daemon(int argc, char **argv)
     cfg.log_path = log_path ? log_path : getenv("S3DAEMON_LOG") && *getenv("S3DAEMON_LOG") ? getenv("S3DAEMON_LOG") : NULL;
     g.max_connections = int_setting(g.max_connections, "S3DAEMON_MAX_CONNECTIONS", 25);
     g.connect_timeout_s = int_setting(g.connect_timeout_s, "S3DAEMON_CONNECT_TIMEOUT", 0);
+    cfg.s3_connections = g.max_connections;
     if (cfg.tcp_port <= 0 || cfg.tcp_port > 65535)
         return usage_error("daemon", "the TCP port must be 1..65535 (--tcp-port, S3DAEMON_PORT)");
     if (cfg.max_clients < 1 || cfg.max_retries < 0 || g.max_connections < 1 || g.connect_timeout_s < 0)

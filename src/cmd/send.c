@@ -21,15 +21,19 @@ int cmd_send(int argc, char **argv)
         "absolute path (used only if the daemon restarts before the upload). By default waits for\n"
         "the upload and exits 0 without output, or prints the daemon's error and exits 1; with\n"
         "--no-wait returns once the daemon has journaled the request. A KEY ending in '/' gets\n"
-        "the file's name appended."};
-    const char *socket_path = NULL, *state_dir = NULL;
+        "the file's name appended. The descriptor goes only to a daemon running as the socket's\n"
+        "owner (or --daemon-user), and not through a socket in a directory others may write."};
+    const char *socket_path = NULL, *state_dir = NULL, *daemon_user = NULL;
     bool wait = false, no_wait = false;
+    int timeout = DAEMON_CLIENT_TIMEOUT_MS / 1000;
     struct global_opts g = {0};
     const struct opt opts[] = {
         {"wait", 0, OPT_FLAG, &wait, NULL, "wait for the upload's result (the default)"},
         {"no-wait", 0, OPT_FLAG, &no_wait, NULL, "return once the daemon journaled the request"},
         {"socket", 0, OPT_STRING, &socket_path, "PATH", "the daemon's socket (default HAUL_DAEMON_SOCKET, $XDG_RUNTIME_DIR/haul/daemon.sock, STATE_DIR/daemon/daemon.sock)"},
         {"state-dir", 0, OPT_STRING, &state_dir, "DIR", "to find the default socket (default ~/.local/state/haul)"},
+        {"timeout", 0, OPT_INT, &timeout, "SECONDS", "give up when the daemon does not accept the connection or answer within this (default 30, 0: never); not a limit on the upload"},
+        {"daemon-user", 0, OPT_STRING, &daemon_user, "NAME|UID", "the user the daemon must run as (default: the socket's owner)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[2];
     int n_pos, rc = opts_parse_local(&help, opts, &g, argc, argv, pos, 2, &n_pos);
@@ -39,6 +43,12 @@ int cmd_send(int argc, char **argv)
         return usage_error("send", "expected FILE and s3://BUCKET/KEY");
     if (wait && no_wait)
         return usage_error("send", "--wait and --no-wait exclude each other");
+    if (timeout < 0 || timeout > 86400)
+        return usage_error("send", "--timeout must be 0..86400 seconds");
+    struct daemon_client_opts copts = {.timeout_ms = timeout * 1000};
+    if (daemon_user && daemon_user_parse(daemon_user, &copts.daemon_uid) < 0)
+        return usage_error("send", "--daemon-user '%s': no such user", daemon_user);
+    copts.daemon_uid_set = daemon_user != NULL;
     haul_error err = {0};
     char bucket[64], *key = NULL;
     if (strncmp(pos[1], "s3://", 5) == 0) {
@@ -88,7 +98,7 @@ int cmd_send(int argc, char **argv)
         daemon_socket_default(state, sock, sizeof sock);
         socket_path = sock;
     }
-    if (daemon_client_send(socket_path, fd, abs_path, bucket, key, !no_wait, NULL, &err) < 0)
+    if (daemon_client_send(socket_path, &copts, fd, abs_path, bucket, key, !no_wait, NULL, &err) < 0)
         exit_code = fail("send", &err);
     else
         exit_code = EXIT_OK;

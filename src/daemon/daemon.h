@@ -105,9 +105,12 @@ int daemon_record_parse(const char *line, size_t len, char *kind, struct daemon_
 
 /* An append-only file of records.  Opening replays it: every request with
  * no done/failed mark is passed to fn (in order of acceptance), then the
- * file is rewritten with only those (a torn last record is dropped).
- * Appends of requests are fsync'd before returning; marks are not (a lost
- * mark means one more upload after a crash, never a lost request). */
+ * file is rewritten with only those (a torn last record is dropped; a read
+ * error fails the open and leaves the file as it is).  A failed append
+ * leaves no fragment behind (the file is cut back to its last whole
+ * record), so the next record is whole.  Appends of requests are fsync'd
+ * before returning; marks are not (a lost mark means one more upload after
+ * a crash, never a lost request). */
 struct daemon_journal;
 typedef int (*daemon_pending_fn)(const struct daemon_req *r, void *ctx);
 struct daemon_journal *daemon_journal_open(const char *path, daemon_pending_fn fn, void *ctx,
@@ -139,6 +142,7 @@ struct daemon_config {
     int tcp_port;
     int max_clients;             /* connections at once; more are answered with an error */
     int workers;                 /* upload threads */
+    int s3_connections;          /* the S3 client's pool (--max-connections): part of the descriptor reserve */
     int max_retries;             /* after the first attempt, with backoff */
     int max_queue;               /* queued requests; more are refused */
     int read_timeout_ms;         /* a request line must arrive within this */
@@ -166,17 +170,30 @@ void daemon_socket_default(const char *state_dir, char *out, size_t cap);
 
 /* ---- client.c: haul send and haul daemon status ---- */
 
+#define DAEMON_CLIENT_TIMEOUT_MS 30000
+
+struct daemon_client_opts {
+    int timeout_ms;      /* for connecting and the daemon's first answer (not an upload's result); 0: none */
+    bool daemon_uid_set; /* send: the daemon must run as daemon_uid, else as the socket file's owner */
+    uid_t daemon_uid;
+};
+
+/* A user name or numeric uid -> uid; -1 when there is no such user. */
+int daemon_user_parse(const char *s, uid_t *out);
+
 /* Sends the open file fd (its absolute path alongside) to the daemon for
- * bucket/key.  wait: returns when the upload finished (its failure in err);
- * else once the daemon journaled the request.  *id (may be NULL) receives
- * the request id. */
-int daemon_client_send(const char *socket_path, int fd, const char *abs_path, const char *bucket,
-                       const char *key, bool wait, uint64_t *id, haul_error *err);
+ * bucket/key, once the process listening on the socket proved to run as
+ * the expected user (see struct daemon_client_opts; the socket's directory
+ * must not let others plant a socket).  wait: returns when the upload
+ * finished (its failure in err); else once the daemon journaled the
+ * request.  *id (may be NULL) receives the request id.  o NULL: defaults. */
+int daemon_client_send(const char *socket_path, const struct daemon_client_opts *o, int fd, const char *abs_path,
+                       const char *bucket, const char *key, bool wait, uint64_t *id, haul_error *err);
 
 /* Sends STATUS, PAUSE or RESUME; each line of the answer but "END" goes to
- * fn. */
+ * fn.  The whole answer must come within o's timeout. */
 typedef void (*daemon_line_fn)(const char *line, void *ctx);
-int daemon_client_command(const char *socket_path, const struct daemon_msg *m, daemon_line_fn fn,
-                          void *ctx, haul_error *err);
+int daemon_client_command(const char *socket_path, const struct daemon_client_opts *o, const struct daemon_msg *m,
+                          daemon_line_fn fn, void *ctx, haul_error *err);
 
 #endif

@@ -6,8 +6,11 @@
  * (key and path percent-encoded).  A request is appended and fsync'd before
  * the client hears "QUEUED"; a kill -9 can at worst tear the last line,
  * which the CRC (or the missing newline) gives away and replay drops.
- * Opening replays and compacts: the file is rewritten (temp + fsync +
- * rename) with only the unfinished requests. */
+ * An append that fails (a full disk, a short write) is cut off again
+ * (ftruncate to the size before it), so that the next record starts on a
+ * line of its own.  Opening replays and compacts: the file is rewritten
+ * (temp + fsync + rename) with only the unfinished requests; a read error
+ * during the replay is fatal, never a reason to compact what was read. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -168,6 +171,8 @@ struct daemon_journal {
     struct pending *oldest, *newest;
     size_t n_pending;
     uint64_t records; /* lines in the file now */
+    uint64_t size;    /* bytes of whole records in the file: appends start here */
+    bool torn;        /* an append failed and could not be cut off: none is accepted until it is */
 };
 
 static struct pending **slot(struct daemon_journal *j, uint64_t id) { return &j->table[id % BUCKETS]; }
@@ -214,17 +219,32 @@ static void pending_remove(struct daemon_journal *j, uint64_t id)
     }
 }
 
+/* Creates the compaction's temporary file afresh: whatever holds its name
+ * (a leftover of a crash, or a symlink planted there) is removed, never
+ * followed, and the file is created only if the name is still free. */
+static int tmp_create(const char *tmp, haul_error *err)
+{
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        return err_errno(err, errno, "journal %s", tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    return fd < 0 ? err_errno(err, errno, "journal %s", tmp) : fd;
+}
+
 /* Rewrites the file with the pending records only; j->fd then appends to it. */
 static int compact(struct daemon_journal *j, haul_error *err)
 {
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", j->path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = tmp_create(tmp, err);
     if (fd < 0)
-        return err_errno(err, errno, "journal %s", tmp);
+        return fd;
     bool ok = true;
-    for (struct pending *p = j->oldest; p && ok; p = p->newer)
-        ok = fd_write_all(fd, p->line, strlen(p->line), 0) == 0;
+    uint64_t size = 0;
+    for (struct pending *p = j->oldest; p && ok; p = p->newer) {
+        size_t len = strlen(p->line);
+        ok = fd_write_all(fd, p->line, len, 0) == 0;
+        size += len;
+    }
     ok = ok && fsync(fd) == 0;
     int e = errno;
     if (!ok || rename(tmp, j->path) < 0) {
@@ -236,6 +256,8 @@ static int compact(struct daemon_journal *j, haul_error *err)
     if (j->fd >= 0)
         close(j->fd);
     j->fd = fd;
+    j->size = size;
+    j->torn = false;
     if (lseek(fd, 0, SEEK_END) < 0)
         return err_errno(err, errno, "journal %s", j->path);
     j->records = j->n_pending;
@@ -245,11 +267,47 @@ static int compact(struct daemon_journal *j, haul_error *err)
     return 0;
 }
 
+/* Cuts the file back to its last whole record after a failed append, so
+ * that the next record is not glued onto a fragment (which would fail its
+ * CRC on replay and be lost although it was acknowledged).  When even that
+ * fails the journal refuses appends until a later try succeeds. */
+static void cut_back(struct daemon_journal *j)
+{
+    j->torn = ftruncate(j->fd, (off_t)j->size) < 0 || lseek(j->fd, (off_t)j->size, SEEK_SET) < 0;
+    if (j->torn)
+        log_error("journal %s: cannot cut a failed append back to %" PRIu64 " bytes: %s", j->path, j->size,
+                  strerror(errno));
+}
+
+/* Appends one whole line at j->size, or nothing: 0, or -1 with errno set. */
+static int line_append(struct daemon_journal *j, const char *line, size_t len)
+{
+    if (j->torn)
+        cut_back(j);
+    if (j->torn) {
+        errno = EIO;
+        return -1;
+    }
+    if (fd_write_all(j->fd, line, len, 0) < 0) {
+        int e = errno;
+        cut_back(j);
+        errno = e;
+        return -1;
+    }
+    j->size += len;
+    return 0;
+}
+
 static int replay(struct daemon_journal *j, haul_error *err)
 {
-    FILE *f = fopen(j->path, "re");
-    if (!f)
+    int fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
         return errno == ENOENT ? 0 : err_errno(err, errno, "journal %s", j->path);
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return err_errno(err, errno, "journal %s", j->path);
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -280,8 +338,15 @@ static int replay(struct daemon_journal *j, haul_error *err)
         }
         daemon_req_release(&r);
     }
+    /* getline's -1 is the end of the file or an error: after an error the
+     * rest is unknown, and compacting would drop it for good. */
+    int e = errno;
+    bool failed = ferror(f) != 0;
     free(line);
     fclose(f);
+    if (failed)
+        return err_errno(err, e, "journal %s: reading it (line %" PRIu64 "); nothing replayed, the file is left as it is",
+                         j->path, lineno + 1);
     return 0;
 }
 
@@ -340,10 +405,13 @@ int daemon_journal_append(struct daemon_journal *j, struct daemon_req *r, haul_e
     int n = daemon_req_format(r, line, RECORD_MAX), rc = 0;
     if (n < 0)
         rc = err_set(err, HAUL_EUSAGE, "request too long to journal");
-    else if (fd_write_all(j->fd, line, (size_t)n, 0) < 0)
+    else if (line_append(j, line, (size_t)n) < 0)
         rc = err_errno(err, errno, "journal %s", j->path);
-    else if (pending_add(j, r->id, line, (size_t)n) < 0)
+    else if (pending_add(j, r->id, line, (size_t)n) < 0) {
+        j->size -= (size_t)n; /* not pending, so not in the file either */
+        cut_back(j);
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
+    }
     if (rc == 0) {
         j->next_id++;
         j->records++;
@@ -372,7 +440,7 @@ int daemon_journal_finish(struct daemon_journal *j, uint64_t id, bool ok, haul_e
     char line[64];
     int n = mark_format(ok ? 'D' : 'F', id, line, sizeof line), rc = 0;
     pthread_mutex_lock(&j->lock);
-    if (n < 0 || fd_write_all(j->fd, line, (size_t)n, 0) < 0)
+    if (n < 0 || line_append(j, line, (size_t)n) < 0)
         rc = err_errno(err, errno, "journal %s", j->path);
     pending_remove(j, id);
     j->records++;

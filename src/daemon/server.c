@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,11 +36,13 @@
 #define TCP_LISTEN_MAX 4
 #define FAILURES_KEPT 100
 #define ACCEPTS_PER_TURN 64
+#define ACCEPT_PAUSE_MS 100 /* listeners rest this long after accept() ran out of descriptors */
 
 struct job {
     struct daemon_req req;
     int file_fd;  /* -1: open req.path when its turn comes (replayed from the journal) */
     int reply_fd; /* -1: nobody waits for the result */
+    atomic_int *held; /* the server's count of held descriptors, when file_fd came with the request */
     bool tcp;     /* answer in s3daemon's words */
     bool wait;    /* the client waits for the result on reply_fd */
     struct job *next;
@@ -68,6 +71,12 @@ struct server {
     int n_tcp;
     struct conn **conns; /* event loop thread only */
     int n_conns;
+    unsigned long fd_limit; /* RLIMIT_NOFILE, raised to its hard limit at start */
+    int fd_budget;          /* descriptors that accepted requests may hold (derived from fd_limit) */
+    atomic_int held_fds;    /* descriptors that accepted requests hold now */
+    int spare_fd;           /* given up when accept() runs out of descriptors, to refuse a client */
+    int64_t accept_resume_ms; /* listeners are not polled before this (event loop thread only) */
+    int64_t starved_logged_ms;
     atomic_int waiting;  /* connections handed over to jobs, answered by workers */
     atomic_bool cancel;  /* second signal: uploads in flight stop */
 
@@ -237,13 +246,27 @@ static void object_log(struct server *s, const struct job *j, double start, doub
     pthread_mutex_unlock(&s->log_lock);
 }
 
+/* Opens a log for appending, created 0600: it lists every user's paths and
+ * keys.  flags adds O_NOFOLLOW for a file in the state directory. */
+static FILE *log_file_open(const char *path, int flags, haul_error *err)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | flags, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+    if (!f) {
+        err_errno(err, errno, "log %s", path);
+        if (fd >= 0)
+            close(fd);
+    }
+    return f;
+}
+
 static int log_open(struct server *s, haul_error *err)
 {
     if (!s->cfg->log_path)
         return 0;
-    FILE *f = fopen(s->cfg->log_path, "ae");
+    FILE *f = log_file_open(s->cfg->log_path, 0, err);
     if (!f)
-        return err_errno(err, errno, "log %s", s->cfg->log_path);
+        return -(err->code ? err->code : HAUL_EIO);
     pthread_mutex_lock(&s->log_lock);
     FILE *old = s->log;
     s->log = f;
@@ -345,6 +368,8 @@ static void job_free(struct job *j)
 {
     if (j->file_fd >= 0)
         close(j->file_fd);
+    if (j->held)
+        atomic_fetch_sub(j->held, 1);
     if (j->reply_fd >= 0)
         close(j->reply_fd);
     daemon_req_release(&j->req);
@@ -521,12 +546,17 @@ static void request_accept(struct server *s, struct conn *c, struct daemon_req *
     if (full || stopping) {
         err_set(&err, HAUL_EIO, stopping ? "daemon is stopping" : "queue full (%d requests, see --max-queue): try later",
                 s->cfg->max_queue);
+    } else if (atomic_load(&s->held_fds) >= s->fd_budget) {
+        err_set(&err, HAUL_EIO, "too many descriptors passed: accepted requests hold %d, the daemon's budget under its "
+                "descriptor limit of %lu (see haul daemon status): try later", s->fd_budget, s->fd_limit);
     } else if (!(j = calloc(1, sizeof *j))) {
         err_set(&err, HAUL_ENOMEM, "out of memory");
     } else if (daemon_journal_append(s->journal, r, &err) == 0) {
         j->req = *r;
         memset(r, 0, sizeof *r); /* the job owns key and path now */
         j->file_fd = fd;
+        j->held = &s->held_fds;
+        atomic_fetch_add(&s->held_fds, 1);
         j->reply_fd = c->fd;
         j->tcp = c->tcp;
         j->wait = wait;
@@ -632,9 +662,11 @@ static void status_reply(struct server *s, int fd, int last)
     if (!text)
         return;
     pthread_mutex_lock(&s->lock);
-    size_t n = (size_t)sprintf(text, "STATUS queued=%d in_flight=%d done=%" PRIu64 " failed=%" PRIu64 " paused=%d clients=%d\n",
+    size_t n = (size_t)sprintf(text, "STATUS queued=%d in_flight=%d done=%" PRIu64 " failed=%" PRIu64 " paused=%d clients=%d"
+                               " held_fds=%d fd_budget=%d fd_limit=%lu\n",
                                s->queued, s->in_flight, s->done, s->failed, s->paused ? 1 : 0,
-                               s->n_conns + atomic_load(&s->waiting));
+                               s->n_conns + atomic_load(&s->waiting), atomic_load(&s->held_fds), s->fd_budget,
+                               s->fd_limit);
     for (int i = 0; i < last && i < s->failures_n; i++) {
         int k = (s->failures_next - 1 - i + FAILURES_KEPT) % FAILURES_KEPT;
         n += (size_t)sprintf(text + n, "FAILURE %s\n", s->failures[k]);
@@ -770,10 +802,45 @@ static bool uid_allowed(const struct daemon_config *cfg, uid_t uid)
     return false;
 }
 
+/* accept() ran out of descriptors.  The listener stays readable, so
+ * polling it again at once would spin: the spare descriptor is given up to
+ * accept waiting clients and tell them so (rather than leave them in the
+ * backlog), then the listeners rest for ACCEPT_PAUSE_MS. */
+static void accept_starved(struct server *s, int lfd, bool tcp)
+{
+    int64_t now = mono_ms();
+    int refused = 0;
+    for (int k = 0; k < ACCEPTS_PER_TURN; k++) {
+        if (s->spare_fd < 0)
+            s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (s->spare_fd < 0)
+            break;
+        close(s->spare_fd);
+        s->spare_fd = -1;
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        reply_error(fd, tcp, "daemon out of file descriptors: try later");
+        close(fd);
+        refused++;
+    }
+    if (s->spare_fd < 0)
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    s->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+    if (now - s->starved_logged_ms >= 10000) {
+        s->starved_logged_ms = now;
+        log_warn("out of file descriptors (limit %lu, %d held by accepted requests, %d connections): refused %d "
+                 "clients, not accepting for %d ms", s->fd_limit, atomic_load(&s->held_fds), s->n_conns, refused,
+                 ACCEPT_PAUSE_MS);
+    }
+}
+
 static void accept_from(struct server *s, int lfd, bool tcp)
 {
     for (int k = 0; k < ACCEPTS_PER_TURN; k++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+            accept_starved(s, lfd, tcp);
         if (fd < 0)
             return;
         uid_t uid = geteuid();
@@ -1009,13 +1076,16 @@ static int loop(struct server *s)
         p[n++] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
         p[n++] = (struct pollfd){.fd = s->wake_r, .events = POLLIN};
         int first_listener = n;
-        if (listening) {
+        int64_t now = mono_ms(), next = INT64_MAX;
+        bool resting = listening && now < s->accept_resume_ms;
+        if (resting)
+            next = s->accept_resume_ms;
+        if (listening && !resting) {
             p[n++] = (struct pollfd){.fd = s->unix_fd, .events = POLLIN};
             for (int i = 0; i < s->n_tcp; i++)
                 p[n++] = (struct pollfd){.fd = s->tcp_fd[i], .events = POLLIN};
         }
         int first_conn = n;
-        int64_t now = mono_ms(), next = INT64_MAX;
         for (int i = 0; i < s->n_conns; i++) {
             p[n++] = (struct pollfd){.fd = s->conns[i]->fd, .events = POLLIN};
             if (s->conns[i]->deadline_ms < next)
@@ -1059,6 +1129,100 @@ static int loop(struct server *s)
     return 0;
 }
 
+/* ---- start ---- */
+
+/* Raises the soft descriptor limit to the hard one (many systems start
+ * daemons at 1024) and sizes from it the budget of descriptors accepted
+ * requests may hold (a --no-wait request keeps its file open until it is
+ * uploaded), keeping room for what else the daemon opens: connections and
+ * the descriptors they pass, S3 connections, journals and logs. */
+static void fd_budget_init(struct server *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        rl.rlim_cur = rl.rlim_max = 1024;
+    } else if (rl.rlim_cur < rl.rlim_max) {
+        /* An unlimited or huge hard limit is capped by the kernel's nr_open. */
+        unsigned long nr_open = 1u << 20;
+        FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+        if (f) {
+            if (fscanf(f, "%lu", &nr_open) != 1)
+                nr_open = 1u << 20;
+            fclose(f);
+        }
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (raised.rlim_cur == RLIM_INFINITY || raised.rlim_cur > nr_open)
+            raised.rlim_cur = nr_open;
+        if (raised.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            log_info("descriptor limit raised from %lu to %lu", (unsigned long)rl.rlim_cur,
+                     (unsigned long)raised.rlim_cur);
+            rl.rlim_cur = raised.rlim_cur;
+        }
+    }
+    unsigned long limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 30) ? 1u << 30 : (unsigned long)rl.rlim_cur;
+    const struct daemon_config *cfg = s->cfg;
+    unsigned long reserve = 64 + 2 * (unsigned long)cfg->max_clients + (unsigned long)cfg->s3_connections +
+                            4 * (unsigned long)cfg->workers;
+    unsigned long budget = limit > reserve + limit / 4 ? limit - reserve : limit / 4;
+    s->fd_limit = limit;
+    s->fd_budget = budget > INT32_MAX ? INT32_MAX : budget < 1 ? 1 : (int)budget;
+    if (limit <= reserve + limit / 4)
+        log_warn("descriptor limit %lu is low for --max-clients %d and --workers %d: accepted requests may hold %d "
+                 "descriptors; more are refused until uploads finish", limit, cfg->max_clients, cfg->workers,
+                 s->fd_budget);
+}
+
+/* The state directory holds the journal, whose records the daemon obeys on
+ * its next start (a CRC guards them, not a MAC): only the daemon's user or
+ * root may own it, and nobody else may write it.  lstat for the daemon's
+ * own subdirectory, which must not be a symlink. */
+static int dir_private_check(const char *dir, bool follow, haul_error *err)
+{
+    struct stat st;
+    if ((follow ? stat(dir, &st) : lstat(dir, &st)) < 0)
+        return err_errno(err, errno, "state directory %s", dir);
+    if (!S_ISDIR(st.st_mode))
+        return err_set(err, HAUL_EIO, "state directory %s is not a directory", dir);
+    uid_t me = geteuid();
+    if (st.st_uid != me && st.st_uid != 0)
+        return err_set(err, HAUL_EIO, "state directory %s belongs to uid %u, not to this daemon's user (uid %u) or root: "
+                       "whoever owns it can forge the journal the daemon obeys; use a directory of your own",
+                       dir, (unsigned)st.st_uid, (unsigned)me);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return err_set(err, HAUL_EIO, "state directory %s is writable by its group or others (mode %04o): whoever can "
+                       "write it can forge the journal the daemon obeys; run chmod go-w %s",
+                       dir, (unsigned)(st.st_mode & 07777), dir);
+    return 0;
+}
+
+static int state_dir_open(struct server *s, haul_error *err)
+{
+    const struct daemon_config *cfg = s->cfg;
+    snprintf(s->dir, sizeof s->dir, "%s/daemon", cfg->state_dir);
+    if (path_mkdirs(s->dir, 0700) < 0)
+        return err_errno(err, errno, "state directory %s", s->dir);
+    int rc = dir_private_check(cfg->state_dir, true, err);
+    if (rc < 0 || (rc = dir_private_check(s->dir, false, err)) < 0)
+        return rc;
+    /* One daemon per state directory: two would both replay one journal. */
+    char path[4300];
+    snprintf(path, sizeof path, "%s/lock", s->dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK ? err_set(err, HAUL_EIO, "another haul daemon uses the state directory %s", cfg->state_dir)
+                                    : err_errno(err, errno, "%s", path);
+    if ((rc = log_open(s, err)) < 0)
+        return rc;
+    /* failed.log lists every user's paths: 0600, also when an older daemon
+     * left it readable. */
+    snprintf(path, sizeof path, "%s/failed.log", s->dir);
+    if (!(s->failed_log = log_file_open(path, O_NOFOLLOW, err)))
+        return -(err->code ? err->code : HAUL_EIO);
+    if (fchmod(fileno(s->failed_log), 0600) < 0)
+        return err_errno(err, errno, "%s", path);
+    return 0;
+}
+
 int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error *err)
 {
     struct server *s = calloc(1, sizeof *s);
@@ -1066,34 +1230,18 @@ int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error 
         return err_set(err, HAUL_ENOMEM, "out of memory");
     s->cfg = cfg;
     s->client = c;
-    s->sig_fd = s->wake_r = s->wake_w = s->unix_fd = s->lock_fd = -1;
+    s->sig_fd = s->wake_r = s->wake_w = s->unix_fd = s->lock_fd = s->spare_fd = -1;
     s->paused = cfg->paused;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->log_lock, NULL);
     s3_client_cancel_set(c, &s->cancel);
-    int rc = 0;
     char path[4300];
-    snprintf(s->dir, sizeof s->dir, "%s/daemon", cfg->state_dir);
-    if (path_mkdirs(s->dir, 0700) < 0) {
-        rc = err_errno(err, errno, "state directory %s", s->dir);
+    fd_budget_init(s);
+    int rc = state_dir_open(s, err);
+    if (rc < 0)
         goto out;
-    }
-    /* One daemon per state directory: two would both replay one journal. */
-    snprintf(path, sizeof path, "%s/lock", s->dir);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = errno == EWOULDBLOCK ? err_set(err, HAUL_EIO, "another haul daemon uses the state directory %s", cfg->state_dir)
-                                  : err_errno(err, errno, "%s", path);
-        goto out;
-    }
-    if ((rc = log_open(s, err)) < 0)
-        goto out;
-    snprintf(path, sizeof path, "%s/failed.log", s->dir);
-    if (!(s->failed_log = fopen(path, "ae"))) {
-        rc = err_errno(err, errno, "%s", path);
-        goto out;
-    }
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -1130,8 +1278,9 @@ int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error 
             break;
         }
     if (rc == 0) {
-        log_info("listening on %s%s%s, %d workers%s", cfg->socket_path, cfg->tcp ? " and TCP " : "",
-                 cfg->tcp ? cfg->tcp_host : "", cfg->workers, s->paused ? ", paused" : "");
+        log_info("listening on %s%s%s, %d workers%s; accepted requests may hold %d descriptors (limit %lu)",
+                 cfg->socket_path, cfg->tcp ? " and TCP " : "", cfg->tcp ? cfg->tcp_host : "", cfg->workers,
+                 s->paused ? ", paused" : "", s->fd_budget, s->fd_limit);
         if (loop(s) < 0)
             rc = err_errno(err, errno, "event loop");
     }
@@ -1165,7 +1314,7 @@ out:
         fclose(s->log);
     if (s->failed_log)
         fclose(s->failed_log);
-    int fds[] = {s->sig_fd, s->wake_r, s->wake_w, s->lock_fd};
+    int fds[] = {s->sig_fd, s->wake_r, s->wake_w, s->lock_fd, s->spare_fd};
     for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
         if (fds[i] >= 0)
             close(fds[i]);

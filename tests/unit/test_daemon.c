@@ -1,15 +1,19 @@
 /* Unit tests for daemon/proto and daemon/journal: both wire protocols
  * parsed from hostile bytes, field encoding round trips, journal records
- * with checksums, replay after a torn write, compaction. */
+ * with checksums, replay after a torn write, a failed append cut back,
+ * compaction through a planted symlink. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -355,6 +359,117 @@ static void test_journal_compacts_while_running(void **state)
     free(dir);
 }
 
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Audit M2: an append that fails halfway (here a short write, then EFBIG
+ * under RLIMIT_FSIZE, as ENOSPC does on a full disk) is cut back, so the
+ * next acknowledged request is a whole record and replays. */
+static void test_journal_failed_append_cut_back(void **state)
+{
+    (void)state;
+    char *dir = temp_dir(), path[256];
+    snprintf(path, sizeof path, "%s/requests.journal", dir);
+    haul_error err = {0};
+    struct daemon_journal *j = daemon_journal_open(path, NULL, NULL, &err);
+    assert_non_null(j);
+    for (int i = 0; i < 2; i++) {
+        struct daemon_req r = sample("before", "/p");
+        assert_int_equal(daemon_journal_add(j, &r, &err), 0);
+        daemon_req_release(&r);
+    }
+    off_t before = file_size(path);
+    struct rlimit old, small;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = (rlim_t)before + 20; /* room for 20 bytes of the next record */
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    struct daemon_req r = sample("refused", "/p");
+    int rc = daemon_journal_add(j, &r, &err);
+    daemon_req_release(&r);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_true(rc < 0);
+    assert_non_null(strstr(err.msg, "requests.journal"));
+    assert_int_equal(file_size(path), before); /* no fragment left */
+    err = (haul_error){0};
+    r = sample("after", "/p");
+    assert_int_equal(daemon_journal_add(j, &r, &err), 0);
+    daemon_req_release(&r);
+    daemon_journal_free(j);
+    struct seen seen = {0};
+    j = daemon_journal_open(path, collect, &seen, &err);
+    assert_non_null(j);
+    assert_int_equal(seen.n, 3); /* both before and the one after the failure */
+    daemon_journal_free(j);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+}
+
+/* Audit L5: compaction's temporary file is created afresh; a symlink at
+ * its name is removed, not followed into the file it points to. */
+static void test_journal_tmp_symlink_not_followed(void **state)
+{
+    (void)state;
+    char *dir = temp_dir(), path[256], tmp[300], victim[300];
+    snprintf(path, sizeof path, "%s/requests.journal", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    FILE *f = fopen(victim, "w");
+    assert_non_null(f);
+    fputs("precious\n", f);
+    fclose(f);
+    assert_int_equal(symlink(victim, tmp), 0);
+    haul_error err = {0};
+    struct daemon_journal *j = daemon_journal_open(path, NULL, NULL, &err);
+    assert_non_null(j);
+    struct daemon_req r = sample("k", "/p");
+    assert_int_equal(daemon_journal_add(j, &r, &err), 0);
+    daemon_req_release(&r);
+    daemon_journal_free(j);
+    char buf[64] = {0};
+    f = fopen(victim, "r");
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    assert_string_equal(buf, "precious\n");
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+    unlink(path);
+    unlink(victim);
+    rmdir(dir);
+    free(dir);
+}
+
+/* Audit M2: a read error during replay fails the open and leaves the file
+ * alone (here the error is EISDIR, read(2) on a directory), where the
+ * replay used to stop quietly and compact the file to what it had read. */
+static void test_journal_read_error_fatal(void **state)
+{
+    (void)state;
+    char *dir = temp_dir(), path[256], tmp[300];
+    snprintf(path, sizeof path, "%s/requests.journal", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(mkdir(path, 0700), 0);
+    haul_error err = {0};
+    assert_null(daemon_journal_open(path, NULL, NULL, &err));
+    assert_non_null(strstr(err.msg, "reading it"));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(lstat(tmp, &st), -1); /* no compaction was attempted */
+    rmdir(path);
+    rmdir(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +482,9 @@ int main(void)
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_journal_replay_and_torn_tail),
         cmocka_unit_test(test_journal_compacts_while_running),
+        cmocka_unit_test(test_journal_failed_append_cut_back),
+        cmocka_unit_test(test_journal_tmp_symlink_not_followed),
+        cmocka_unit_test(test_journal_read_error_fatal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
