@@ -115,6 +115,7 @@ struct backup_cli {
     bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
     bool allow_empty_src, allow_new_src;
     struct opt_list exclude, include;
+    struct broker_cli bc;
     struct xfer_cli x;
     struct graphite_cli graphite;
 };
@@ -234,7 +235,7 @@ int cmd_backup(int argc, char **argv)
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
         {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first (missing or stale index)"},
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
-        {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
+        BROKER_CLI_OPTS(cli.bc),
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},
         {"range-size", 0, OPT_SIZE, &cli.range_size, "BYTES", "with --broker: larger files are uploaded as parts spread over the workers, this many bytes per unit (default 1G; 0 = off)"},
         GRAPHITE_CLI_OPTS("backup", cli.graphite),
@@ -245,8 +246,9 @@ int cmd_backup(int argc, char **argv)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (cli.restore_flag)
         return usage_error("backup", "--restore: use 'haul restore s3://BUCKET[/PREFIX] DIR'");
-    if (!cli.broker && cli.job)
-        cli.broker = dist_broker_url_from_env();
+    /* --job says "distributed": HAUL_BROKER may name the broker */
+    if ((rc = broker_cli_resolve("backup", &cli.bc, cli.job != NULL, &cli.broker)) != 0)
+        return rc;
     if (cli.job && !cli.broker)
         return usage_error("backup", "--job needs --broker (or HAUL_BROKER)");
     if (cli.max_delete < -1)
