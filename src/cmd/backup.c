@@ -202,7 +202,7 @@ int cmd_backup(int argc, char **argv)
         "another filesystem than at the last run (root inode, statfs fsid and type, device; kept\n"
         "in the index: --allow-new-src) or changed during the run, and with --max-delete N when\n"
         "more than N objects would go. With --dry-run it lists what it would delete.\n"
-        "Distributed (--broker URL or HAUL_BROKER): this process becomes the coordinator of\n"
+        "Distributed (--broker-file FILE, --broker URL, or --job with HAUL_BROKER): this process becomes the coordinator of\n"
         "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
         "changed against the same index as a local run and records what they stored.\n"
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"

@@ -20,7 +20,7 @@ int cmd_secret_file_read(const char *cmd, const char *opt, const char *path, cha
     if (fd < 0)
         return usage_error(cmd, "--%s %s: %s", opt, path,
                            errno == ELOOP ? "is a symbolic link" : strerror(errno));
-    struct stat st;
+    struct stat st = {0};
     const char *bad = NULL;
     if (fstat(fd, &st) < 0)
         bad = strerror(errno);

@@ -1,4 +1,4 @@
-/* cmd/ctl: haul ctl --broker URL [--job NAME] status|stop|grow N [--node NODE]. */
+/* cmd/ctl: haul ctl --broker-file FILE|--broker URL [--job NAME] status|stop|grow N [--node NODE]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +10,7 @@
 
 static const struct command_help help = {
     .name = "ctl",
-    .usage = "--broker URL [--job NAME] status|stop|grow N",
+    .usage = "[--broker-file FILE | --broker URL] [--job NAME] status|stop|grow N",
     .summary = "Show, stop or resize the workers of a distributed job.",
     .details =
         "  status   one line per worker that answers within --wait-ms (name, threads, units done,\n"

@@ -1,4 +1,4 @@
-/* cmd/worker: haul worker --broker URL [--job NAME] [--threads N] [--name NODE]. */
+/* cmd/worker: haul worker --broker-file FILE|--broker URL [--job NAME] [--threads N] [--name NODE]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
