@@ -202,9 +202,10 @@ int cmd_backup(int argc, char **argv)
         "another filesystem than at the last run (root inode, statfs fsid and type, device; kept\n"
         "in the index: --allow-new-src) or changed during the run, and with --max-delete N when\n"
         "more than N objects would go. With --dry-run it lists what it would delete.\n"
-        "Distributed (--broker-file FILE, --broker URL, or --job with HAUL_BROKER): this process becomes the coordinator of\n"
-        "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
-        "changed against the same index as a local run and records what they stored.\n"
+        "Distributed (--broker-file FILE, --broker URL, or --job with HAUL_BROKER; amqps:// for\n"
+        "TLS): this process becomes the coordinator of `haul worker`s on other nodes: they read\n"
+        "the tree and upload, this process decides what changed against the same index as a\n"
+        "local run and records what they stored.\n"
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
@@ -250,7 +251,7 @@ int cmd_backup(int argc, char **argv)
     if ((rc = broker_cli_resolve("backup", &cli.bc, cli.job != NULL, &cli.broker)) != 0)
         return rc;
     if (cli.job && !cli.broker)
-        return usage_error("backup", "--job needs --broker (or HAUL_BROKER)");
+        return usage_error("backup", "--job needs --broker-file, --broker or HAUL_BROKER");
     if (cli.max_delete < -1)
         return usage_error("backup", "--max-delete takes 0 or more");
     if (cli.range_size && cli.range_size < 5 * 1024 * 1024)

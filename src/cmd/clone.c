@@ -209,7 +209,7 @@ int cmd_clone(int argc, char **argv)
     if ((prc = broker_cli_resolve("clone", &cli.bc, cli.job != NULL, &cli.broker)) != 0)
         return prc;
     if (cli.job && !cli.broker)
-        return usage_error("clone", "--job needs --broker (or HAUL_BROKER)");
+        return usage_error("clone", "--job needs --broker-file, --broker or HAUL_BROKER");
     if (cli.broker && (cli.dry_run || cli.mdt_count || cli.stripes))
         return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
     if (cli.max_delete < -1)

@@ -15,8 +15,8 @@
 JOB="t-hostile-broker-$$"
 QUEUES="haul.$JOB"
 
-# The second instance: first free set of ports from a short list.
-TB_DIR=/tmp/haul-broker-hostile
+# The second instance: first free set of ports from a short list (TLS on
+# $base, plain on $base+1), a dir of its own per set.
 for base in 5691 5791 5891; do
     busy=0
     for p in $base $((base + 1)) $((base + 20000)) $((base - 1300)); do
@@ -24,6 +24,7 @@ for base in 5691 5791 5891; do
     done
     [ "$busy" = 0 ] && break
 done
+TB_DIR=/tmp/haul-broker-hostile-$base
 tb() {
     HAUL_BROKER_DIR=$TB_DIR HAUL_BROKER_TLS=1 HAUL_BROKER_TLS_PORT=$base HAUL_BROKER_PORT=$((base + 1)) \
         HAUL_BROKER_DIST_PORT=$((base + 20000)) HAUL_BROKER_EPMD_PORT=$((base - 1300)) \
@@ -34,7 +35,7 @@ _tb_cleanup() {
     for p in "${WORKERS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     [ -n "$QUEUES" ] && "$PROBE" --url "$TB_PLAIN" --prefix "$QUEUES" delete >/dev/null 2>&1
-    tb stop >/dev/null 2>&1
+    tb stop >/dev/null 2>&1 && rm -f "$TB_DIR.lock"
     QUEUES=""
     _broker_cleanup
 }
