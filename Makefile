@@ -4,7 +4,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libcurl libxml-2.0 libcrypto sqlite3 librabbitmq
+PKGS     := libcurl libxml-2.0 libssl libcrypto sqlite3 librabbitmq
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
 OPT      ?= -O2 -g
 SAN      ?=

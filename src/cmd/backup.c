@@ -115,6 +115,7 @@ struct backup_cli {
     bool check_sha256, dry_run, delete_missing, one_fs, backup_flag, restore_flag, show_policy, rescan;
     bool allow_empty_src, allow_new_src;
     struct opt_list exclude, include;
+    struct broker_cli bc;
     struct xfer_cli x;
     struct graphite_cli graphite;
 };
@@ -205,9 +206,10 @@ int cmd_backup(int argc, char **argv)
         "missing or another index's, the index is stale and the bucket is rescanned. PREFIX/.haul/\n"
         "is haul's: a top-level .haul in DIR is refused. One run per destination: a second one\n"
         "exits 1 at once.\n"
-        "Distributed (--broker URL or HAUL_BROKER): this process becomes the coordinator of\n"
-        "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
-        "changed against the same index as a local run and records what they stored.\n"
+        "Distributed (--broker-file FILE, --broker URL, or --job with HAUL_BROKER; amqps:// for\n"
+        "TLS): this process becomes the coordinator of `haul worker`s on other nodes: they read\n"
+        "the tree and upload, this process decides what changed against the same index as a\n"
+        "local run and records what they stored.\n"
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
@@ -238,7 +240,7 @@ int cmd_backup(int argc, char **argv)
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
         {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first, dropping entries whose objects are gone (done by itself when PREFIX/.haul/index-id is missing or another index's)"},
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
-        {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
+        BROKER_CLI_OPTS(cli.bc),
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},
         {"range-size", 0, OPT_SIZE, &cli.range_size, "BYTES", "with --broker: larger files are uploaded as parts spread over the workers, this many bytes per unit (default 1G; 0 = off)"},
         GRAPHITE_CLI_OPTS("backup", cli.graphite),
@@ -249,10 +251,11 @@ int cmd_backup(int argc, char **argv)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (cli.restore_flag)
         return usage_error("backup", "--restore: use 'haul restore s3://BUCKET[/PREFIX] DIR'");
-    if (!cli.broker && cli.job)
-        cli.broker = dist_broker_url_from_env();
+    /* --job says "distributed": HAUL_BROKER may name the broker */
+    if ((rc = broker_cli_resolve("backup", &cli.bc, cli.job != NULL, &cli.broker)) != 0)
+        return rc;
     if (cli.job && !cli.broker)
-        return usage_error("backup", "--job needs --broker (or HAUL_BROKER)");
+        return usage_error("backup", "--job needs --broker-file, --broker or HAUL_BROKER");
     if (cli.max_delete < -1)
         return usage_error("backup", "--max-delete takes 0 or more");
     if (cli.range_size && cli.range_size < 5 * 1024 * 1024)

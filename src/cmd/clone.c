@@ -13,6 +13,7 @@
 
 struct clone_cli {
     const char *pass, *broker, *job, *state_dir;
+    struct broker_cli bc;
     struct graphite_cli graphite;
     int threads, range_threads, skip_atime_older, skip_mtime_newer, mdt_count, max_delete;
     uint64_t parallel_threshold, chunk, range_size;
@@ -148,7 +149,8 @@ static const struct command_help help = {
         "(counted first, everything below a directory that goes included).\n"
         "Like rsync -aH SRC/ DST/: the contents of SRC go into DST (created when missing).\n"
         "\n"
-        "Distributed (--broker URL): this process becomes the coordinator of `haul worker`s on\n"
+        "Distributed (--broker-file FILE, --broker URL, or --job with HAUL_BROKER; amqps:// for\n"
+        "TLS): this process becomes the coordinator of `haul worker`s on\n"
         "any number of nodes (each mounting SRC and DST at the same paths), through the RabbitMQ\n"
         "queues haul.JOB.* (--job, default haul).  Passes run one after another, each to the\n"
         "end; directory metadata (mode, owner, times) is set only in the dirtimes pass, so a\n"
@@ -185,7 +187,7 @@ int cmd_clone(int argc, char **argv)
         GRAPHITE_CLI_OPTS("clone", cli.graphite),
         {"mdt-count", 0, OPT_INT, &cli.mdt_count, "N", "Lustre: spread top-level directories over N MDTs (lfs mkdir -i)"},
         {"lustre-stripes", 0, OPT_FLAG, &cli.stripes, NULL, "Lustre: large files keep their stripe count and size"},
-        {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
+        BROKER_CLI_OPTS(cli.bc),
         {"job", 0, OPT_STRING, &cli.job, "NAME", "distributed: the job name, queues haul.NAME.* (default haul)"},
         {NULL, 0, OPT_END, NULL, NULL, NULL},
     };
@@ -203,10 +205,11 @@ int cmd_clone(int argc, char **argv)
         return usage_error("clone", "--threads and --range-threads take 1 to 1024");
     if (cli.skip_atime_older < 0 || cli.skip_mtime_newer < 0 || cli.mdt_count < 0)
         return usage_error("clone", "--skip-atime-older, --skip-mtime-newer and --mdt-count take 0 or more");
+    /* --job says "distributed": HAUL_BROKER may name the broker */
+    if ((prc = broker_cli_resolve("clone", &cli.bc, cli.job != NULL, &cli.broker)) != 0)
+        return prc;
     if (cli.job && !cli.broker)
-        cli.broker = dist_broker_url_from_env(); /* --job says "distributed": HAUL_BROKER may name it */
-    if (cli.job && !cli.broker)
-        return usage_error("clone", "--job needs --broker (or HAUL_BROKER)");
+        return usage_error("clone", "--job needs --broker-file, --broker or HAUL_BROKER");
     if (cli.broker && (cli.dry_run || cli.mdt_count || cli.stripes))
         return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
     if (cli.max_delete < -1)

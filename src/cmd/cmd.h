@@ -117,6 +117,29 @@ int graphite_cli_start(const char *cmd, const struct graphite_cli *gc,
  * not be delivered. */
 void graphite_cli_stop(const char *cmd, const struct graphite_cli *gc, struct graphite_reporter *r);
 
+/* --broker URL, --broker-file FILE, --broker-ca FILE, --broker-no-verify:
+ * the RabbitMQ of a distributed run (worker, clone, backup, ctl). */
+struct broker_cli {
+    const char *url, *file, *ca;
+    bool no_verify;
+    char resolved[8192]; /* the URL to use */
+};
+#define BROKER_CLI_OPTS(b)                                                                         \
+    {"broker", 0, OPT_STRING, &(b).url, "URL", "RabbitMQ: amqp[s]://user:pass@host:port/vhost (default $HAUL_BROKER); a password here is scrubbed from argv, prefer --broker-file"}, \
+    {"broker-file", 0, OPT_STRING, &(b).file, "FILE", "read the broker URL from FILE (yours or root's, mode 0600 or stricter)"}, \
+    {"broker-ca", 0, OPT_STRING, &(b).ca, "FILE", "amqps: CA bundle (PEM) that signed the broker's certificate (default: the system store)"}, \
+    {"broker-no-verify", 0, OPT_FLAG, &(b).no_verify, NULL, "amqps: do not verify the broker's certificate and host name (insecure)"}
+/* The broker URL into *url (NULL: none given): --broker-file, else --broker
+ * (whose password is then overwritten in argv, with a warning), else
+ * HAUL_BROKER when use_env; --broker-ca and --broker-no-verify added as
+ * its query.  Returns 0, or an exit code after the message. */
+int broker_cli_resolve(const char *cmd, struct broker_cli *b, bool use_env, const char **url);
+/* Reads a file holding a secret into out (NUL-terminated, < cap bytes): it
+ * must be a regular file, not a symbolic link, owned by the user or root,
+ * with no permission for group or others.  Returns 0, or EXIT_USAGE after a
+ * message naming --opt and path. */
+int cmd_secret_file_read(const char *cmd, const char *opt, const char *path, char *out, size_t cap);
+
 /* A line redrawn on stderr a few times a second while it is a terminal:
  * draw prints it (no newline).  NULL (nothing drawn) when not enabled or
  * not a terminal; ticker_stop(NULL) is a no-op.  keep_line: draw it once

@@ -1,4 +1,4 @@
-/* cmd/ctl: haul ctl --broker URL [--job NAME] status|stop|grow N [--node NODE]. */
+/* cmd/ctl: haul ctl --broker-file FILE|--broker URL [--job NAME] status|stop|grow N [--node NODE]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +10,7 @@
 
 static const struct command_help help = {
     .name = "ctl",
-    .usage = "--broker URL [--job NAME] status|stop|grow N",
+    .usage = "[--broker-file FILE | --broker URL] [--job NAME] status|stop|grow N",
     .summary = "Show, stop or resize the workers of a distributed job.",
     .details =
         "  status   one line per worker that answers within --wait-ms (name, threads, units done,\n"
@@ -53,10 +53,11 @@ static void on_status(const struct worker_status *s, void *ctx)
 int cmd_ctl(int argc, char **argv)
 {
     const char *broker = NULL, *job = "haul", *node = NULL;
+    struct broker_cli bc = {0};
     int wait_ms = 1500;
     struct global_opts g = {0};
     const struct opt opts[] = {
-        {"broker", 0, OPT_STRING, &broker, "URL", "amqp://user:pass@host:port/vhost (default $HAUL_BROKER)"},
+        BROKER_CLI_OPTS(bc),
         {"job", 0, OPT_STRING, &job, "NAME", "the job: queues haul.NAME.* (default haul)"},
         {"node", 0, OPT_STRING, &node, "NODE", "only this worker"},
         {"wait-ms", 0, OPT_INT, &wait_ms, "MS", "status: how long to collect answers (default 1500)"},
@@ -67,10 +68,10 @@ int cmd_ctl(int argc, char **argv)
     int prc = opts_parse_local(&help, opts, &g, argc, argv, pos, 2, &n_pos);
     if (prc != 0)
         return prc > 0 ? EXIT_OK : EXIT_USAGE;
+    if ((prc = broker_cli_resolve("ctl", &bc, true, &broker)) != 0)
+        return prc;
     if (!broker)
-        broker = dist_broker_url_from_env();
-    if (!broker)
-        return usage_error("ctl", "--broker URL or HAUL_BROKER is required");
+        return usage_error("ctl", "--broker-file FILE, HAUL_BROKER or --broker URL is required");
     if (n_pos < 1)
         return usage_error("ctl", "expected status, stop or grow N");
     if (node && (!*node || strlen(node) > DIST_NODE_MAX))

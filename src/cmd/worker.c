@@ -1,4 +1,4 @@
-/* cmd/worker: haul worker --broker URL [--job NAME] [--threads N] [--name NODE]. */
+/* cmd/worker: haul worker --broker-file FILE|--broker URL [--job NAME] [--threads N] [--name NODE]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 
 static const struct command_help help = {
     .name = "worker",
-    .usage = "--broker URL",
+    .usage = "--broker-file FILE | --broker URL",
     .summary = "Do the units of distributed clones and backups (haul clone|backup --broker) queued on a RabbitMQ broker.",
     .details =
         "Run one on each node that mounts SRC (and a clone's DST) at the same paths as the\n"
@@ -23,16 +23,19 @@ static const struct command_help help = {
         "others.  Malformed units go to the dead-letter queue haul.JOB.dead with a log line.\n"
         "Stop it with `haul ctl stop` (exit 0 after the current units), SIGINT or SIGTERM;\n"
         "`haul ctl grow N` changes its thread count.\n"
-        "The broker URL may also come from HAUL_BROKER (amqp://user:pass@host:port/vhost).",
+        "The broker URL (amqp://user:pass@host:port/vhost, amqps:// for TLS) comes from\n"
+        "--broker-file (mode 0600), HAUL_BROKER or --broker; a password given with --broker is\n"
+        "scrubbed from the command line at start, but was visible to every local user until then.",
 };
 
 int cmd_worker(int argc, char **argv)
 {
     const char *broker = NULL, *job = "haul", *name = NULL;
+    struct broker_cli bc = {0};
     int threads = 4;
     struct global_opts g = {0};
     const struct opt opts[] = {
-        {"broker", 0, OPT_STRING, &broker, "URL", "amqp://user:pass@host:port/vhost (default $HAUL_BROKER)"},
+        BROKER_CLI_OPTS(bc),
         {"job", 0, OPT_STRING, &job, "NAME", "the job served: queues haul.NAME.* (default haul)"},
         {"threads", 'j', OPT_INT, &threads, "N", "units done at once (default 4)"},
         {"name", 0, OPT_STRING, &name, "NODE", "this worker's name in status and logs (default HOST:PID)"},
@@ -43,12 +46,12 @@ int cmd_worker(int argc, char **argv)
     int prc = opts_parse(&help, opts, &g, argc, argv, pos, 1, &n_pos);
     if (prc != 0)
         return prc > 0 ? EXIT_OK : EXIT_USAGE;
+    if ((prc = broker_cli_resolve("worker", &bc, true, &broker)) != 0)
+        return prc;
     if (n_pos)
         return usage_error("worker", "no positional arguments expected");
     if (!broker)
-        broker = dist_broker_url_from_env();
-    if (!broker)
-        return usage_error("worker", "--broker URL or HAUL_BROKER is required");
+        return usage_error("worker", "--broker-file FILE, HAUL_BROKER or --broker URL is required");
     if (threads < 1 || threads > WORKER_THREADS_MAX)
         return usage_error("worker", "--threads takes 1 to %d", WORKER_THREADS_MAX);
     if (name && (!*name || strlen(name) > 100 || strpbrk(name, " /")))

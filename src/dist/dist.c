@@ -2,6 +2,7 @@
  * argument checks, option defaults, URL helpers, dispatch to a transport. */
 #include "dist/internal.h"
 
+#include <amqp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -62,29 +63,178 @@ void dist_queue_name(const struct dist_queue *q, enum dist_kind kind, char *out,
     snprintf(out, n, "%s.%s", q->prefix, kind_suffix[kind]);
 }
 
-void dist_url_redact(const char *url, char *out, size_t n)
+/* The length of url without its query (from the first '?' on: a password
+ * holding a literal '?' must write it %3F). */
+size_t dist_url_base_len(const char *url) { return strcspn(url, "?"); }
+
+/* Appends s[0..len) to out, percent-encoding the characters librabbitmq's
+ * URL parser takes for delimiters, so that a password may hold them. */
+static char *enc_delims(char *out, const char *s, size_t len)
 {
-    /* scheme://user:pass@rest -> scheme://user@rest; the password is
-     * between the first ':' after "//" and the last '@' before the path. */
-    const char *start = strstr(url, "://");
-    start = start ? start + 3 : url;
-    const char *slash = strchr(start, '/');
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (strchr(":@/?#[]", c) && c) {
+            *out++ = '%';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
+        } else {
+            *out++ = (char)c;
+        }
+    }
+    return out;
+}
+
+char *dist_url_parse(const char *url, struct amqp_connection_info *ci)
+{
+    /* The userinfo ends at the last '@' (a host or vhost holds no literal
+     * '@'), the user name at its first ':'.  librabbitmq stops at the first
+     * '/', '@' or ':' instead, which would make a password such as
+     * "ab/cd@e:f" part of the host. */
+    size_t base = dist_url_base_len(url);
+    const char *sep = strstr(url, "://");
+    const char *auth = sep && (size_t)(sep - url) < base ? sep + 3 : url;
     const char *at = NULL;
-    for (const char *p = start; *p && (!slash || p < slash); p++)
+    for (const char *p = auth; p < url + base; p++)
         if (*p == '@')
             at = p;
-    const char *colon = NULL;
-    if (at)
-        for (const char *p = start; p < at; p++)
-            if (*p == ':') {
-                colon = p;
-                break;
-            }
-    if (!colon) {
-        snprintf(out, n, "%s", url);
+    char *copy = malloc(base * 3 + 1);
+    if (!copy)
+        return NULL;
+    char *o = copy;
+    memcpy(o, url, (size_t)(auth - url));
+    o += auth - url;
+    const char *host = auth;
+    if (at) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        const char *uend = colon ? colon : at;
+        o = enc_delims(o, auth, (size_t)(uend - auth));
+        if (colon) {
+            *o++ = ':';
+            o = enc_delims(o, colon + 1, (size_t)(at - colon - 1));
+        }
+        host = at;
+    }
+    memcpy(o, host, (size_t)(url + base - host));
+    o[url + base - host] = 0;
+    if (amqp_parse_url(copy, ci) != AMQP_STATUS_OK) {
+        free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+/* A bounded writer for the redacted form. */
+struct urlbuf {
+    char *out;
+    size_t n, len;
+};
+
+static void ub_putc(struct urlbuf *b, char c)
+{
+    if (b->len + 1 < b->n)
+        b->out[b->len++] = c;
+    b->out[b->len < b->n ? b->len : b->n - 1] = 0;
+}
+
+static void ub_puts(struct urlbuf *b, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        ub_putc(b, s[i]);
+}
+
+/* s percent-encoded the way a URL holds it, except the characters listed
+ * in keep (a host keeps its '.', a vhost its sub-delimiters). */
+static void ub_enc(struct urlbuf *b, const char *s, size_t len, const char *keep)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c && strchr(keep, c))) {
+            ub_putc(b, (char)c);
+        } else {
+            ub_putc(b, '%');
+            ub_putc(b, hex[c >> 4]);
+            ub_putc(b, hex[c & 15]);
+        }
+    }
+}
+
+#define URL_UNRESERVED "-._~"
+#define URL_SUBDELIMS "!$&'()*+,;="
+
+static bool points_into(const char *p, const char *buf, size_t len)
+{
+    return p && p >= buf && p < buf + len + 1;
+}
+
+/* A URL librabbitmq does not take: print nothing of its userinfo (up to its
+ * last '@') and, without one, nothing after the first ':' of the authority
+ * ("amqp://haul:PASSWORD" with the host forgotten). */
+static void redact_unparsed(const char *url, size_t base, struct urlbuf *b)
+{
+    const char *sep = strstr(url, "://");
+    const char *auth = url;
+    if (sep && sep - url <= 8) {
+        auth = sep + 3;
+        ub_puts(b, url, (size_t)(auth - url));
+    }
+    const char *end = url + base;
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon) /* the user name is what precedes the first ':' */
+            ub_enc(b, auth, (size_t)(colon - auth), URL_UNRESERVED URL_SUBDELIMS);
+        ub_puts(b, colon ? ":***@" : "***@", colon ? 5 : 4);
+        ub_enc(b, at + 1, (size_t)(end - at - 1), URL_UNRESERVED URL_SUBDELIMS ":/[]%");
         return;
     }
-    snprintf(out, n, "%.*s%s", (int)(colon - url), url, at);
+    const char *colon = memchr(auth, ':', (size_t)(end - auth));
+    ub_enc(b, auth, (size_t)((colon ? colon : end) - auth), URL_UNRESERVED URL_SUBDELIMS "/[]%");
+    if (colon)
+        ub_puts(b, ":***", 4);
+}
+
+void dist_url_redact(const char *url, char *out, size_t n)
+{
+    if (!n)
+        return;
+    struct urlbuf b = {.out = out, .n = n};
+    out[0] = 0;
+    struct amqp_connection_info ci;
+    char *copy = dist_url_parse(url, &ci);
+    if (!copy) {
+        redact_unparsed(url, dist_url_base_len(url), &b);
+        return;
+    }
+    size_t base = 3 * dist_url_base_len(url); /* copy's size; the parse wrote NULs in it */
+    /* Built from what librabbitmq understood, so what it will use as the
+     * password is never printed, whatever characters it holds. */
+    ub_puts(&b, ci.ssl ? "amqps://" : "amqp://", ci.ssl ? 8 : 7);
+    if (points_into(ci.user, copy, base)) {
+        ub_enc(&b, ci.user, strlen(ci.user), URL_UNRESERVED URL_SUBDELIMS);
+        if (points_into(ci.password, copy, base))
+            ub_puts(&b, ":***", 4);
+        ub_putc(&b, '@');
+    }
+    bool v6 = strchr(ci.host, ':') != NULL;
+    if (v6)
+        ub_putc(&b, '[');
+    ub_enc(&b, ci.host, strlen(ci.host), URL_UNRESERVED ":");
+    if (v6)
+        ub_putc(&b, ']');
+    char port[16];
+    snprintf(port, sizeof port, ":%d", ci.port);
+    ub_puts(&b, port, strlen(port));
+    if (points_into(ci.vhost, copy, base)) {
+        ub_putc(&b, '/');
+        ub_enc(&b, ci.vhost, strlen(ci.vhost), URL_UNRESERVED URL_SUBDELIMS ":@");
+    }
+    free(copy);
 }
 
 const char *dist_broker_url_from_env(void)

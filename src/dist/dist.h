@@ -110,9 +110,15 @@ struct dist_queue;
 
 /* Opens the queues named by o->prefix, declaring them if they do not exist
  * (idempotent, durable, never auto-deleted).  broker_url NULL or "" means
- * in-process; else amqp://user:pass@host:port/vhost (amqps is not built in).
- * Errors name the URL without its password: "amqp://guest@127.0.0.1:5672/:
- * connection refused", "...: ACCESS_REFUSED - Login was refused ...".
+ * in-process; else amqp://user:pass@host:port/vhost or amqps://... (TLS:
+ * the broker's certificate and host name verified against the system's CA
+ * store), with optional RabbitMQ URI query parameters cacertfile=PATH (the
+ * CA bundle to verify against instead) and verify=verify_none (no
+ * verification).  The password may hold '/', '@' and ':' (the userinfo ends
+ * at the last '@'); '?' starts the query.  Errors name the URL as
+ * dist_url_redact does: "amqp://guest:***@127.0.0.1:5672/: connection
+ * refused", "...: ACCESS_REFUSED - Login was refused ...",
+ * "amqps://...: TLS: the broker's certificate is not trusted: <why> ...".
  * In process, each open makes new, empty queues private to this process:
  * other threads reach them through dist_queue_clone. */
 struct dist_queue *dist_queue_open(const char *broker_url, const struct dist_queue_opts *o,
@@ -202,7 +208,12 @@ int dist_queue_delete(struct dist_queue *q, haul_error *err);
  * is unset or empty (then jobs run in process). */
 const char *dist_broker_url_from_env(void);
 
-/* "amqp://user:pass@host/" -> "amqp://user@host/" into out (size n). */
+/* The URL for messages, built from its parse (as dist_queue_open parses
+ * it), so no password is ever printed whatever characters it holds:
+ * "amqp://user:pass@host/vh?..." -> "amqp://user:***@host:5672/vh" into out
+ * (size n; the query is left out).  A URL that does not parse keeps its user
+ * name and loses everything after it up to its last '@' (or, without '@',
+ * after the first ':'). */
 void dist_url_redact(const char *url, char *out, size_t n);
 
 /* ---- messages ----------------------------------------------------------- */

@@ -4,6 +4,8 @@
 #ifndef DIST_INTERNAL_H
 #define DIST_INTERNAL_H
 
+#include <amqp.h>
+
 #include "dist/dist.h"
 
 struct dist_ops {
@@ -39,6 +41,14 @@ int dist_opts_fill(struct dist_queue *q, const struct dist_queue_opts *o, const 
 
 /* "<prefix>.<suffix>" of a kind into out (size n). */
 void dist_queue_name(const struct dist_queue *q, enum dist_kind kind, char *out, size_t n);
+
+/* The length of url before its query ("?name=value&..."). */
+size_t dist_url_base_len(const char *url);
+/* Parses url (without its query) into *ci as librabbitmq's amqp_parse_url
+ * does, except that the userinfo ends at the last '@' so a password may hold
+ * '/', '@' and ':' unencoded.  Returns the buffer ci's strings point into
+ * (free it), or NULL when url is not a broker URL. */
+char *dist_url_parse(const char *url, struct amqp_connection_info *ci);
 
 struct dist_queue *dist_mem_open(const struct dist_queue_opts *o, haul_error *err);
 struct dist_queue *dist_amqp_open(const char *url, const struct dist_queue_opts *o,

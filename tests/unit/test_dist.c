@@ -678,12 +678,35 @@ static void test_url_helpers(void **state)
 {
     (void)state;
     char out[256];
-    dist_url_redact("amqp://guest:secret@127.0.0.1:5672/", out, sizeof out);
-    assert_string_equal(out, "amqp://guest@127.0.0.1:5672/");
-    dist_url_redact("amqp://u:p@ss@host/vh", out, sizeof out);
-    assert_string_equal(out, "amqp://u@host/vh");
-    dist_url_redact("amqp://host:5672/", out, sizeof out);
-    assert_string_equal(out, "amqp://host:5672/");
+    /* Parsed as librabbitmq does (the userinfo ends at the last '@'), the
+     * password never printed whatever it holds. */
+    static const char *const cases[][2] = {
+        {"amqp://guest:secret@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"},
+        {"amqp://haul:ab/cd+ef=@broker:5672/haul", "amqp://haul:***@broker:5672/haul"},
+        {"amqp://u:p@ss@host/vh", "amqp://u:***@host:5672/vh"},
+        {"amqp://u:a:b:c@host:5673/", "amqp://u:***@host:5673/"},
+        {"amqp://u:x%2Fy%40z@host/%2F", "amqp://u:***@host:5672/%2F"},
+        {"amqp://u:/@:/@host/v", "amqp://u:***@host:5672/v"},
+        {"amqp://u:@host/", "amqp://u:***@host:5672/"},
+        {"amqp://u@host/", "amqp://u@host:5672/"},
+        {"amqp://host:5672/", "amqp://host:5672/"},
+        {"amqp://host", "amqp://host:5672"},
+        {"amqps://u:s3cr/t@[::1]:5671/v", "amqps://u:***@[::1]:5671/v"},
+        {"amqps://u:pw@host/v?cacertfile=/etc/ca.pem", "amqps://u:***@host:5671/v"},
+        /* not broker URLs: nothing of the userinfo but the user name */
+        {"amqp://u:pw@host:notaport/", "amqp://u:***@host:notaport/"},
+        {"amqp://haul:s3cr/t", "amqp://haul:***"},
+        {"http://u:pw@host/", "http://u:***@host/"},
+        {"u:pw@host", "u:***@host"},
+        {"amqp://user/pw@host:x/", "amqp://***@host:x/"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dist_url_redact(cases[i][0], out, sizeof out);
+        assert_string_equal(out, cases[i][1]);
+    }
+    char tiny[12];
+    dist_url_redact("amqp://u:secretpassword@h/", tiny, sizeof tiny);
+    assert_string_equal(tiny, "amqp://u:**");
     setenv("HAUL_BROKER", "", 1);
     assert_null(dist_broker_url_from_env());
     setenv("HAUL_BROKER", "amqp://x/", 1);
