@@ -45,6 +45,10 @@ int daemon_dest_parse(const char *dest, size_t len, char bucket[64], char **key,
  * letter or digit.  A key: 1..1024 bytes, no control characters. */
 bool daemon_bucket_valid(const char *bucket, size_t len);
 bool daemon_key_valid(const char *key, size_t len);
+/* A path a request may name: absolute, at most DAEMON_PATH_MAX bytes, no
+ * NUL and no control characters (bytes < 0x20 and 0x7f), so that logging
+ * it can never start a forged line. */
+bool daemon_path_valid(const char *path, size_t len);
 
 /* The Unix-socket protocol: one line per request, fields separated by one
  * space, text fields percent-encoded (daemon_field_encode):

@@ -171,6 +171,35 @@ static void test_unix_msg_bad(void **state)
     assert_int_equal(daemon_msg_parse(nul, sizeof nul - 1, &m, &err), -HAUL_EUSAGE);
 }
 
+/* Audit L1: a control character decoded from the path would reach
+ * failed.log raw and forge a line there (here one "by uid 0"). */
+static void test_unix_msg_control_in_path(void **state)
+{
+    (void)state;
+    struct daemon_msg m;
+    const char *bad[] = {
+        "HAUL/1 SEND NOWAIT mybucket k /tmp/x%0A2026-01-01T00:00:00Z%20id=9%20uid=0%20/etc/shadow",
+        "HAUL/1 SEND WAIT mybucket k /tmp/x%0Dy", "HAUL/1 SEND WAIT mybucket k /tmp/x%1B[2J",
+        "HAUL/1 SEND WAIT mybucket k /tmp/x%7F", "HAUL/1 SEND WAIT mybucket k /tmp/x%09y",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        haul_error err = {0};
+        assert_int_equal(daemon_msg_parse(bad[i], strlen(bad[i]), &m, &err), -HAUL_EUSAGE);
+        assert_non_null(strstr(err.msg, "control character"));
+        assert_null(m.path);
+    }
+    /* Spaces and UTF-8 stay allowed. */
+    assert_int_equal(msg("HAUL/1 SEND WAIT mybucket k /tmp/my%20file-\xc3\xa9", &m), 0);
+    assert_string_equal(m.path, "/tmp/my file-\xc3\xa9");
+    daemon_msg_release(&m);
+    /* The TCP line refuses DEL in FILENAME as well. */
+    struct daemon_line l;
+    assert_int_equal(line("/tmp/x\x7fy a/bkt/k", &l), -HAUL_EUSAGE);
+    assert_true(daemon_path_valid("/a b", 4));
+    assert_false(daemon_path_valid("/a\nb", 4));
+    assert_false(daemon_path_valid("a", 1));
+}
+
 static void test_dest_parse(void **state)
 {
     (void)state;
@@ -363,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_field_encoding),
         cmocka_unit_test(test_unix_msg_round_trip),
         cmocka_unit_test(test_unix_msg_bad),
+        cmocka_unit_test(test_unix_msg_control_in_path),
         cmocka_unit_test(test_dest_parse),
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_journal_replay_and_torn_tail),
