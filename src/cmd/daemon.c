@@ -167,7 +167,7 @@ int cmd_daemon(int argc, char **argv)
 
     struct daemon_config cfg = {.state_dir = state, .socket_path = socket_path, .socket_gid = (gid_t)-1,
                                 .tcp = tcp, .log_json = log_json, .paused = paused};
-    uid_t allowed[64];
+    uid_t allowed[128];
     for (int i = 0; i < allow.n; i++)
         if (uid_parse(allow.items[i], &allowed[i]) < 0)
             return usage_error("daemon", "--allow-user '%s': no such user", allow.items[i]);
@@ -183,6 +183,8 @@ int cmd_daemon(int argc, char **argv)
             return usage_error("daemon", "--admin-user '%s': no such user", admin.items[i]);
     cfg.admins = admins;
     cfg.n_admins = admin.n;
+    for (int i = 0; i < admin.n; i++) /* an admin may connect, of course */
+        allowed[cfg.n_allow++] = admins[i];
     cfg.allow_fuse = allow_fuse;
     char deny_buf[3][4200];
     const char *deny[8];
