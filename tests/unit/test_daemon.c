@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -384,6 +385,74 @@ static void test_journal_compacts_while_running(void **state)
     free(dir);
 }
 
+/* Audit L2: mode bits in POSIX order, the fallback of a replay's check. */
+static void test_perm_posix_order(void **state)
+{
+    (void)state;
+    struct daemon_perm p = {.uid = 1000, .gid = 100, .groups = {100, 200}, .n_groups = 2};
+    struct stat st = {.st_uid = 0, .st_gid = 200, .st_mode = S_IFREG | 0604};
+    assert_false(daemon_perm_allows(&p, &st, 4)); /* a member of the group: group bits, not other's */
+    st.st_gid = 300;
+    assert_true(daemon_perm_allows(&p, &st, 4)); /* not a member: other's */
+    st.st_uid = 1000;
+    st.st_mode = S_IFREG | 0077;
+    assert_false(daemon_perm_allows(&p, &st, 4)); /* the owner: owner's bits only */
+    st = (struct stat){.st_uid = 0, .st_gid = 100, .st_mode = S_IFDIR | 0750};
+    assert_true(daemon_perm_allows(&p, &st, 1)); /* search through the primary group */
+    st.st_mode = S_IFDIR | 0705;
+    assert_false(daemon_perm_allows(&p, &st, 1));
+}
+
+/* The component walk: symlinks refused or followed, the deny list seen
+ * through a symlink, not a regular file. */
+static void test_file_open_walk(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/haul-test-files.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char f[128], link[128], secret[128], sneaky[128], sub[128];
+    snprintf(f, sizeof f, "%s/f", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    snprintf(sub, sizeof sub, "%s/secret", dir);
+    snprintf(secret, sizeof secret, "%s/secret/key", dir);
+    snprintf(sneaky, sizeof sneaky, "%s/sneaky", dir);
+    FILE *out = fopen(f, "w");
+    fputs("data", out);
+    fclose(out);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    out = fopen(secret, "w");
+    fclose(out);
+    assert_int_equal(symlink("f", link), 0);
+    assert_int_equal(symlink("secret/../secret/key", sneaky), 0);
+    struct stat st, want;
+    haul_error err = {0};
+    assert_int_equal(stat(f, &want), 0);
+    struct daemon_open_opts strict = {0}, follow = {.follow = true};
+    int fd = daemon_file_open(f, &strict, &st, &err);
+    assert_true(fd >= 0);
+    assert_true(st.st_ino == want.st_ino && st.st_size == 4);
+    close(fd);
+    assert_true(daemon_file_open(link, &strict, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "is a symlink, refused"));
+    err = (haul_error){0};
+    fd = daemon_file_open(link, &follow, &st, &err);
+    assert_true(fd >= 0 && st.st_ino == want.st_ino);
+    close(fd);
+    const char *deny[] = {sub};
+    struct daemon_open_opts guarded = {.follow = true, .deny = deny, .n_deny = 1};
+    assert_true(daemon_file_open(sneaky, &guarded, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "under the daemon's own credentials or state"));
+    err = (haul_error){0};
+    assert_true(daemon_file_open(dir, &follow, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    unlink(sneaky);
+    unlink(link);
+    unlink(secret);
+    rmdir(sub);
+    unlink(f);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +462,8 @@ int main(void)
         cmocka_unit_test(test_unix_msg_round_trip),
         cmocka_unit_test(test_unix_msg_bad),
         cmocka_unit_test(test_unix_msg_control_in_path),
+        cmocka_unit_test(test_perm_posix_order),
+        cmocka_unit_test(test_file_open_walk),
         cmocka_unit_test(test_dest_parse),
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_journal_replay_and_torn_tail),
