@@ -47,8 +47,9 @@ static int uid_parse(const char *s, uid_t *out)
 /* What a TCP client may never have uploaded: where the daemon's own
  * credentials come from (the S3 client's lookup: $HOME/.aws, the passwd
  * home's too, and the AWS_ variables moving its files), its state
- * directory, and /proc.  Returns the count put in out. */
-static int own_files(const char *state_dir, const char *out[8], char buf[3][4200])
+ * directory, its log (every user's paths and keys), and /proc.  Returns
+ * the count put in out. */
+static int own_files(const char *state_dir, const char *log_path, const char *out[8], char buf[3][4200])
 {
     int n = 0;
     const char *home = getenv("HOME");
@@ -67,6 +68,8 @@ static int own_files(const char *state_dir, const char *out[8], char buf[3][4200
             out[n++] = getenv(vars[i]);
     snprintf(buf[2], sizeof buf[2], "%s", state_dir);
     out[n++] = buf[2];
+    if (log_path)
+        out[n++] = log_path;
     out[n++] = "/proc";
     return n;
 }
@@ -103,8 +106,8 @@ int cmd_daemon(int argc, char **argv)
         "checks the peer's uid against --allow-user; pause, resume and everyone's status are for the\n"
         "daemon's own user and --admin-user. --tcp adds s3daemon's line protocol on loopback: any\n"
         "local user can then make the daemon upload any file the daemon can read, except its own\n"
-        "credentials (~/.aws, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), its state directory and\n"
-        "/proc. Files are opened off the event loop within --read-timeout; FUSE is refused unless\n"
+        "credentials (~/.aws, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), its state directory, its\n"
+        "--log and /proc. Files are opened off the event loop within --read-timeout; FUSE is refused unless\n"
         "--allow-fuse.\n"
         "Environment: S3DAEMON_HOST, S3DAEMON_PORT, S3DAEMON_MAX_CONNECTIONS, S3DAEMON_MAX_CLIENTS,\n"
         "S3DAEMON_MAX_RETRIES, S3DAEMON_CONNECT_TIMEOUT, S3DAEMON_LOG, HAUL_DAEMON_SOCKET (flags win)."};
@@ -186,10 +189,6 @@ int cmd_daemon(int argc, char **argv)
     for (int i = 0; i < admin.n; i++) /* an admin may connect, of course */
         allowed[cfg.n_allow++] = admins[i];
     cfg.allow_fuse = allow_fuse;
-    char deny_buf[3][4200];
-    const char *deny[8];
-    cfg.deny = deny;
-    cfg.n_deny = own_files(state, deny, deny_buf);
     if (socket_group) {
         char *end;
         unsigned long v = strtoul(socket_group, &end, 10);
@@ -207,6 +206,10 @@ int cmd_daemon(int argc, char **argv)
     cfg.max_queue = max_queue >= 0 ? max_queue : 100000;
     cfg.read_timeout_ms = (read_timeout >= 0 ? read_timeout : 10) * 1000;
     cfg.log_path = log_path ? log_path : getenv("S3DAEMON_LOG") && *getenv("S3DAEMON_LOG") ? getenv("S3DAEMON_LOG") : NULL;
+    char deny_buf[3][4200];
+    const char *deny[8];
+    cfg.deny = deny;
+    cfg.n_deny = own_files(state, cfg.log_path, deny, deny_buf);
     g.max_connections = int_setting(g.max_connections, "S3DAEMON_MAX_CONNECTIONS", 25);
     g.connect_timeout_s = int_setting(g.connect_timeout_s, "S3DAEMON_CONNECT_TIMEOUT", 0);
     if (cfg.tcp_port <= 0 || cfg.tcp_port > 65535)

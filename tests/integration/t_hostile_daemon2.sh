@@ -78,9 +78,11 @@ got=$(tcp_send "$PORT" "$SCRATCH/elsewhere/creds" stolen/moved)
 like "$got" "^Error: .*under the daemon's own credentials or state" "L6: the file AWS_SHARED_CREDENTIALS_FILE names: refused"
 got=$(tcp_send "$PORT" "$SCRATCH/state1/daemon/requests.journal" stolen/journal)
 like "$got" "^Error: .*under the daemon's own credentials or state" "L6: a file in its state directory: refused"
+got=$(tcp_send "$PORT" "$SCRATCH/d1.log" stolen/log)
+like "$got" "^Error: .*under the daemon's own credentials or state" "L6: its --log (every user's paths and keys): refused"
 got=$(tcp_send "$PORT" "/proc/self/environ" stolen/environ)
 like "$got" "^Error: .*/proc" "L6: /proc/self/environ (the daemon's environment): refused"
-n=0; for k in creds link moved journal environ; do "$HAUL" stat -q "s3://$BUCKET/stolen/$k" >/dev/null 2>&1 && n=$((n + 1)); done
+n=0; for k in creds link moved journal log environ; do "$HAUL" stat -q "s3://$BUCKET/stolen/$k" >/dev/null 2>&1 && n=$((n + 1)); done
 is "$n" "0" "L6: none of them was uploaded"
 
 # ---- M8: a file on a FUSE filesystem whose getattr and open hang ----------
