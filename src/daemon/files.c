@@ -141,16 +141,22 @@ struct walk {
     char rest[2 * DAEMON_PATH_MAX + 2]; /* the components still to resolve */
     int links;
     int errnum; /* of the lookup that failed, 0: none (or a refusal) */
+    dev_t fs_dev; /* the filesystem last checked by fs_check */
 };
 
-/* Checks one component just opened (nfd, O_PATH): its filesystem, its
- * type, the deny list, and mode bits for o->perm. */
+/* Checks one component just opened (nfd, O_PATH): its filesystem (once
+ * per filesystem: statfs costs a round trip on NFS), its type, the deny
+ * list, and mode bits for o->perm.  Nothing on a filesystem is looked up
+ * before it was checked: only its root (a mount point) is stat'ed first. */
 static int component_check(struct walk *w, int nfd, const char *name, bool last, struct stat *st, haul_error *err)
 {
-    if (fs_check(nfd, w->path, w->o, err) < 0)
-        return -HAUL_EUSAGE;
     if (fstat(nfd, st) < 0)
         return err_errno(err, errno, "%s", w->path);
+    if (st->st_dev != w->fs_dev) {
+        if (fs_check(nfd, w->path, w->o, err) < 0)
+            return -HAUL_EUSAGE;
+        w->fs_dev = st->st_dev;
+    }
     const char *hit = deny_match(w->deny, w->n_deny, st);
     if (hit)
         return err_set(err, HAUL_EUSAGE, "%s: refused: under the daemon's own credentials or state (%s)", w->path, hit);
@@ -256,8 +262,13 @@ int daemon_file_open(const char *path, const struct daemon_open_opts *o, struct 
     snprintf(w->rest, sizeof w->rest, "%s", path);
     char name[NAME_MAX + 1];
     int pfd = -1, fd = -1;
-    int rc = (w->dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ? err_errno(err, errno, "/")
-                                                                       : walk_run(w, name, &pfd, st, err);
+    struct stat root = {0};
+    int rc = (w->dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(w->dir, &root) < 0
+                 ? err_errno(err, errno, "/")
+                 : fs_check(w->dir, path, o, err) < 0 ? -HAUL_EUSAGE : 0;
+    w->fs_dev = root.st_dev;
+    if (rc == 0)
+        rc = walk_run(w, name, &pfd, st, err);
     if (rc == 0 && o->path_only) {
         fd = pfd;
         pfd = -1;
