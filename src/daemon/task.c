@@ -2,7 +2,9 @@
  * client names) each on a thread of its own, so that a hung filesystem
  * (FUSE, autofs, a hard NFS mount) holds that thread and nothing else.
  * Whoever started a task may give up on it after its deadline: the task is
- * then abandoned, counted as stuck until it returns, and frees itself. */
+ * then abandoned, counted as stuck until it returns, and frees itself.
+ * Not a pool: a thread stuck in the kernel can never be taken back, so each
+ * task gets a fresh one (tens of microseconds, next to a request's fsync). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
