@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "s3/s3.h"
@@ -45,6 +46,10 @@ int daemon_dest_parse(const char *dest, size_t len, char bucket[64], char **key,
  * letter or digit.  A key: 1..1024 bytes, no control characters. */
 bool daemon_bucket_valid(const char *bucket, size_t len);
 bool daemon_key_valid(const char *key, size_t len);
+/* A path a request may name: absolute, at most DAEMON_PATH_MAX bytes, no
+ * NUL and no control characters (bytes < 0x20 and 0x7f), so that logging
+ * it can never start a forged line. */
+bool daemon_path_valid(const char *path, size_t len);
 
 /* The Unix-socket protocol: one line per request, fields separated by one
  * space, text fields percent-encoded (daemon_field_encode):
@@ -129,6 +134,74 @@ int daemon_journal_finish(struct daemon_journal *j, uint64_t id, bool ok, haul_e
 /* Requests without a mark. */
 size_t daemon_journal_pending(struct daemon_journal *j);
 
+/* ---- task.c: blocking file operations off the event loop ---- */
+
+/* Each task runs on a thread of its own; whoever started it may wait for
+ * it or give up on it (abandon) after a deadline.  An abandoned task is
+ * counted as stuck until its thread returns, then drop frees it there.
+ * Embed struct daemon_task first in a struct holding the inputs and
+ * outputs. */
+struct daemon_hub;
+struct daemon_task {
+    void (*run)(struct daemon_task *t);  /* on the task's thread */
+    void (*drop)(struct daemon_task *t); /* frees an abandoned task (on its thread) */
+    struct daemon_hub *hub;              /* private */
+    int state;                           /* private, under the hub's lock */
+};
+/* wake_fd (dup'd; -1: none) gets a byte whenever a task finishes.  Once
+ * max_stuck tasks are stuck, daemon_task_start refuses new ones. */
+struct daemon_hub *daemon_hub_new(int wake_fd, int max_stuck);
+/* Releases the owner's reference: stuck tasks keep the hub until they end. */
+void daemon_hub_free(struct daemon_hub *h);
+void daemon_hub_counts(struct daemon_hub *h, int *running, int *stuck);
+int daemon_task_start(struct daemon_hub *h, struct daemon_task *t, haul_error *err);
+/* Whether t finished (its outputs may be read, then the caller frees it). */
+bool daemon_task_done(struct daemon_task *t);
+/* Gives up on t: true when it was still running (it frees itself when it
+ * returns), false when it finished meanwhile (the caller still owns it). */
+bool daemon_task_abandon(struct daemon_task *t);
+/* Waits at most timeout_ms: true when t finished, else it is abandoned. */
+bool daemon_task_wait(struct daemon_task *t, int timeout_ms);
+
+/* ---- files.c: opening what a client names (blocking: on a task) ---- */
+
+#define DAEMON_GROUPS_MAX 256
+#define DAEMON_DENY_MAX 16
+/* A user's file identity: uid, primary group and supplementary groups. */
+struct daemon_perm {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[DAEMON_GROUPS_MAX];
+    int n_groups;
+};
+int daemon_perm_load(uid_t uid, struct daemon_perm *p, haul_error *err);
+/* Whether p may read (want 4) or search (want 1) a file of st's owner and
+ * mode, by its mode bits in POSIX order (no ACLs: a fallback). */
+bool daemon_perm_allows(const struct daemon_perm *p, const struct stat *st, unsigned want);
+/* Makes the calling thread's file accesses those of p (fsuid, fsgid,
+ * groups; root's capabilities over files go with it).  Only on a thread
+ * that ends afterwards: nothing gives the identity back. */
+int daemon_perm_assume(const struct daemon_perm *p, haul_error *err);
+
+struct daemon_open_opts {
+    bool follow;        /* follow symlinks (as open would); else any symlink in the path is refused */
+    bool allow_fuse;    /* else a FUSE filesystem is refused before anything on it is looked up */
+    bool path_only;     /* an O_PATH descriptor: which file the path names, nothing read */
+    bool deny_proc;     /* refuse anything in procfs */
+    const char *const *deny; /* files and directories never opened nor passed through */
+    int n_deny;
+    const struct daemon_perm *perm; /* mode bits checked as this user on each component; NULL: none */
+};
+/* Opens the regular file at the absolute path for reading (or O_PATH),
+ * resolving one component at a time from "/" as o says; st receives its
+ * status.  Returns the descriptor, or <0 with err naming the path and
+ * errno that of the lookup that failed (EACCES: a directory that may not
+ * be searched), 0 for a refusal (a symlink, FUSE, a denied file...). */
+int daemon_file_open(const char *path, const struct daemon_open_opts *o, struct stat *st, haul_error *err);
+/* Checks a descriptor passed by a client: open for reading, not on FUSE
+ * (unless allow_fuse), a regular file (st). */
+int daemon_fd_check(int fd, bool allow_fuse, struct stat *st, haul_error *err);
+
 /* ---- server.c: haul daemon ---- */
 
 struct daemon_config {
@@ -140,12 +213,19 @@ struct daemon_config {
     bool tcp;                    /* also listen for the s3daemon protocol */
     const char *tcp_host;        /* must be a loopback address */
     int tcp_port;
-    int max_clients;             /* connections at once; more are answered with an error */
+    const uid_t *admins;         /* peers who may pause, resume and see everyone's status, */
+    int n_admins;                /* besides the daemon's own uid */
+    int max_clients;             /* Unix-socket connections at once; more are answered with an error */
+    int max_tcp_clients;         /* the same for TCP connections, a budget of their own */
+    bool allow_fuse;             /* serve files on FUSE (else refused: a FUSE server can hang us) */
+    const char *const *deny;     /* TCP: files and directories never served (the daemon's */
+    int n_deny;                  /* credentials and state), by device and inode; procfs too */
     int workers;                 /* upload threads */
     int s3_connections;          /* the S3 client's pool (--max-connections): part of the descriptor reserve */
     int max_retries;             /* after the first attempt, with backoff */
     int max_queue;               /* queued requests; more are refused */
-    int read_timeout_ms;         /* a request line must arrive within this */
+    int read_timeout_ms;         /* a request line must arrive within this, and its file be
+                                  * opened and checked (off the event loop) within this again */
     const char *log_path;        /* NULL: stderr */
     bool log_json;
     bool paused;                 /* accept and journal, upload nothing until resumed */

@@ -24,14 +24,23 @@ bool daemon_bucket_valid(const char *bucket, size_t len)
     return true;
 }
 
+static bool has_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return true;
+    return false;
+}
+
 bool daemon_key_valid(const char *key, size_t len)
 {
-    if (len == 0 || len > DAEMON_KEY_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
-            return false;
-    return true;
+    return len > 0 && len <= DAEMON_KEY_MAX && !has_control(key, len);
+}
+
+bool daemon_path_valid(const char *path, size_t len)
+{
+    return len > 0 && len <= DAEMON_PATH_MAX && path[0] == '/' && !memchr(path, '\0', len) &&
+           !has_control(path, len);
 }
 
 /* A printable excerpt of untrusted bytes for an error message. */
@@ -104,9 +113,8 @@ int daemon_line_parse(const char *line, size_t len, struct daemon_line *out, hau
         return err_set(err, HAUL_EUSAGE, "request '%s': FILENAME must be an absolute path", shown);
     if (plen > DAEMON_PATH_MAX)
         return err_set(err, HAUL_EUSAGE, "request '%s': FILENAME is too long", shown);
-    for (size_t i = 0; i < plen; i++)
-        if ((unsigned char)line[i] < 0x20)
-            return err_set(err, HAUL_EUSAGE, "request '%s': control character in FILENAME", shown);
+    if (has_control(line, plen))
+        return err_set(err, HAUL_EUSAGE, "request '%s': control character in FILENAME", shown);
     int rc = daemon_dest_parse(sp + 1, len - plen - 1, out->bucket, &out->key, err);
     if (rc < 0)
         return rc;
@@ -259,6 +267,8 @@ int daemon_msg_parse(const char *line, size_t len, struct daemon_msg *out, haul_
         why = "SEND: the key must be 1 to 1024 bytes without control characters";
     else if (!out->path || out->path[0] != '/' || strlen(out->path) > DAEMON_PATH_MAX)
         why = "SEND: the path must be absolute";
+    else if (!daemon_path_valid(out->path, strlen(out->path)))
+        why = "SEND: control character in the path"; /* it goes into failed.log: no forged lines */
     if (why) {
         daemon_msg_release(out);
         return err_set(err, HAUL_EUSAGE, "%s", why);

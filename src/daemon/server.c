@@ -37,6 +37,8 @@
 #define FAILURES_KEPT 100
 #define ACCEPTS_PER_TURN 64
 #define ACCEPT_PAUSE_MS 100 /* listeners rest this long after accept() ran out of descriptors */
+#define CHECKS_STUCK_MAX 64 /* file checks past their deadline before new requests are refused */
+#define UIDS_KEPT 160       /* per-uid counts: allowed peers, admins, the daemon, and "others" */
 
 struct job {
     struct daemon_req req;
@@ -48,7 +50,10 @@ struct job {
     struct job *next;
 };
 
-/* A connection still sending its request line. */
+struct check;
+
+/* A connection still sending its request line, or whose request waits for
+ * its file to be checked (then it is not polled). */
 struct conn {
     int fd;
     bool tcp;
@@ -58,6 +63,16 @@ struct conn {
     char *buf;
     size_t len, cap;
     int64_t deadline_ms;
+    struct check *check;  /* the file being opened or checked on a task, NULL: none */
+    struct daemon_req req; /* the request parsed, while check runs */
+    bool wait;
+};
+
+/* Requests and outcomes of one uid, for a STATUS from that uid. */
+struct uid_count {
+    uid_t uid;
+    int queued, in_flight;
+    uint64_t done, failed;
 };
 
 struct server {
@@ -71,13 +86,15 @@ struct server {
     int n_tcp;
     struct conn **conns; /* event loop thread only */
     int n_conns;
+    int n_open[2];        /* of them, [0] Unix-socket and [1] TCP ones */
     unsigned long fd_limit; /* RLIMIT_NOFILE, raised to its hard limit at start */
     int fd_budget;          /* descriptors that accepted requests may hold (derived from fd_limit) */
     atomic_int held_fds;    /* descriptors that accepted requests hold now */
     int spare_fd;           /* given up when accept() runs out of descriptors, to refuse a client */
     int64_t accept_resume_ms; /* listeners are not polled before this (event loop thread only) */
     int64_t starved_logged_ms;
-    atomic_int waiting;  /* connections handed over to jobs, answered by workers */
+    atomic_int waiting[2]; /* connections handed over to jobs, answered by workers ([1]: TCP) */
+    struct daemon_hub *hub; /* file checks off the event loop */
     atomic_bool cancel;  /* second signal: uploads in flight stop */
 
     pthread_mutex_t lock; /* guards the queue, the counters, paused, stopping, failures */
@@ -87,7 +104,10 @@ struct server {
     uint64_t done, failed;
     bool paused, stopping;
     char failures[FAILURES_KEPT][640];
+    uid_t failures_uid[FAILURES_KEPT];
     int failures_next, failures_n;
+    struct uid_count counts[UIDS_KEPT]; /* the last one: every uid without its own */
+    int n_counts;
 
     pthread_mutex_t log_lock; /* guards log and failed_log */
     FILE *log;
@@ -136,7 +156,7 @@ static void iso_now(char *out, size_t cap)
 static void one_line(char *s)
 {
     for (; *s; s++)
-        if ((unsigned char)*s < 0x20)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
             *s = ' ';
 }
 
@@ -239,8 +259,11 @@ static void object_log(struct server *s, const struct job *j, double start, doub
     }
     fflush(f);
     if (error && s->failed_log) {
+        char path[DAEMON_PATH_MAX + 1];
+        snprintf(path, sizeof path, "%s", j->req.path);
+        one_line(path); /* a journal from an older daemon may hold anything */
         fprintf(s->failed_log, "%s id=%" PRIu64 " uid=%" PRIu32 " %s s3://%s/%s: %s\n", now, j->req.id,
-                j->req.uid, j->req.path, j->req.bucket, j->req.key, error);
+                j->req.uid, path, j->req.bucket, j->req.key, error);
         fflush(s->failed_log);
     }
     pthread_mutex_unlock(&s->log_lock);
@@ -278,61 +301,179 @@ static int log_open(struct server *s, haul_error *err)
 
 /* ---- uploads ---- */
 
-/* Whether uid may read a file of this owner and mode (its own bits, not the
- * directories above it). */
-static bool uid_may_read(const struct stat *st, uid_t uid)
+/* ---- file checks, each on a task (task.c) with a deadline ---- */
+
+enum check_kind {
+    CHECK_TCP,    /* open the path an s3daemon client named, as the daemon */
+    CHECK_UNIX,   /* check the descriptor passed, and that the path names it */
+    CHECK_REPLAY, /* reopen a journaled request's path after a restart */
+};
+
+/* One check: its own copies of everything it reads, since an abandoned
+ * one outlives its connection (and maybe the server). */
+struct check {
+    struct daemon_task task; /* first */
+    enum check_kind kind;
+    char *path;
+    int fd;          /* in: the descriptor passed (CHECK_UNIX); out: the file, -1 on failure */
+    uid_t uid;       /* CHECK_REPLAY: who submitted it */
+    char via;        /* CHECK_REPLAY: 'u' or 't' */
+    uint64_t dev, ino; /* CHECK_REPLAY: the file accepted */
+    struct daemon_open_opts open;
+    char *deny[DAEMON_DENY_MAX];
+    struct stat st;  /* out */
+    haul_error err;  /* out */
+};
+
+static void check_free(struct check *k)
 {
-    if (uid == 0)
-        return true;
-    if (st->st_uid == uid)
-        return (st->st_mode & S_IRUSR) != 0;
-    if (st->st_mode & S_IROTH)
-        return true;
-    if (!(st->st_mode & S_IRGRP))
-        return false;
-    struct passwd pw, *res = NULL;
-    char buf[4096];
-    if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res)
-        return false;
-    gid_t groups[256];
-    int n = 256;
-    if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-        n = 256; /* more groups than that: check the first ones */
-    for (int i = 0; i < n; i++)
-        if (groups[i] == st->st_gid)
-            return true;
-    return false;
+    if (!k)
+        return;
+    if (k->fd >= 0)
+        close(k->fd);
+    free(k->path);
+    for (int i = 0; i < k->open.n_deny; i++)
+        free(k->deny[i]);
+    free(k);
 }
 
-/* A request replayed after a restart: its passed descriptor is gone, so the
- * file is opened again by the path its client gave.  Security rule: the
- * daemon opens it as itself, so it proceeds only when (1) it is the very
- * file that was accepted (same st_dev and st_ino: a path that now names
- * another file, or a lying path, is refused), and (2) for a Unix-socket
- * request, the uid that submitted it may still read it by its mode bits
- * (owner, group or other).  A file replaced, removed or made unreadable to
- * its submitter fails with a clear reason instead of being uploaded. */
-static int file_reopen(const struct daemon_req *r, int *out, haul_error *err)
+static void check_drop(struct daemon_task *t)
 {
-    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return err_errno(err, errno, "%s: file replaced or unreadable after restart", r->path);
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_dev != r->dev ||
-        (uint64_t)st.st_ino != r->ino) {
-        close(fd);
-        return err_set(err, HAUL_EIO, "%s: file replaced or unreadable after restart (not the file that was submitted)",
-                       r->path);
+    check_free((struct check *)t);
+}
+
+/* A Unix-socket request: the descriptor passed is a readable regular
+ * file (not on FUSE unless allowed) and the path names that very file
+ * without any symlink (a replay reopens it by that path).  A path the
+ * daemon may not search is taken unverified: the descriptor proves access,
+ * and a replay of such a path fails its own checks. */
+static void check_unix(struct check *k)
+{
+    if (daemon_fd_check(k->fd, k->open.allow_fuse, &k->st, &k->err) < 0)
+        goto refused;
+    struct stat named;
+    struct daemon_open_opts o = {.allow_fuse = k->open.allow_fuse, .path_only = true};
+    haul_error e = {0};
+    int pfd = daemon_file_open(k->path, &o, &named, &e);
+    if (pfd < 0 && errno == EACCES)
+        return;
+    if (pfd >= 0)
+        close(pfd);
+    if (pfd < 0)
+        err_set(&k->err, HAUL_EUSAGE, "the path given does not name the descriptor passed: %s", e.msg);
+    else if (named.st_dev != k->st.st_dev || named.st_ino != k->st.st_ino)
+        err_set(&k->err, HAUL_EUSAGE, "%s names another file than the descriptor passed: refused", k->path);
+    else
+        return;
+refused:
+    close(k->fd);
+    k->fd = -1;
+}
+
+/* After a restart the descriptor is gone: the path is opened again, never
+ * following a symlink, and, for a Unix-socket request, as its submitter
+ * (their uid, groups and so directory search rights and ACLs) when the
+ * daemon runs as root; a daemon that cannot take another identity checks
+ * the submitter's mode bits on every component instead.  Either way it
+ * must be the very file accepted (same device and inode). */
+static void check_replay(struct check *k)
+{
+    struct daemon_perm perm;
+    k->open.follow = k->via == 't'; /* TCP: as the daemon's own open did */
+    if (k->via == 'u' && k->uid != 0 && k->uid != geteuid()) {
+        if (daemon_perm_load(k->uid, &perm, &k->err) < 0)
+            return;
+        if (geteuid() == 0) {
+            if (daemon_perm_assume(&perm, &k->err) < 0)
+                return;
+        } else {
+            k->open.perm = &perm;
+        }
     }
-    if (r->via == 'u' && !uid_may_read(&st, (uid_t)r->uid)) {
-        close(fd);
-        return err_set(err, HAUL_EIO,
-                       "%s: after restart, uid %" PRIu32 " who submitted it may no longer read it: not uploaded",
-                       r->path, r->uid);
+    k->fd = daemon_file_open(k->path, &k->open, &k->st, &k->err);
+    k->open.perm = NULL;
+    if (k->fd < 0) {
+        k->fd = -1;
+        if (k->via == 'u')
+            err_prefix(&k->err, "file replaced or unreadable after restart (as uid %u who submitted it): ",
+                       (unsigned)k->uid);
+        else
+            err_prefix(&k->err, "file replaced or unreadable after restart: ");
+        return;
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    *out = fd;
-    return 0;
+    if ((uint64_t)k->st.st_dev != k->dev || (uint64_t)k->st.st_ino != k->ino) {
+        err_set(&k->err, HAUL_EIO, "%s: file replaced or unreadable after restart (not the file that was submitted)",
+                k->path);
+        close(k->fd);
+        k->fd = -1;
+    }
+}
+
+static void check_run(struct daemon_task *t)
+{
+    struct check *k = (struct check *)t;
+    if (k->kind == CHECK_UNIX) {
+        check_unix(k);
+    } else if (k->kind == CHECK_REPLAY) {
+        check_replay(k);
+    } else {
+        k->fd = daemon_file_open(k->path, &k->open, &k->st, &k->err);
+        if (k->fd < 0)
+            k->fd = -1;
+    }
+}
+
+/* A check of path (copied), with the daemon's policy: FUSE, and for TCP
+ * requests the files it never serves. */
+static struct check *check_new(const struct server *s, enum check_kind kind, const char *path, bool tcp)
+{
+    struct check *k = calloc(1, sizeof *k);
+    if (!k || !(k->path = strdup(path))) {
+        free(k);
+        return NULL;
+    }
+    k->task.run = check_run;
+    k->task.drop = check_drop;
+    k->kind = kind;
+    k->fd = -1;
+    k->open.follow = true;
+    k->open.allow_fuse = s->cfg->allow_fuse;
+    if (tcp) {
+        k->open.deny_proc = true;
+        for (int i = 0; i < s->cfg->n_deny && i < DAEMON_DENY_MAX; i++)
+            if (s->cfg->deny[i] && (k->deny[k->open.n_deny] = strdup(s->cfg->deny[i])))
+                k->open.n_deny++;
+        k->open.deny = (const char *const *)k->deny;
+    }
+    return k;
+}
+
+/* A request replayed after a restart: its file opened again on a task,
+ * waited for at most --read-timeout (a hung filesystem holds that task,
+ * not this worker). */
+static int file_reopen(struct server *s, const struct daemon_req *r, int *out, haul_error *err)
+{
+    if (!daemon_path_valid(r->path, strlen(r->path)))
+        return err_set(err, HAUL_EUSAGE, "journaled path with a control character: not uploaded");
+    struct check *k = check_new(s, CHECK_REPLAY, r->path, r->via == 't');
+    if (!k)
+        return err_set(err, HAUL_ENOMEM, "out of memory");
+    k->uid = (uid_t)r->uid;
+    k->via = r->via;
+    k->dev = r->dev;
+    k->ino = r->ino;
+    if (daemon_task_start(s->hub, &k->task, err) < 0) {
+        check_free(k);
+        return -HAUL_EIO;
+    }
+    if (!daemon_task_wait(&k->task, s->cfg->read_timeout_ms))
+        return err_set(err, HAUL_EIO, "%s: not opened within %d s after restart (a hung filesystem?): not uploaded",
+                       r->path, s->cfg->read_timeout_ms / 1000);
+    int rc = k->fd >= 0 ? 0 : err_copy(err, &k->err);
+    *out = k->fd;
+    k->fd = -1;
+    check_free(k);
+    return rc;
 }
 
 /* What another attempt may fix: the network, the server's 5xx and 429,
@@ -364,6 +505,23 @@ static bool backoff(struct server *s, int n)
     return go_on;
 }
 
+/* The counts of uid's requests (the shared last slot for a uid without
+ * its own: one only seen in the journal).  Called with s->lock held. */
+static struct uid_count *count_of(struct server *s, uid_t uid)
+{
+    for (int i = 0; i < s->n_counts; i++)
+        if (s->counts[i].uid == uid)
+            return &s->counts[i];
+    return &s->counts[UIDS_KEPT - 1];
+}
+
+/* Gives uid a slot of its own (at start: the peers that may connect). */
+static void count_add(struct server *s, uid_t uid)
+{
+    if (count_of(s, uid) == &s->counts[UIDS_KEPT - 1] && s->n_counts < UIDS_KEPT - 1)
+        s->counts[s->n_counts++].uid = uid;
+}
+
 static void job_free(struct job *j)
 {
     if (j->file_fd >= 0)
@@ -382,7 +540,7 @@ static void job_run(struct server *s, struct job *j)
     haul_error err = {0};
     uint64_t bytes = 0;
     bool left = false; /* stays in the journal for the next start */
-    int rc = j->file_fd >= 0 ? 0 : file_reopen(&j->req, &j->file_fd, &err);
+    int rc = j->file_fd >= 0 ? 0 : file_reopen(s, &j->req, &j->file_fd, &err);
     char source_id[128];
     /* Names the multipart resume journal: the request id keeps two requests
      * for the same file and key apart, and stays the same after a restart. */
@@ -429,6 +587,7 @@ static void job_run(struct server *s, struct job *j)
                    j->req.id);
         pthread_mutex_lock(&s->lock);
         s->in_flight--;
+        count_of(s, (uid_t)j->req.uid)->in_flight--;
         pthread_mutex_unlock(&s->lock);
         return;
     }
@@ -438,10 +597,15 @@ static void job_run(struct server *s, struct job *j)
     object_log(s, j, start, seconds, rc == 0 ? bytes : j->req.size, rc == 0 ? NULL : msg);
     pthread_mutex_lock(&s->lock);
     s->in_flight--;
+    struct uid_count *uc = count_of(s, (uid_t)j->req.uid);
+    uc->in_flight--;
     if (rc == 0) {
         s->done++;
+        uc->done++;
     } else {
         s->failed++;
+        uc->failed++;
+        s->failures_uid[s->failures_next] = (uid_t)j->req.uid;
         char now[32];
         iso_now(now, sizeof now);
         snprintf(s->failures[s->failures_next], sizeof s->failures[0], "%s id=%" PRIu64 " s3://%s/%s %s: %s",
@@ -477,12 +641,15 @@ static void *worker_main(void *arg)
             s->tail = NULL;
         s->queued--;
         s->in_flight++;
+        struct uid_count *uc = count_of(s, (uid_t)j->req.uid);
+        uc->queued--;
+        uc->in_flight++;
         pthread_mutex_unlock(&s->lock);
-        bool waited = j->reply_fd >= 0;
+        bool waited = j->reply_fd >= 0, tcp = j->tcp;
         job_run(s, j);
         job_free(j);
         if (waited)
-            atomic_fetch_sub(&s->waiting, 1);
+            atomic_fetch_sub(&s->waiting[tcp], 1);
         wake(s);
     }
 }
@@ -496,6 +663,7 @@ static void job_push(struct server *s, struct job *j)
         s->head = j;
     s->tail = j;
     s->queued++;
+    count_of(s, (uid_t)j->req.uid)->queued++;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
 }
@@ -524,10 +692,14 @@ static int replayed(const struct daemon_req *r, void *ctx)
 static void conn_close(struct server *s, int i)
 {
     struct conn *c = s->conns[i];
+    if (c->check && !daemon_task_abandon(&c->check->task))
+        check_free(c->check); /* it had finished: ours to free */
     if (c->fd >= 0)
         close(c->fd);
     if (c->passed_fd >= 0)
         close(c->passed_fd);
+    daemon_req_release(&c->req);
+    s->n_open[c->tcp]--;
     free(c->buf);
     free(c);
     s->conns[i] = s->conns[--s->n_conns];
@@ -561,7 +733,7 @@ static void request_accept(struct server *s, struct conn *c, struct daemon_req *
         j->tcp = c->tcp;
         j->wait = wait;
         c->fd = -1;
-        atomic_fetch_add(&s->waiting, 1); /* holds a client slot until answered */
+        atomic_fetch_add(&s->waiting[j->tcp], 1); /* holds a client slot until answered */
         j->next = s->unsynced;
         s->unsynced = j;
         return;
@@ -595,9 +767,10 @@ static void commit_accepted(struct server *s)
             /* Not durable: refused (a replay may still upload it, at least once). */
             haul_error jerr = {0};
             daemon_journal_finish(s->journal, j->req.id, false, &jerr);
+            bool tcp = j->tcp;
             reply_error(j->reply_fd, j->tcp, err.msg);
             job_free(j);
-            atomic_fetch_sub(&s->waiting, 1);
+            atomic_fetch_sub(&s->waiting[tcp], 1);
             continue;
         }
         if (!j->tcp)
@@ -605,24 +778,10 @@ static void commit_accepted(struct server *s)
         if (!j->wait) {
             close(j->reply_fd);
             j->reply_fd = -1;
-            atomic_fetch_sub(&s->waiting, 1);
+            atomic_fetch_sub(&s->waiting[j->tcp], 1);
         }
         job_push(s, j);
     }
-}
-
-/* Opens a file named by an s3daemon client, as the daemon. */
-static int file_open_checked(const char *path, struct stat *st, haul_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return err_errno(err, errno, "%s", path);
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
-        close(fd);
-        return err_set(err, HAUL_EUSAGE, "%s: not a regular file", path);
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    return fd;
 }
 
 static void req_fill(struct daemon_req *r, const struct stat *st)
@@ -634,42 +793,102 @@ static void req_fill(struct daemon_req *r, const struct stat *st)
     r->mtime_nsec = st->st_mtim.tv_nsec;
 }
 
-static void tcp_request(struct server *s, struct conn *c, const char *line, size_t len)
+/* Hands the file of c's request (path; fd passed, or -1) to a check on a
+ * task: the connection waits, unpolled, until check_finish or its
+ * deadline.  Returns false when answered at once (refused). */
+static bool check_begin(struct server *s, struct conn *c, enum check_kind kind, int fd)
+{
+    haul_error err = {0};
+    struct check *k = check_new(s, kind, c->req.path, c->tcp);
+    if (!k) {
+        if (fd >= 0)
+            close(fd);
+        reply_error(c->fd, c->tcp, "out of memory");
+        return false;
+    }
+    k->fd = fd;
+    if (daemon_task_start(s->hub, &k->task, &err) < 0) {
+        check_free(k);
+        reply_error(c->fd, c->tcp, err.msg);
+        return false;
+    }
+    c->check = k;
+    c->deadline_ms = mono_ms() + s->cfg->read_timeout_ms;
+    return true;
+}
+
+/* The check of c's file finished: the request is accepted with the file
+ * it opened, or refused with its reason. */
+static void check_finish(struct server *s, struct conn *c)
+{
+    struct check *k = c->check;
+    c->check = NULL;
+    if (k->fd < 0) {
+        reply_error(c->fd, c->tcp, k->err.msg);
+    } else {
+        req_fill(&c->req, &k->st);
+        request_accept(s, c, &c->req, k->fd, c->wait);
+        k->fd = -1;
+    }
+    check_free(k);
+    daemon_req_release(&c->req);
+}
+
+/* Returns true when a check of the file started. */
+static bool tcp_request(struct server *s, struct conn *c, const char *line, size_t len)
 {
     haul_error err = {0};
     struct daemon_line l;
     if (daemon_line_parse(line, len, &l, &err) < 0) {
         reply_error(c->fd, true, err.msg);
-        return;
+        return false;
     }
-    struct stat st;
-    int fd = file_open_checked(l.path, &st, &err);
-    if (fd < 0) {
-        reply_error(c->fd, true, err.msg);
-        daemon_line_release(&l);
-        return;
-    }
-    struct daemon_req r = {.uid = (uint32_t)geteuid(), .via = 't', .key = l.key, .path = l.path};
-    memcpy(r.bucket, l.bucket, sizeof r.bucket);
-    req_fill(&r, &st);
-    request_accept(s, c, &r, fd, true);
-    daemon_req_release(&r);
+    c->req = (struct daemon_req){.uid = (uint32_t)geteuid(), .via = 't', .key = l.key, .path = l.path};
+    memcpy(c->req.bucket, l.bucket, sizeof c->req.bucket);
+    c->wait = true;
+    return check_begin(s, c, CHECK_TCP, -1);
 }
 
-static void status_reply(struct server *s, int fd, int last)
+static bool is_admin(const struct server *s, uid_t uid)
+{
+    for (int i = 0; i < s->cfg->n_admins; i++)
+        if (s->cfg->admins[i] == uid)
+            return true;
+    return uid == geteuid();
+}
+
+/* The daemon's uid and --admin-user see everything; any other peer its own
+ * requests and failures only (they name paths, buckets and keys). */
+static void status_reply(struct server *s, int fd, int last, uid_t peer)
 {
     char *text = malloc(FAILURES_KEPT * 660 + 512);
     if (!text)
         return;
+    bool all = is_admin(s, peer);
+    int running, stuck;
+    daemon_hub_counts(s->hub, &running, &stuck);
     pthread_mutex_lock(&s->lock);
-    size_t n = (size_t)sprintf(text, "STATUS queued=%d in_flight=%d done=%" PRIu64 " failed=%" PRIu64 " paused=%d clients=%d"
-                               " held_fds=%d fd_budget=%d fd_limit=%lu\n",
-                               s->queued, s->in_flight, s->done, s->failed, s->paused ? 1 : 0,
-                               s->n_conns + atomic_load(&s->waiting), atomic_load(&s->held_fds), s->fd_budget,
-                               s->fd_limit);
-    for (int i = 0; i < last && i < s->failures_n; i++) {
+    struct uid_count mine = {.queued = s->queued, .in_flight = s->in_flight, .done = s->done, .failed = s->failed};
+    if (!all) {
+        const struct uid_count *own = count_of(s, peer);
+        memset(&mine, 0, sizeof mine);
+        if (own != &s->counts[UIDS_KEPT - 1]) /* the shared slot is not theirs */
+            mine = *own;
+    }
+    const struct uid_count *c = &mine;
+    /* The descriptor counts are the daemon's, like clients: no paths. */
+    size_t n = (size_t)sprintf(text, "STATUS queued=%d in_flight=%d done=%" PRIu64 " failed=%" PRIu64 " paused=%d clients=%d "
+                               "tcp_clients=%d checks=%d stuck=%d held_fds=%d fd_budget=%d fd_limit=%lu scope=%s%u\n",
+                               c->queued, c->in_flight, c->done, c->failed, s->paused ? 1 : 0,
+                               s->n_open[0] + atomic_load(&s->waiting[0]), s->n_open[1] + atomic_load(&s->waiting[1]),
+                               running, stuck, atomic_load(&s->held_fds), s->fd_budget, s->fd_limit,
+                               all ? "all:" : "uid:", (unsigned)peer);
+    for (int i = 0, shown = 0; shown < last && i < s->failures_n; i++) {
         int k = (s->failures_next - 1 - i + FAILURES_KEPT) % FAILURES_KEPT;
-        n += (size_t)sprintf(text + n, "FAILURE %s\n", s->failures[k]);
+        if (all || s->failures_uid[k] == peer) {
+            n += (size_t)sprintf(text + n, "FAILURE %s\n", s->failures[k]);
+            shown++;
+        }
     }
     pthread_mutex_unlock(&s->lock);
     n += (size_t)sprintf(text + n, "END\n");
@@ -677,47 +896,46 @@ static void status_reply(struct server *s, int fd, int last)
     free(text);
 }
 
-static void unix_request(struct server *s, struct conn *c, const char *line, size_t len)
+/* Returns true when a check of the file started. */
+static bool unix_request(struct server *s, struct conn *c, const char *line, size_t len)
 {
     haul_error err = {0};
     struct daemon_msg m;
     if (daemon_msg_parse(line, len, &m, &err) < 0) {
         reply_error(c->fd, false, err.msg);
-        return;
+        return false;
     }
     if (m.verb == DAEMON_STATUS) {
-        status_reply(s, c->fd, m.last);
-        return;
+        status_reply(s, c->fd, m.last, c->uid);
+        return false;
     }
     if (m.verb == DAEMON_PAUSE || m.verb == DAEMON_RESUME) {
+        const char *what = m.verb == DAEMON_PAUSE ? "pause" : "resume";
+        if (!is_admin(s, c->uid)) {
+            log_warn("refused to %s uploads for uid %u (not the daemon's user nor --admin-user)", what, (unsigned)c->uid);
+            replyf(c->fd, "ERROR uid %u may not %s this daemon (only its own user and --admin-user may)\n",
+                   (unsigned)c->uid, what);
+            return false;
+        }
         pthread_mutex_lock(&s->lock);
         s->paused = m.verb == DAEMON_PAUSE;
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         log_warn("uploads %s by uid %u", m.verb == DAEMON_PAUSE ? "paused" : "resumed", (unsigned)c->uid);
         replyf(c->fd, "OK\n");
-        return;
+        return false;
     }
-    struct stat st;
-    int fd = c->passed_fd, fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
-    const char *why = NULL;
-    if (fd < 0)
-        why = "no file descriptor came with the request";
-    else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        why = "the descriptor passed is not a regular file";
-    else if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
-        why = "the descriptor passed is not open for reading";
-    if (why) {
-        reply_error(c->fd, false, why);
+    if (c->passed_fd < 0) {
+        reply_error(c->fd, false, "no file descriptor came with the request");
         daemon_msg_release(&m);
-        return;
+        return false;
     }
+    c->req = (struct daemon_req){.uid = (uint32_t)c->uid, .via = 'u', .key = m.key, .path = m.path};
+    memcpy(c->req.bucket, m.bucket, sizeof c->req.bucket);
+    c->wait = m.wait;
+    int fd = c->passed_fd;
     c->passed_fd = -1;
-    struct daemon_req r = {.uid = (uint32_t)c->uid, .via = 'u', .key = m.key, .path = m.path};
-    memcpy(r.bucket, m.bucket, sizeof r.bucket);
-    req_fill(&r, &st);
-    request_accept(s, c, &r, fd, m.wait);
-    daemon_req_release(&r);
+    return check_begin(s, c, CHECK_UNIX, fd);
 }
 
 /* Reads what the client sent; returns true when the connection is done
@@ -785,13 +1003,46 @@ static bool conn_read(struct server *s, struct conn *c)
         return false;
     }
     size_t len = (size_t)(nl - c->buf);
-    if (c->tcp)
-        tcp_request(s, c, c->buf, len);
-    else
-        unix_request(s, c, c->buf, len);
+    if (c->tcp ? tcp_request(s, c, c->buf, len) : unix_request(s, c, c->buf, len))
+        return false; /* its file is being checked */
     if (c->fd >= 0)
         shutdown(c->fd, SHUT_WR);
     return true;
+}
+
+/* One turn for connection c: its check finished or timed out, input
+ * arrived, or its deadline passed.  Returns true when it is done. */
+static bool conn_step(struct server *s, struct conn *c, short revents, int64_t now)
+{
+    if (c->check) {
+        if (daemon_task_done(&c->check->task) || (c->deadline_ms <= now && !daemon_task_abandon(&c->check->task))) {
+            check_finish(s, c);
+        } else if (c->deadline_ms <= now) {
+            /* Abandoned: it frees itself when (if ever) its thread returns. */
+            c->check = NULL;
+            char msg[DAEMON_PATH_MAX + 200];
+            snprintf(msg, sizeof msg, "%s: not opened within %d s (a hung filesystem?): refused", c->req.path,
+                     s->cfg->read_timeout_ms / 1000);
+            log_warn("%s", msg);
+            reply_error(c->fd, c->tcp, msg);
+        } else {
+            return false;
+        }
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_WR);
+        return true;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR))
+        return conn_read(s, c);
+    if (c->deadline_ms <= now && c->draining)
+        return true;
+    if (c->deadline_ms <= now) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "no request line within %d ms", s->cfg->read_timeout_ms);
+        reply_error(c->fd, c->tcp, msg);
+        return true;
+    }
+    return false;
 }
 
 static bool uid_allowed(const struct daemon_config *cfg, uid_t uid)
@@ -835,6 +1086,14 @@ static void accept_starved(struct server *s, int lfd, bool tcp)
     }
 }
 
+/* Whether a new connection fits its transport's budget: TCP clients (any
+ * local user) have their own, so they cannot crowd out haul send. */
+static bool slot_free(struct server *s, bool tcp)
+{
+    int max = tcp ? s->cfg->max_tcp_clients : s->cfg->max_clients;
+    return s->n_open[tcp] + atomic_load(&s->waiting[tcp]) < max;
+}
+
 static void accept_from(struct server *s, int lfd, bool tcp)
 {
     for (int k = 0; k < ACCEPTS_PER_TURN; k++) {
@@ -864,9 +1123,10 @@ static void accept_from(struct server *s, int lfd, bool tcp)
         }
         /* Over --max-clients: accepted and told so at once, so that a client
          * never hangs in the backlog without an answer. */
-        if (s->n_conns + atomic_load(&s->waiting) >= s->cfg->max_clients) {
+        if (!slot_free(s, tcp)) {
             char msg[160];
-            snprintf(msg, sizeof msg, "daemon busy: %d clients connected (--max-clients), try again", s->cfg->max_clients);
+            snprintf(msg, sizeof msg, "daemon busy: %d clients connected (--max-%sclients), try again",
+                     tcp ? s->cfg->max_tcp_clients : s->cfg->max_clients, tcp ? "tcp-" : "");
             reply_error(fd, tcp, msg);
             close(fd);
             continue;
@@ -880,6 +1140,7 @@ static void accept_from(struct server *s, int lfd, bool tcp)
         }
         c->fd = fd;
         c->tcp = tcp;
+        s->n_open[tcp]++;
         c->uid = uid;
         c->passed_fd = -1;
         c->cap = cap;
@@ -1050,7 +1311,7 @@ static bool signal_handle(struct server *s)
 
 static int loop(struct server *s)
 {
-    int max = s->cfg->max_clients + 8 + TCP_LISTEN_MAX;
+    int max = s->cfg->max_clients + s->cfg->max_tcp_clients + 8 + TCP_LISTEN_MAX;
     struct pollfd *p = calloc((size_t)max, sizeof *p);
     if (!p)
         return -1;
@@ -1087,7 +1348,7 @@ static int loop(struct server *s)
         }
         int first_conn = n;
         for (int i = 0; i < s->n_conns; i++) {
-            p[n++] = (struct pollfd){.fd = s->conns[i]->fd, .events = POLLIN};
+            p[n++] = (struct pollfd){.fd = s->conns[i]->check ? -1 : s->conns[i]->fd, .events = POLLIN};
             if (s->conns[i]->deadline_ms < next)
                 next = s->conns[i]->deadline_ms;
         }
@@ -1105,19 +1366,7 @@ static int loop(struct server *s)
         now = mono_ms();
         for (int i = n - 1; i >= first_conn; i--) {
             int ci = i - first_conn;
-            struct conn *c = s->conns[ci];
-            bool done = false;
-            if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
-                done = conn_read(s, c);
-            else if (c->deadline_ms <= now && c->draining) {
-                done = true;
-            } else if (c->deadline_ms <= now) {
-                char msg[80];
-                snprintf(msg, sizeof msg, "no request line within %d ms", s->cfg->read_timeout_ms);
-                reply_error(c->fd, c->tcp, msg);
-                done = true;
-            }
-            if (done)
+            if (conn_step(s, s->conns[ci], p[i].revents, now))
                 conn_close(s, ci);
         }
         commit_accepted(s);
@@ -1161,15 +1410,19 @@ static void fd_budget_init(struct server *s)
     }
     unsigned long limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 30) ? 1u << 30 : (unsigned long)rl.rlim_cur;
     const struct daemon_config *cfg = s->cfg;
-    unsigned long reserve = 64 + 2 * (unsigned long)cfg->max_clients + (unsigned long)cfg->s3_connections +
-                            4 * (unsigned long)cfg->workers;
+    /* Two per connection of either transport (its socket, the file passed
+     * or opened for it), what a stuck file check holds past its connection
+     * (the file and its walk's directory), the S3 pool, the workers. */
+    unsigned long clients = (unsigned long)cfg->max_clients + (cfg->tcp ? (unsigned long)cfg->max_tcp_clients : 0);
+    unsigned long reserve = 64 + 2 * clients + 3 * (unsigned long)CHECKS_STUCK_MAX +
+                            (unsigned long)cfg->s3_connections + 4 * (unsigned long)cfg->workers;
     unsigned long budget = limit > reserve + limit / 4 ? limit - reserve : limit / 4;
     s->fd_limit = limit;
     s->fd_budget = budget > INT32_MAX ? INT32_MAX : budget < 1 ? 1 : (int)budget;
     if (limit <= reserve + limit / 4)
-        log_warn("descriptor limit %lu is low for --max-clients %d and --workers %d: accepted requests may hold %d "
-                 "descriptors; more are refused until uploads finish", limit, cfg->max_clients, cfg->workers,
-                 s->fd_budget);
+        log_warn("descriptor limit %lu is low for --max-clients %d%s and --workers %d: accepted requests may hold %d "
+                 "descriptors; more are refused until uploads finish", limit, cfg->max_clients,
+                 cfg->tcp ? " (and --max-tcp-clients)" : "", cfg->workers, s->fd_budget);
 }
 
 /* The state directory holds the journal, whose records the daemon obeys on
@@ -1255,6 +1508,12 @@ int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error 
     }
     s->wake_r = pipefd[0];
     s->wake_w = pipefd[1];
+    s->counts[UIDS_KEPT - 1].uid = (uid_t)-1;
+    count_add(s, geteuid());
+    for (int i = 0; i < cfg->n_allow; i++)
+        count_add(s, cfg->allow[i]);
+    for (int i = 0; i < cfg->n_admins; i++)
+        count_add(s, cfg->admins[i]);
     snprintf(path, sizeof path, "%s/requests.journal", s->dir);
     if (!(s->journal = daemon_journal_open(path, replayed, s, err))) {
         rc = -(err->code ? err->code : HAUL_EIO);
@@ -1262,7 +1521,8 @@ int daemon_run(struct s3_client *c, const struct daemon_config *cfg, haul_error 
     }
     if (s->queued)
         log_warn("journal: %d requests left by the previous run are queued again", s->queued);
-    if (!(s->conns = calloc((size_t)cfg->max_clients + 1, sizeof *s->conns))) {
+    if (!(s->conns = calloc((size_t)cfg->max_clients + (size_t)cfg->max_tcp_clients + 1, sizeof *s->conns)) ||
+        !(s->hub = daemon_hub_new(s->wake_w, CHECKS_STUCK_MAX))) {
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
         goto out;
     }
@@ -1320,6 +1580,7 @@ out:
             close(fds[i]);
     free(s->threads);
     free(s->conns);
+    daemon_hub_free(s->hub); /* checks still stuck keep it until they return */
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->log_lock);

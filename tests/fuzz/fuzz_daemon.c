@@ -40,7 +40,7 @@ static void tcp_line(const char *in, size_t len)
             abort();
         return;
     }
-    if (l.path[0] != '/' || !daemon_bucket_valid(l.bucket, strlen(l.bucket)) ||
+    if (!daemon_path_valid(l.path, strlen(l.path)) || !daemon_bucket_valid(l.bucket, strlen(l.bucket)) ||
         !daemon_key_valid(l.key, strlen(l.key)) || strchr(l.key, ' '))
         abort();
     char again[DAEMON_TCP_LINE_MAX * 2];
@@ -70,6 +70,8 @@ static void unix_msg(const char *in, size_t len)
         abort();
     if (m.verb != DAEMON_SEND)
         return;
+    if (!daemon_path_valid(m.path, strlen(m.path))) /* no control character reaches a log (L1) */
+        abort();
     static char buf[DAEMON_UNIX_LINE_MAX * 2];
     int n = daemon_msg_format(&m, buf, sizeof buf);
     struct daemon_msg m2;

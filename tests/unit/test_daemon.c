@@ -1,7 +1,8 @@
 /* Unit tests for daemon/proto and daemon/journal: both wire protocols
  * parsed from hostile bytes, field encoding round trips, journal records
  * with checksums, replay after a torn write, a failed append cut back,
- * compaction through a planted symlink. */
+ * compaction through a planted symlink; daemon/files: mode bits in POSIX
+ * order, the component walk. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -173,6 +174,35 @@ static void test_unix_msg_bad(void **state)
     haul_error err = {0};
     const char nul[] = "HAUL/1 PAUSE\0";
     assert_int_equal(daemon_msg_parse(nul, sizeof nul - 1, &m, &err), -HAUL_EUSAGE);
+}
+
+/* Audit L1: a control character decoded from the path would reach
+ * failed.log raw and forge a line there (here one "by uid 0"). */
+static void test_unix_msg_control_in_path(void **state)
+{
+    (void)state;
+    struct daemon_msg m;
+    const char *bad[] = {
+        "HAUL/1 SEND NOWAIT mybucket k /tmp/x%0A2026-01-01T00:00:00Z%20id=9%20uid=0%20/etc/shadow",
+        "HAUL/1 SEND WAIT mybucket k /tmp/x%0Dy", "HAUL/1 SEND WAIT mybucket k /tmp/x%1B[2J",
+        "HAUL/1 SEND WAIT mybucket k /tmp/x%7F", "HAUL/1 SEND WAIT mybucket k /tmp/x%09y",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        haul_error err = {0};
+        assert_int_equal(daemon_msg_parse(bad[i], strlen(bad[i]), &m, &err), -HAUL_EUSAGE);
+        assert_non_null(strstr(err.msg, "control character"));
+        assert_null(m.path);
+    }
+    /* Spaces and UTF-8 stay allowed. */
+    assert_int_equal(msg("HAUL/1 SEND WAIT mybucket k /tmp/my%20file-\xc3\xa9", &m), 0);
+    assert_string_equal(m.path, "/tmp/my file-\xc3\xa9");
+    daemon_msg_release(&m);
+    /* The TCP line refuses DEL in FILENAME as well. */
+    struct daemon_line l;
+    assert_int_equal(line("/tmp/x\x7fy a/bkt/k", &l), -HAUL_EUSAGE);
+    assert_true(daemon_path_valid("/a b", 4));
+    assert_false(daemon_path_valid("/a\nb", 4));
+    assert_false(daemon_path_valid("a", 1));
 }
 
 static void test_dest_parse(void **state)
@@ -470,6 +500,74 @@ static void test_journal_read_error_fatal(void **state)
     free(dir);
 }
 
+/* Audit L2: mode bits in POSIX order, the fallback of a replay's check. */
+static void test_perm_posix_order(void **state)
+{
+    (void)state;
+    struct daemon_perm p = {.uid = 1000, .gid = 100, .groups = {100, 200}, .n_groups = 2};
+    struct stat st = {.st_uid = 0, .st_gid = 200, .st_mode = S_IFREG | 0604};
+    assert_false(daemon_perm_allows(&p, &st, 4)); /* a member of the group: group bits, not other's */
+    st.st_gid = 300;
+    assert_true(daemon_perm_allows(&p, &st, 4)); /* not a member: other's */
+    st.st_uid = 1000;
+    st.st_mode = S_IFREG | 0077;
+    assert_false(daemon_perm_allows(&p, &st, 4)); /* the owner: owner's bits only */
+    st = (struct stat){.st_uid = 0, .st_gid = 100, .st_mode = S_IFDIR | 0750};
+    assert_true(daemon_perm_allows(&p, &st, 1)); /* search through the primary group */
+    st.st_mode = S_IFDIR | 0705;
+    assert_false(daemon_perm_allows(&p, &st, 1));
+}
+
+/* The component walk: symlinks refused or followed, the deny list seen
+ * through a symlink, not a regular file. */
+static void test_file_open_walk(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/haul-test-files.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char f[128], link[128], secret[128], sneaky[128], sub[128];
+    snprintf(f, sizeof f, "%s/f", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    snprintf(sub, sizeof sub, "%s/secret", dir);
+    snprintf(secret, sizeof secret, "%s/secret/key", dir);
+    snprintf(sneaky, sizeof sneaky, "%s/sneaky", dir);
+    FILE *out = fopen(f, "w");
+    fputs("data", out);
+    fclose(out);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    out = fopen(secret, "w");
+    fclose(out);
+    assert_int_equal(symlink("f", link), 0);
+    assert_int_equal(symlink("secret/../secret/key", sneaky), 0);
+    struct stat st, want;
+    haul_error err = {0};
+    assert_int_equal(stat(f, &want), 0);
+    struct daemon_open_opts strict = {0}, follow = {.follow = true};
+    int fd = daemon_file_open(f, &strict, &st, &err);
+    assert_true(fd >= 0);
+    assert_true(st.st_ino == want.st_ino && st.st_size == 4);
+    close(fd);
+    assert_true(daemon_file_open(link, &strict, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "is a symlink, refused"));
+    err = (haul_error){0};
+    fd = daemon_file_open(link, &follow, &st, &err);
+    assert_true(fd >= 0 && st.st_ino == want.st_ino);
+    close(fd);
+    const char *deny[] = {sub};
+    struct daemon_open_opts guarded = {.follow = true, .deny = deny, .n_deny = 1};
+    assert_true(daemon_file_open(sneaky, &guarded, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "under the daemon's own credentials or state"));
+    err = (haul_error){0};
+    assert_true(daemon_file_open(dir, &follow, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    unlink(sneaky);
+    unlink(link);
+    unlink(secret);
+    rmdir(sub);
+    unlink(f);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +576,9 @@ int main(void)
         cmocka_unit_test(test_field_encoding),
         cmocka_unit_test(test_unix_msg_round_trip),
         cmocka_unit_test(test_unix_msg_bad),
+        cmocka_unit_test(test_unix_msg_control_in_path),
+        cmocka_unit_test(test_perm_posix_order),
+        cmocka_unit_test(test_file_open_walk),
         cmocka_unit_test(test_dest_parse),
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_journal_replay_and_torn_tail),
