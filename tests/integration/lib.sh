@@ -52,6 +52,28 @@ run() {
     OUT=$("$HAUL" "$@" 2>"$SCRATCH/.err"); RC=$?
     ERR=$(cat "$SCRATCH/.err")
 }
+# free_port: a TCP port on 127.0.0.1 nothing listens on, below the kernel's
+# ephemeral range (32768 and up), so that no outgoing connection of another
+# process takes it between this check and the listener's bind.
+free_port() {
+    python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    port = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port")
+PY
+}
+
 # Random bytes of a given size into a file.
 mkfile() { head -c "$2" /dev/urandom > "$1"; }
 # aws cli v1 (on PATH) against the local server, quiet.
