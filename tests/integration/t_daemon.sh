@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP needs root to run the daemon as a
 
 run mb "s3://$BUCKET"; ok $RC "mb s3://$BUCKET"
 chmod 711 "$SCRATCH"   # nobody may traverse to its own directory, no more
-PORT=$((20000 + $$ % 20000))
+PORT=$(free_port)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; _cleanup' EXIT
 
