@@ -202,7 +202,11 @@ int cmd_backup(int argc, char **argv)
         "delete anything (exit 1) when a DIR is empty (an unmounted filesystem?: --allow-empty-src),\n"
         "another filesystem than at the last run (root inode, statfs fsid and type, device; kept\n"
         "in the index: --allow-new-src) or changed during the run, and with --max-delete N when\n"
-        "more than N objects would go. With --dry-run it lists what it would delete.\n"
+        "more than N objects would go. With --dry-run it lists what it would delete. The index is\n"
+        "bound to the bucket by the marker PREFIX/.haul/index-id (one HEAD a run): when it is\n"
+        "missing or another index's, the index is stale and the bucket is rescanned. PREFIX/.haul/\n"
+        "is haul's: a top-level .haul in DIR is refused. One run per destination: a second one\n"
+        "exits 1 at once.\n"
         "Distributed (--broker URL or HAUL_BROKER): this process becomes the coordinator of\n"
         "`haul worker`s on other nodes: they read the tree and upload, this process decides what\n"
         "changed against the same index as a local run and records what they stored.\n"
@@ -234,7 +238,7 @@ int cmd_backup(int argc, char **argv)
         {"allow-new-src", 0, OPT_FLAG, &cli.allow_new_src, NULL, "--delete: DIR may be another filesystem than at the last run (then recorded)"},
         {"one-file-system", 'x', OPT_FLAG, &cli.one_fs, NULL, "do not cross into other filesystems"},
         {"state-dir", 0, OPT_STRING, &cli.state_dir, "DIR", "index and journals (default ~/.local/state/haul)"},
-        {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first (missing or stale index)"},
+        {"rescan-remote", 0, OPT_FLAG, &cli.rescan, NULL, "rebuild the index from the bucket first, dropping entries whose objects are gone (done by itself when PREFIX/.haul/index-id is missing or another index's)"},
         {"show-bucket-policy", 0, OPT_FLAG, &cli.show_policy, NULL, "print the bucket's lifecycle rules and exit"},
         {"broker", 0, OPT_STRING, &cli.broker, "URL", "distributed: coordinate `haul worker`s through this RabbitMQ (amqp://...)"},
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 struct index;
 
@@ -23,6 +24,15 @@ struct index_entry {
     char etag[128];
     char storage_class[32];
     char tree_hash[65];      /* SHA-256 tree hash (hex), "" when not computed */
+    uint32_t nlink;          /* st_nlink when stored (0: not recorded) */
+    /* Hard links: the object holds the bytes of its inode (link ""), or is
+     * a link object naming the path (relative to the backup root) of the
+     * one that holds them.  link_unknown: an entry from an index older than
+     * link roles whose object looks like a link object (a non-empty file
+     * stored as an empty body): stored as a link to a name not recorded. */
+    char link[4096];
+    bool link_unknown;
+    bool seen;               /* index_get: put or touched by the current run */
 };
 
 /* Opens (creating when missing) the index at path.  NULL on failure. */
@@ -57,11 +67,48 @@ int index_unseen_each(struct index *ix, index_key_fn fn, void *ctx, haul_error *
 /* Removes key (its object was deleted). */
 int index_delete(struct index *ix, const char *key, haul_error *err);
 
-/* Hard links: the first key stored for (dev, ino) in this run, or stores
- * key as the first one.  Returns 1 and fills first (cap bytes) when another
- * key came first, 0 when key is now the first, <0 on error. */
-int index_link_first(struct index *ix, uint64_t dev, uint64_t ino, const char *key, char *first,
-                     size_t cap, haul_error *err);
+/* Hard links are decided once the walk is over, when every name of an
+ * inode is known (so the name that holds the bytes can stay the same from
+ * run to run, and a surviving name takes over from one that is gone).
+ * One name, as the walk saw it: */
+struct index_link_name {
+    struct stat st;   /* as walked; st_dev and st_ino say which inode */
+    uint32_t root;    /* which backup root it was found under */
+    const char *key;  /* its object key */
+    const char *path; /* relative to the backup root (what link objects name) */
+    bool after;       /* postponed until its holder is stored (index_link_postpone) */
+};
+
+/* Records a name for the end of the run (this connection only). */
+int index_link_defer(struct index *ix, const struct index_link_name *name, haul_error *err);
+
+/* Marks a deferred name as postponed (its holder is stored first). */
+int index_link_postpone(struct index *ix, const char *key, haul_error *err);
+
+/* Calls fn once per inode recorded by index_link_defer, with all its names
+ * in key order (valid during the call; the lock is not held, so fn may use
+ * the index).  Stops at fn's first non-zero return, which it returns. */
+typedef int (*index_links_fn)(const struct index_link_name *names, size_t n, void *ctx);
+int index_links_each(struct index *ix, index_links_fn fn, void *ctx, haul_error *err);
+
+/* Forgets every entry the current run did not put or touch (--rescan-remote:
+ * what the listing lacks).  Returns how many went, <0 on error. */
+int64_t index_unseen_drop(struct index *ix, haul_error *err);
+
+/* The id of the marker object this index was bound to (see
+ * job/backup.h, backup_index_bind): 1 and id filled when recorded, 0 when
+ * none is, <0 on error.  index_marker_set records it ("" forgets it). */
+int index_marker_get(struct index *ix, char *id, size_t cap, haul_error *err);
+int index_marker_set(struct index *ix, const char *id, haul_error *err);
+
+/* One run per destination: takes flock(LOCK_EX|LOCK_NB) on index_path +
+ * ".lock" and writes "pid host" in it.  A lock file left by a process that
+ * died is taken over (the kernel released its flock).  When another live
+ * process holds it, fails with HAUL_EIO "another backup of DEST is running
+ * (pid N on HOST)".  Returns the descriptor holding the lock, -1 on error. */
+int index_lock_take(const char *index_path, const char *dest, haul_error *err);
+/* Releases it (closes fd; the file stays, for the next run).  -1 is a no-op. */
+void index_lock_release(int fd);
 
 /* Entries in the index (for summaries and tests). */
 int64_t index_count(struct index *ix);

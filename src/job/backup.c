@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs/fs.h"
 #include "fs/srcid.h"
 #include "index/index.h"
 #include "meta/meta.h"
@@ -30,6 +32,7 @@ struct backup {
     struct backup_stats *stats;
     struct index *ix;
     struct queue *small, *large;
+    int *root_fds;         /* the roots, opened when a hard link is decided after the walk */
     atomic_bool stop;      /* a fatal error: stop walking and working */
     pthread_mutex_t lock;  /* guards fatal */
     haul_error fatal;
@@ -102,6 +105,104 @@ bool backup_same_as_indexed(const struct index_entry *e, const struct stat *st)
            e->gid == st->st_gid;
 }
 
+bool backup_unchanged(const struct index_entry *e, const struct stat *st, const char *holder)
+{
+    if (!backup_same_as_indexed(e, st) || e->link_unknown)
+        return false;
+    return strcmp(e->link, holder ? holder : "") == 0;
+}
+
+int backup_holder_missing_error(const struct backup_link_choice *c, haul_error *err)
+{
+    return err_set(err, HAUL_EIO, "%s: not stored in this run, so the other names of its inode are not re-pointed"
+                   " to it (the next run does it)", c->name->path);
+}
+
+/* ---- hard links, decided once the walk is over ---------------------------- */
+
+struct links_decide {
+    struct index *ix;
+    enum backup_links_pass pass;
+    backup_link_fn fn;
+    void *ctx;
+    size_t postponed;
+    haul_error *err;
+};
+
+static bool holds_bytes(const struct index_entry *e)
+{
+    return S_ISREG(e->mode) && !e->link[0] && !e->link_unknown;
+}
+
+/* The name that held the bytes last run when it still is one of the
+ * inode's names (nothing moves from run to run), else the first in key
+ * order.  <0 on error. */
+static long holder_pick(struct index *ix, const struct index_link_name *names, size_t n, struct index_entry *old,
+                        haul_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int got = index_get(ix, names[i].key, old, err);
+        if (got < 0)
+            return got;
+        if (got && holds_bytes(old))
+            return (long)i;
+    }
+    return 0;
+}
+
+/* One inode's names: the holder is stored (or kept) with the bytes, every
+ * other name is a link object naming it, re-stored when it named another. */
+static int links_group(const struct index_link_name *names, size_t n, void *arg)
+{
+    struct links_decide *x = arg;
+    struct index_entry *old = malloc(sizeof *old);
+    if (!old)
+        return err_set(x->err, HAUL_ENOMEM, "out of memory");
+    long holder = holder_pick(x->ix, names, n, old, x->err);
+    int rc = holder < 0 ? (int)holder : 0;
+    /* First the holder (in the second pass: is it stored now?), then its links. */
+    bool stored = false;
+    for (size_t k = 0; k <= n && rc == 0; k++) {
+        size_t i = k == 0 ? (size_t)holder : k - 1;
+        if (k > 0 && (i == (size_t)holder || (x->pass == BACKUP_LINKS_AFTER && !names[i].after)))
+            continue;
+        int indexed = index_get(x->ix, names[i].key, old, x->err);
+        if (indexed < 0) {
+            rc = indexed;
+            break;
+        }
+        struct backup_link_choice c = {.name = &names[i], .holder = k == 0 ? NULL : names[holder].path,
+                                       .indexed = indexed, .old = old};
+        c.unchanged = indexed && backup_unchanged(old, &names[i].st, c.holder);
+        /* First pass: unchanged by its metadata; second: stored by this run. */
+        if (k == 0)
+            stored = x->pass == BACKUP_LINKS_AFTER ? indexed && holds_bytes(old) && old->seen : c.unchanged;
+        if (k == 0 && x->pass == BACKUP_LINKS_AFTER) {
+            c.holder_missing = !stored;
+            rc = stored ? 0 : x->fn(&c, x->ctx, x->err); /* an error: --delete is skipped */
+            if (!stored)
+                break;
+        } else if (k > 0 && x->pass == BACKUP_LINKS_FIRST && !c.unchanged && !stored) {
+            rc = index_link_postpone(x->ix, names[i].key, x->err);
+            x->postponed++;
+        } else {
+            rc = x->fn(&c, x->ctx, x->err);
+        }
+    }
+    free(old);
+    return rc;
+}
+
+int backup_links_decide(struct index *ix, enum backup_links_pass pass, backup_link_fn fn, void *ctx,
+                        size_t *postponed, haul_error *err)
+{
+    struct links_decide x = {.ix = ix, .pass = pass, .fn = fn, .ctx = ctx, .err = err};
+    int rc = index_links_each(ix, links_group, &x, err);
+    if (postponed)
+        *postponed = x.postponed;
+    return rc;
+}
+
 static int tree_hash_fd(int fd, char hex[SHA256_HEX_LEN + 1], haul_error *err)
 {
     struct meta_treehash *th = meta_treehash_new();
@@ -162,39 +263,17 @@ static void count_entry(struct backup *b, const struct walk_entry *e)
     }
 }
 
-/* Opens the file the walker just saw, relative to its directory, never
- * following a symlink swapped in since. */
-static int file_open(const struct walk_entry *e, haul_error *err)
-{
-    int fd = openat(e->dirfd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        err_errno(err, errno, "%s", e->path);
-    return fd;
-}
-
-/* Hard links: a later path of an inode becomes a link task.  Only the
- * index is consulted: no file is opened. */
-static int task_link_check(struct backup *b, struct backup_item *t, const struct walk_entry *e, haul_error *err)
-{
-    if (e->st->st_nlink <= 1)
-        return 0;
-    char first[META_PATH_MAX];
-    int rc = index_link_first(b->ix, (uint64_t)e->st->st_dev, (uint64_t)e->st->st_ino, t->path,
-                              first, sizeof first, err);
-    if (rc <= 0)
-        return rc;
-    t->kind = BACKUP_HARDLINK;
-    t->link = strdup(first);
-    return t->link ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
-}
-
 /* Opens a file to upload (and with check_sha256 hashes it, which may turn
- * out to leave it unchanged after all). */
-static int task_open(struct backup *b, struct backup_item *t, const struct walk_entry *e,
+ * out to leave it unchanged after all): name in dirfd, never following a
+ * symlink nor blocking on a FIFO swapped in since the walk, and only if it
+ * still is the file walked (fs_source_open). */
+static int task_open(struct backup *b, struct backup_item *t, int dirfd, const char *name,
                      const struct index_entry *old, bool indexed, bool *unchanged, haul_error *err)
 {
-    if ((t->fd = file_open(e, err)) < 0)
+    if ((t->fd = fs_source_open(dirfd, name, &t->st, err)) < 0) {
+        err_prefix(err, "%s: ", t->path);
         return -HAUL_EIO;
+    }
     if (!b->o->check_sha256)
         return 0;
     int rc = tree_hash_fd(t->fd, t->tree, err);
@@ -232,27 +311,21 @@ static int task_make(struct backup *b, const struct walk_entry *e, struct backup
     return 0;
 }
 
-/* Decides one entry: unchanged (stamp it), or a task for a worker. */
-static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error *err)
+/* An unchanged file is not even opened (an open is a metadata-server
+ * round trip on Lustre, GPFS or NFS), unless its content is compared. */
+static bool open_needed(const struct backup *b, const struct backup_item *t, bool unchanged)
 {
-    struct backup_item *t = NULL;
-    int rc = task_make(b, e, &t, err);
-    if (rc < 0)
-        return rc;
-    struct index_entry old;
-    int indexed = index_get(b->ix, t->key, &old, err);
-    if (indexed < 0) {
-        backup_item_free(t);
-        return indexed;
-    }
-    bool unchanged = indexed && backup_same_as_indexed(&old, e->st);
-    if (t->kind == BACKUP_FILE)
-        rc = task_link_check(b, t, e, err);
-    /* An unchanged file is not even opened (an open is a metadata-server
-     * round trip on Lustre, GPFS or NFS), unless its content is compared. */
-    bool open_needed = t->kind == BACKUP_FILE && (!unchanged || b->o->check_sha256);
-    if (rc == 0 && open_needed && (!b->o->dry_run || b->o->check_sha256))
-        rc = task_open(b, t, e, &old, indexed, &unchanged, err);
+    return t->kind == BACKUP_FILE && (!unchanged || b->o->check_sha256) && (!b->o->dry_run || b->o->check_sha256);
+}
+
+/* A decided item (owned): opened when needed (name in dirfd), then stamped
+ * as unchanged, reported (dry run) or queued for a worker. */
+static int task_dispatch(struct backup *b, struct backup_item *t, int dirfd, const char *name,
+                         const struct index_entry *old, bool indexed, bool unchanged, haul_error *err)
+{
+    int rc = 0;
+    if (open_needed(b, t, unchanged))
+        rc = task_open(b, t, dirfd, name, old, indexed, &unchanged, err);
     if (rc < 0) {
         backup_item_free(t);
         return rc;
@@ -275,6 +348,69 @@ static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error
     return 0;
 }
 
+/* Decides one entry: unchanged (stamp it), or a task for a worker.  A
+ * file with several names waits for the end of the walk (links_run). */
+static int entry_decide(struct backup *b, const struct walk_entry *e, haul_error *err)
+{
+    struct backup_item *t = NULL;
+    int rc = task_make(b, e, &t, err);
+    if (rc < 0)
+        return rc;
+    if (t->kind == BACKUP_FILE && e->st->st_nlink > 1) {
+        struct index_link_name nm = {.st = *e->st, .root = (uint32_t)e->root_index, .key = t->key, .path = t->path};
+        rc = index_link_defer(b->ix, &nm, err);
+        backup_item_free(t);
+        return rc;
+    }
+    struct index_entry *old = malloc(sizeof *old);
+    int indexed = old ? index_get(b->ix, t->key, old, err) : err_set(err, HAUL_ENOMEM, "out of memory");
+    if (indexed < 0) {
+        free(old);
+        backup_item_free(t);
+        return indexed;
+    }
+    rc = task_dispatch(b, t, e->dirfd, e->name, old, indexed, indexed && backup_unchanged(old, e->st, NULL), err);
+    free(old);
+    return rc;
+}
+
+int backup_reserved_error(const struct backup_opts *o, const char *root, const char *name, haul_error *err)
+{
+    return err_set(err, HAUL_EUSAGE,
+                   "%s%s%s: the name " META_INTERNAL_DIR " at the top of a backup is reserved for haul's own objects"
+                   " (s3://%s/%s" META_INTERNAL_DIR "/); not stored: rename it or back it up under another prefix",
+                   root, name ? "/" : "", name ? name : "", o->bucket, o->prefix);
+}
+
+/* The top-level name ".haul" would collide with haul's own objects under
+ * PREFIX.haul/: refused (an error: the rest goes on, --delete is skipped). */
+static bool entry_reserved(struct backup *b, const struct walk_entry *e)
+{
+    const char *top = NULL;
+    char *rel = NULL;
+    if (b->o->n_roots == 1 && e->depth == 1)
+        top = e->name;
+    else if (b->o->n_roots > 1 && e->depth == 0)
+        top = rel = rel_path(b, e);
+    bool reserved = top && meta_path_is_internal(top);
+    if (reserved) {
+        haul_error err = {0};
+        backup_reserved_error(b->o, b->o->roots[e->root_index], e->depth ? e->name : NULL, &err);
+        entry_failed(b, &err);
+    }
+    free(rel);
+    return reserved;
+}
+
+/* An entry's failure: fatal when the index failed, else the entry's own. */
+static void decide_failed(struct backup *b, int rc, const haul_error *err)
+{
+    if (rc == -HAUL_EIO && strstr(err->msg, "index "))
+        fatal(b, err);
+    else if (rc < 0)
+        entry_failed(b, err);
+}
+
 static enum walk_action on_entry(const struct walk_entry *e, void *ctx)
 {
     struct backup *b = ctx;
@@ -287,13 +423,89 @@ static enum walk_action on_entry(const struct walk_entry *e, void *ctx)
             log_info("%s: skipped (not a file, directory or symlink)", e->path);
         return WALK_CONTINUE;
     }
+    if (entry_reserved(b, e))
+        return WALK_PRUNE;
     haul_error err = {0};
-    int rc = entry_decide(b, e, &err);
-    if (rc == -HAUL_EIO && strstr(err.msg, "index "))
-        fatal(b, &err);
-    else if (rc < 0)
-        entry_failed(b, &err);
+    decide_failed(b, entry_decide(b, e, &err), &err);
     return stopping(b) ? WALK_STOP : WALK_CONTINUE;
+}
+
+/* The directory holding a deferred name, opened below its root (no
+ * symlink followed): its fd (fs_parent_close) and *name in it, or -1. */
+static int name_parent_open(struct backup *b, const struct index_link_name *nm, const char **name, haul_error *err)
+{
+    int *root = &b->root_fds[nm->root];
+    if (*root < 0 && (*root = open(b->o->roots[nm->root], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return err_errno(err, errno, "%s", b->o->roots[nm->root]);
+    const char *walked = nm->path; /* several roots: the path starts with the root's base name */
+    if (b->o->n_roots > 1)
+        walked = strchr(walked, '/') ? strchr(walked, '/') + 1 : "";
+    int fd = fs_parent_open(*root, walked, name, err);
+    if (fd < 0)
+        err_prefix(err, "%s: ", nm->path);
+    return fd;
+}
+
+/* One name of a hard-linked inode, decided (backup_links_decide). */
+static int link_chosen(const struct backup_link_choice *c, void *ctx, haul_error *unused)
+{
+    (void)unused;
+    struct backup *b = ctx;
+    if (stopping(b))
+        return 1;
+    haul_error err = {0};
+    if (c->holder_missing) {
+        backup_holder_missing_error(c, &err);
+        entry_failed(b, &err);
+        return 0;
+    }
+    struct backup_item *t = calloc(1, sizeof *t);
+    int rc = t ? 0 : err_set(&err, HAUL_ENOMEM, "out of memory");
+    if (rc == 0) {
+        t->fd = -1;
+        t->st = c->name->st;
+        t->kind = c->holder ? BACKUP_HARDLINK : BACKUP_FILE;
+        if (!(t->key = strdup(c->name->key)) || !(t->path = strdup(c->name->path)) ||
+            (c->holder && !(t->link = strdup(c->holder))))
+            rc = err_set(&err, HAUL_ENOMEM, "out of memory");
+    }
+    const char *name = NULL;
+    int dirfd = -1;
+    if (rc == 0 && open_needed(b, t, c->unchanged) && (dirfd = name_parent_open(b, c->name, &name, &err)) < 0)
+        rc = -HAUL_EIO;
+    if (rc == 0)
+        rc = task_dispatch(b, t, dirfd, name, c->old, c->indexed, c->unchanged, &err);
+    else
+        backup_item_free(t);
+    if (dirfd >= 0)
+        fs_parent_close(b->root_fds[c->name->root], dirfd);
+    decide_failed(b, rc, &err);
+    return stopping(b) ? 1 : 0;
+}
+
+/* After the walk (and again once the first pass's uploads are stored):
+ * the names of hard-linked files, each inode's holder stored (or kept)
+ * with the bytes, the others as links to it (backup_links_decide). */
+static int links_run(struct backup *b, enum backup_links_pass pass, size_t *postponed, haul_error *err)
+{
+    if (!(b->root_fds = malloc(b->o->n_roots * sizeof *b->root_fds)))
+        return err_set(err, HAUL_ENOMEM, "backup: out of memory");
+    for (size_t i = 0; i < b->o->n_roots; i++)
+        b->root_fds[i] = -1;
+    int rc = backup_links_decide(b->ix, pass, link_chosen, b, postponed, err);
+    for (size_t i = 0; i < b->o->n_roots; i++)
+        if (b->root_fds[i] >= 0)
+            close(b->root_fds[i]);
+    free(b->root_fds);
+    b->root_fds = NULL;
+    /* Stopped midway: the names not decided are unseen, so nothing may
+     * go on to --delete (a fatal error is the caller's to report). */
+    pthread_mutex_lock(&b->lock);
+    bool fatal_set = b->fatal.code != HAUL_OK;
+    pthread_mutex_unlock(&b->lock);
+    if (rc > 0 && !fatal_set)
+        rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+    return rc < 0 ? rc : 0;
 }
 
 static void on_walk_error(const struct walk_failure *f, void *ctx)
@@ -319,6 +531,8 @@ static void item_record(const struct backup_item *t, const char *etag, const cha
     snprintf(e->etag, sizeof e->etag, "%s", etag ? etag : "");
     snprintf(e->storage_class, sizeof e->storage_class, "%s", storage_class ? storage_class : "STANDARD");
     snprintf(e->tree_hash, sizeof e->tree_hash, "%s", t->tree);
+    e->nlink = (uint32_t)t->st.st_nlink;
+    snprintf(e->link, sizeof e->link, "%s", t->kind == BACKUP_HARDLINK ? t->link : "");
 }
 
 static int meta_for(const struct backup_item *t, struct meta_encoded *m, haul_error *err)
@@ -633,25 +847,29 @@ static void rescan_one(struct backup *b, const char *key)
     struct s3_object_info info = {0};
     struct meta_posix m;
     size_t n = strlen(key);
-    int rc = s3_object_head(b->client, b->o->bucket, key, &info, &err);
+    struct index_entry *e = calloc(1, sizeof *e);
+    int rc = e ? s3_object_head(b->client, b->o->bucket, key, &info, &err) : err_set(&err, HAUL_ENOMEM, "out of memory");
     if (rc == 0)
         rc = meta_stat_decode(info.meta, info.n_meta, n && key[n - 1] == '/', &m, &err);
     if (rc == 0 && (m.has & (META_HAS_MODE | META_HAS_MTIME)) == (META_HAS_MODE | META_HAS_MTIME)) {
-        struct index_entry e = {
+        *e = (struct index_entry){
             .size = S_ISREG(m.mode) ? info.size : 0,
             .mtime_ns = (int64_t)m.mtime.tv_sec * 1000000000LL + m.mtime.tv_nsec,
             .mode = m.mode, .uid = m.uid, .gid = m.gid,
         };
-        if (m.has & META_HAS_HARDLINK)
-            e.size = 0; /* unknown: the next run re-stores the link, which is cheap */
-        snprintf(e.key, sizeof e.key, "%s", key);
-        snprintf(e.etag, sizeof e.etag, "%s", info.etag);
-        snprintf(e.storage_class, sizeof e.storage_class, "%s", info.storage_class);
-        snprintf(e.tree_hash, sizeof e.tree_hash, "%s", m.tree_sha256);
-        rc = index_put(b->ix, &e, &err);
+        if (m.has & META_HAS_HARDLINK) {
+            e->size = 0; /* unknown: the next run re-stores the link, which is cheap */
+            snprintf(e->link, sizeof e->link, "%s", m.hardlink);
+        }
+        snprintf(e->key, sizeof e->key, "%s", key);
+        snprintf(e->etag, sizeof e->etag, "%s", info.etag);
+        snprintf(e->storage_class, sizeof e->storage_class, "%s", info.storage_class);
+        snprintf(e->tree_hash, sizeof e->tree_hash, "%s", m.tree_sha256);
+        rc = index_put(b->ix, e, &err);
         if (rc == 0)
             atomic_fetch_add(&b->stats->rescanned, 1);
     }
+    free(e);
     s3_object_info_release(&info);
     if (rc < 0)
         log_warn("rescan: %s (the next backup uploads it again)", err.msg);
@@ -672,7 +890,7 @@ static void *rescan_main(void *arg)
 static int rescan_listed(const struct s3_list_entry *e, void *ctx)
 {
     struct rescan *r = ctx;
-    if (e->is_prefix || memchr(e->key, '\0', e->key_len))
+    if (e->is_prefix || memchr(e->key, '\0', e->key_len) || meta_key_is_internal(r->b->o->prefix, e->key, e->key_len))
         return 0;
     char *key = strdup(e->key);
     if (!key)
@@ -682,21 +900,96 @@ static int rescan_listed(const struct s3_list_entry *e, void *ctx)
     return stopping(r->b) ? -HAUL_ECANCELED : 0;
 }
 
+/* The index rebuilt from the listing: entries for the objects backup
+ * wrote (their metadata by HEAD), and none for what the listing lacks. */
 static int rescan_remote(struct backup *b, haul_error *err)
 {
+    int rc = index_run_begin(b->ix, err); /* a run of its own: what is listed gets its stamp */
+    if (rc < 0)
+        return rc;
     struct rescan r = {b, queue_new(1024), err};
     int n = b->o->small_workers > 0 ? b->o->small_workers : 16, started = 0;
     pthread_t *threads = calloc((size_t)n, sizeof *threads);
     while (r.keys && threads && started < n && pthread_create(&threads[started], NULL, rescan_main, &r) == 0)
         started++;
-    int rc = started ? s3_objects_list(b->client, b->o->bucket, b->o->prefix, NULL, rescan_listed, &r, err)
-                     : err_set(err, HAUL_ENOMEM, "rescan: cannot start threads");
+    rc = started ? s3_objects_list(b->client, b->o->bucket, b->o->prefix, NULL, rescan_listed, &r, err)
+                 : err_set(err, HAUL_ENOMEM, "rescan: cannot start threads");
     if (r.keys)
         queue_close(r.keys);
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     free(threads);
     queue_free(r.keys);
+    if (rc == 0 && stopping(b))
+        rc = err_set(err, HAUL_ECANCELED, "rescan: canceled");
+    int64_t dropped = rc == 0 ? index_unseen_drop(b->ix, err) : 0; /* only after a complete listing */
+    if (dropped < 0)
+        return (int)dropped;
+    if (dropped > 0)
+        log_info("rescan: %lld index entries had no object in s3://%s/%s: forgotten", (long long)dropped,
+                 b->o->bucket, b->o->prefix);
+    return rc;
+}
+
+/* ---- binding the index to its destination ---------------------------------- */
+
+#define MARKER_KEY META_INTERNAL_DIR "/index-id" /* under the prefix */
+#define MARKER_META "haul-index-id"               /* x-amz-meta-haul-index-id: the id */
+
+static int marker_write(struct s3_client *c, const struct backup_opts *o, const char *key, struct index *ix,
+                        haul_error *err)
+{
+    uint8_t raw[16];
+    char id[33];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return err_errno(err, errno, "getrandom");
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    struct s3_meta meta = {.name = MARKER_META, .value = id};
+    struct s3_put_opts put = {.meta = &meta, .n_meta = 1, .content_type = "text/plain"};
+    struct s3_object_info info = {0};
+    char body[40];
+    int n = snprintf(body, sizeof body, "%s\n", id);
+    int rc = s3_object_put(c, o->bucket, key, body, (size_t)n, &put, &info, err);
+    s3_object_info_release(&info);
+    return rc < 0 ? rc : index_marker_set(ix, id, err);
+}
+
+int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct index *ix,
+                      struct backup_stats *stats, haul_error *err)
+{
+    char key[META_KEY_MAX + 1], mine[64] = "";
+    if (snprintf(key, sizeof key, "%s%s", o->prefix, MARKER_KEY) >= (int)sizeof key)
+        return err_set(err, HAUL_EUSAGE, "s3://%s/%s: prefix too long", o->bucket, o->prefix);
+    int have = index_marker_get(ix, mine, sizeof mine, err);
+    if (have < 0)
+        return have;
+    struct s3_object_info info = {0};
+    haul_error herr = {0};
+    int rc = s3_object_head(c, o->bucket, key, &info, &herr);
+    if (rc < 0 && herr.code != HAUL_ENOTFOUND) {
+        s3_object_info_release(&info);
+        /* A HEAD's error has no body: a listing names the cause (NoSuchBucket,
+         * SignatureDoesNotMatch, InvalidAccessKeyId) when the bucket is at fault. */
+        haul_error berr = {0};
+        if (s3_bucket_check(c, o->bucket, o->prefix, &berr) < 0)
+            return err_copy(err, &berr);
+        return err_copy(err, &herr);
+    }
+    const char *theirs = rc == 0 ? s3_object_info_meta(&info, MARKER_META) : NULL;
+    bool bound = have && theirs && strcmp(theirs, mine) == 0;
+    if (!bound && (have || index_count(ix) > 0))
+        log_warn("the index of s3://%s/%s is stale (s3://%s/%s %s): rescanning the bucket", o->bucket, o->prefix,
+                 o->bucket, key,
+                 theirs ? "names another index" : have ? "is missing" : "is missing, the index predates markers");
+    s3_object_info_release(&info);
+    rc = 0;
+    if (!bound || o->rescan_remote) {
+        struct backup b = {.client = c, .o = o, .stats = stats, .ix = ix};
+        rc = rescan_remote(&b, err);
+    }
+    if (rc == 0 && !bound && !o->dry_run)
+        rc = marker_write(c, o, key, ix, err);
     return rc;
 }
 
@@ -711,17 +1004,42 @@ static int workers_start(struct backup *b, pthread_t *threads, struct worker_ctx
     return started;
 }
 
-static int pipeline_run(struct backup *b, haul_error *err)
+/* What the main thread feeds the workers in one phase of the pipeline. */
+typedef int (*phase_fn)(struct backup *b, size_t *postponed, haul_error *err);
+
+/* One phase: workers started on fresh queues, fed by fn, drained. */
+static int phase_run(struct backup *b, phase_fn fn, size_t *postponed, haul_error *err)
 {
     const struct backup_opts *o = b->o;
     int n_small = o->small_workers > 0 ? o->small_workers : 16;
     int n_large = o->large_workers > 0 ? o->large_workers : 1;
     pthread_t *threads = calloc((size_t)(n_small + n_large), sizeof *threads);
     struct worker_ctx small_ctx, large_ctx;
-    if (!threads)
-        return err_set(err, HAUL_ENOMEM, "backup: out of memory");
-    int s = workers_start(b, threads, &small_ctx, n_small, false);
-    int l = workers_start(b, threads + s, &large_ctx, n_large, true);
+    b->small = queue_new(SMALL_QUEUE);
+    b->large = queue_new(LARGE_QUEUE);
+    int s = 0, l = 0, rc = 0;
+    if (!threads || !b->small || !b->large)
+        rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
+    if (rc == 0) {
+        s = workers_start(b, threads, &small_ctx, n_small, false);
+        l = workers_start(b, threads + s, &large_ctx, n_large, true);
+        rc = s && l ? fn(b, postponed, err) : err_set(err, HAUL_ENOMEM, "backup: cannot start worker threads");
+        queue_close(b->small);
+        queue_close(b->large);
+    }
+    for (int i = 0; i < s + l; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    queue_free(b->small);
+    queue_free(b->large);
+    b->small = b->large = NULL;
+    return rc;
+}
+
+/* The first phase: the walk, then the hard links' first pass. */
+static int walk_phase(struct backup *b, size_t *postponed, haul_error *err)
+{
+    const struct backup_opts *o = b->o;
     struct walk_opts wo = {
         .threads = o->walk_threads > 0 ? (unsigned)o->walk_threads : 4,
         .one_filesystem = o->one_filesystem,
@@ -732,13 +1050,50 @@ static int pipeline_run(struct backup *b, haul_error *err)
         .cancel = o->cancel,
     };
     struct walk_stats ws;
-    int rc = s && l ? walk_run(o->roots, o->n_roots, &wo, &ws, err)
-                    : err_set(err, HAUL_ENOMEM, "backup: cannot start worker threads");
-    queue_close(b->small);
-    queue_close(b->large);
-    for (int i = 0; i < s + l; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
+    int rc = walk_run(o->roots, o->n_roots, &wo, &ws, err);
+    if (rc == 0) /* stopped: ends canceled, whatever is left undecided */
+        rc = links_run(b, o->dry_run ? BACKUP_LINKS_ALL : BACKUP_LINKS_FIRST, postponed, err);
+    return rc;
+}
+
+/* The second phase: the links whose holder the first one stored. */
+static int links_after_phase(struct backup *b, size_t *postponed, haul_error *err)
+{
+    return links_run(b, BACKUP_LINKS_AFTER, postponed, err);
+}
+
+static int pipeline_run(struct backup *b, haul_error *err)
+{
+    size_t postponed = 0;
+    int rc = phase_run(b, walk_phase, &postponed, err);
+    if (rc == 0 && postponed)
+        rc = phase_run(b, links_after_phase, NULL, err);
+    /* Interrupted after the walk: items the workers dropped keep their old
+     * entries, unseen by this run, which --delete must not take for gone. */
+    if (rc == 0 && b->o->cancel && atomic_load(b->o->cancel))
+        rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+    return rc;
+}
+
+int backup_index_open(struct s3_client *c, const struct backup_opts *o, struct index **ix, int *lock,
+                      haul_error *err)
+{
+    char path[4096], dest[1200];
+    *ix = NULL;
+    *lock = -1;
+    int rc = index_path_for(o->state_dir, s3_client_config(c)->endpoint, o->bucket, o->prefix, path, sizeof path,
+                            err);
+    size_t n = strlen(o->prefix);
+    snprintf(dest, sizeof dest, "s3://%s/%.*s", o->bucket, (int)(n && o->prefix[n - 1] == '/' ? n - 1 : n),
+             o->prefix);
+    if (rc == 0 && (*lock = index_lock_take(path, dest, err)) < 0)
+        rc = -HAUL_EIO;
+    if (rc == 0 && !(*ix = index_open(path, err)))
+        rc = -HAUL_EIO;
+    if (rc < 0) {
+        index_lock_release(*lock);
+        *lock = -1;
+    }
     return rc;
 }
 
@@ -748,24 +1103,17 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
     memset(stats, 0, sizeof *stats);
     struct backup b = {.client = c, .o = o, .stats = stats};
     pthread_mutex_init(&b.lock, NULL);
-    char path[4096];
-    int rc = index_path_for(o->state_dir, s3_client_config(c)->endpoint, o->bucket, o->prefix, path,
-                            sizeof path, err);
-    if (rc == 0 && !(b.ix = index_open(path, err)))
-        rc = -HAUL_EIO;
+    int lock = -1;
+    int rc = backup_index_open(c, o, &b.ix, &lock, err);
     struct srcid *ids = calloc(o->n_roots ? o->n_roots : 1, sizeof *ids);
     if (rc == 0 && !ids)
         rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
     if (rc == 0)
         backup_src_probe(o, ids);
-    if (rc == 0 && o->rescan_remote)
-        rc = rescan_remote(&b, err);
+    if (rc == 0)
+        rc = backup_index_bind(c, o, b.ix, stats, err);
     if (rc == 0)
         rc = index_run_begin(b.ix, err);
-    b.small = queue_new(SMALL_QUEUE);
-    b.large = queue_new(LARGE_QUEUE);
-    if (rc == 0 && (!b.small || !b.large))
-        rc = err_set(err, HAUL_ENOMEM, "backup: out of memory");
     if (rc == 0)
         rc = pipeline_run(&b, err);
     if (b.fatal.code != HAUL_OK) { /* it, not the walk's "stopped by a callback" */
@@ -788,8 +1136,7 @@ int backup_run(struct s3_client *c, const struct backup_opts *o, struct backup_s
         int crc = index_close(b.ix, err);
         rc = rc ? rc : crc;
     }
-    queue_free(b.small);
-    queue_free(b.large);
+    index_lock_release(lock);
     pthread_mutex_destroy(&b.lock);
     uint64_t failed = atomic_load(&stats->errors);
     if (rc == 0 && failed)

@@ -84,7 +84,8 @@ struct backup_opts {
     bool allow_empty_src, allow_new_src;
     bool max_delete_set;
     uint64_t max_delete;
-    bool rescan_remote;         /* rebuild the index from the bucket first (listing + HEADs) */
+    bool rescan_remote;         /* rebuild the index from the bucket first (listing + HEADs;
+                                   entries the listing lacks are dropped) */
     bool one_filesystem;
     const char *state_dir;      /* the index lives here */
     const atomic_bool *cancel;
@@ -113,6 +114,64 @@ void backup_src_probe(const struct backup_opts *o, struct srcid *ids);
  * that fs/srcid says should be (not empty; the recorded filesystem, none
  * yet, or allow_new_src); a mismatch is only logged. */
 int backup_src_record(const struct backup_opts *o, struct index *ix, const struct srcid *ids, haul_error *err);
+
+/* backup_same_as_indexed, and stored in the same role: holder NULL for a
+ * name that holds its bytes (e says it did), else the path of the name it
+ * is a link to (e says it was a link to that one). */
+bool backup_unchanged(const struct index_entry *e, const struct stat *st, const char *holder);
+
+/* Hard links, decided the same way by backup_run and the --broker
+ * coordinator once every name is known (index_link_defer during the walk):
+ * per inode, the name that held the bytes last run keeps them when it is
+ * still one of the names, else the first in key order takes them; every
+ * other name is a link object naming it.  A name whose role changed (the
+ * holder was removed or renamed, a link named a holder that is gone) is
+ * not unchanged, so it is re-stored in this run, before --delete removes
+ * anything.  Two passes, so that no link object names a holder before the
+ * holder's object is complete: BACKUP_LINKS_FIRST gives the holders and
+ * the links whose holder is unchanged (and postpones the others);
+ * BACKUP_LINKS_AFTER, once what the first pass queued is stored, gives the
+ * postponed links whose holder is now in the index as stored (a holder
+ * that failed was reported: its links stay as they were, and --delete is
+ * skipped).  BACKUP_LINKS_ALL does both at once (a dry run). */
+enum backup_links_pass { BACKUP_LINKS_FIRST = 1, BACKUP_LINKS_AFTER = 2, BACKUP_LINKS_ALL = 3 };
+struct backup_link_choice {
+    const struct index_link_name *name;
+    const char *holder;            /* NULL: this name holds the bytes; else the path it links to */
+    bool indexed;                  /* old is the entry of name->key */
+    bool unchanged;                /* backup_unchanged: only a stamp is needed */
+    bool holder_missing;           /* BACKUP_LINKS_AFTER: name is a holder this run did not
+                                      store (an error to report: its links wait) */
+    const struct index_entry *old;
+};
+/* The error of a choice with holder_missing. */
+int backup_holder_missing_error(const struct backup_link_choice *c, haul_error *err);
+/* < 0: an error (stops, returned); > 0: stop; 0: go on. */
+typedef int (*backup_link_fn)(const struct backup_link_choice *c, void *ctx, haul_error *err);
+/* *postponed (may be NULL) counts the links the first pass postponed. */
+int backup_links_decide(struct index *ix, enum backup_links_pass pass, backup_link_fn fn, void *ctx,
+                        size_t *postponed, haul_error *err);
+
+/* Takes the destination's lock (index_lock_take: "another backup of
+ * s3://B/P is running ...") and opens its index; on success the caller
+ * closes *ix, then releases *lock (index_lock_release). */
+int backup_index_open(struct s3_client *c, const struct backup_opts *o, struct index **ix, int *lock,
+                      haul_error *err);
+
+/* Binds the index to the bucket: the marker object PREFIX.haul/index-id
+ * holds (x-amz-meta-haul-index-id) a random id the index records.  One
+ * HEAD: when the marker is missing or holds another id (the bucket was
+ * emptied or recreated, the prefix removed, another state dir wrote it)
+ * the index is stale: one warning, the index is rebuilt from the listing
+ * (as with o->rescan_remote, which forces it: entries of listed objects
+ * are (re)read, entries the listing lacks are dropped), then a new marker
+ * is written (not with dry_run). */
+int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct index *ix,
+                      struct backup_stats *stats, haul_error *err);
+
+/* The error of a top-level entry named ".haul" (root/name, or root itself
+ * when name is NULL): PREFIX.haul/ is reserved for haul's own objects. */
+int backup_reserved_error(const struct backup_opts *o, const char *root, const char *name, haul_error *err);
 
 /* --delete: removes the objects of index entries the current run did not
  * see (their files are gone), 1000 keys per request; skipped with a

@@ -56,12 +56,7 @@ static const struct kv_field spec_fields[] = {
     F(NUM, mtime_older, 0, INT64_MAX, false),
     F(LIST, excludes, "exclude", nexcludes),
     F(LIST, includes, "include", nincludes),
-    F(NUM, src_id.dev, 0, 0, false),
-    F(NUM, src_id.ino, 0, 0, false),
-    F(NUM, src_id.fsid, 0, 0, false),
-    F(NUM, src_id.fstype, 0, 0, false),
-    F(NUM, src_id.nonempty, 0, 0, false),
-    F(STR, src_id.boot, false),
+    DIST_SRCID_FIELDS,
 };
 #undef F
 
@@ -88,8 +83,8 @@ int dbackup_spec_decode(const void *buf, size_t len, struct dbackup_spec *out, h
  *   mounting the same filesystem, inode numbers do not).
  * records (worker -> coordinator, an upload unit's result):
  *   u8 2, str run, u32 n, n x {u8 ok, ok: str key, u64 size, u64 mtime_ns,
- *   u32 mode, u32 uid, u32 gid, str etag, str storage_class;
- *   not ok: str path, str message}
+ *   u32 mode, u32 uid, u32 gid, str etag, str storage_class, str hard-link
+ *   target ("" = holds its bytes), u32 nlink; not ok: str path, str message}
  * upload (coordinator -> worker, a FILES unit's payload):
  *   u8 3, then per path of the unit: str hard-link target ("" = none) */
 
@@ -478,14 +473,12 @@ static int item_make(struct dbackup_engine *e, const char *path, const char *lin
              : (it->link = strdup(link)) ? 0 : err_set(err, HAUL_ENOMEM, "out of memory");
     } else if (rc == 0 && S_ISREG(it->st.st_mode)) {
         it->kind = BACKUP_FILE;
-        /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
-        it->fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        /* Never blocks on a FIFO swapped in, and only the file just stat'ed. */
+        it->fd = fs_source_open(pfd, name, &it->st, err);
         if (it->fd < 0)
-            rc = errno == ENOENT ? 1 : err_errno(err, errno, "open");
-        else if (fstat(it->fd, &it->st) < 0 || fcntl(it->fd, F_SETFL, 0) < 0)
+            rc = errno == ENOENT ? 1 : -HAUL_EIO;
+        else if (fstat(it->fd, &it->st) < 0)
             rc = err_errno(err, errno, "stat");
-        else if (!S_ISREG(it->st.st_mode))
-            rc = 1; /* became something else: not stored, as a scan would skip it */
     } else if (rc == 0 && S_ISDIR(it->st.st_mode)) {
         it->kind = BACKUP_DIR;
     } else if (rc == 0 && S_ISLNK(it->st.st_mode)) {
@@ -524,6 +517,8 @@ static void record_ok(struct strbuf *sb, const struct index_entry *r)
     wire_put_u32(sb, r->gid);
     wire_put_str(sb, r->etag, strlen(r->etag));
     wire_put_str(sb, r->storage_class, strlen(r->storage_class));
+    wire_put_str(sb, r->link, strlen(r->link));
+    wire_put_u32(sb, r->nlink);
 }
 
 static void record_failed(struct strbuf *sb, const char *path, const char *msg)
@@ -624,14 +619,18 @@ static int parts_upload(struct dbackup_engine *e, const struct dist_unit *u, con
                         struct wire_reader *known, uint64_t *counters, struct strbuf *etags, uint32_t *n,
                         haul_error *err)
 {
-    /* O_NONBLOCK: a FIFO put in the file's place must not block the open. */
-    int fd = fs_open_beneath(e->root, u->paths[0], O_RDONLY | O_NONBLOCK, err);
+    const char *name;
+    int pfd = fs_parent_open(e->root, u->paths[0], &name, err);
+    if (pfd < 0)
+        return -HAUL_EIO;
+    int fd = fs_source_open(pfd, name, NULL, err); /* a regular file, never blocking */
+    fs_parent_close(e->root, pfd);
     if (fd < 0)
         return -HAUL_EIO;
     struct stat st;
     char *buf = NULL;
     int rc = 0;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !same_as_ticket(&st, t) || fcntl(fd, F_SETFL, 0) < 0)
+    if (fstat(fd, &st) < 0 || !same_as_ticket(&st, t))
         rc = err_set(err, HAUL_EIO, "changed since it was listed; the next run takes it");
     else if (!(buf = malloc(t->part_size)))
         rc = err_set(err, HAUL_ENOMEM, "out of memory");
@@ -736,6 +735,7 @@ struct coord {
     const struct backup_opts *bo;
     struct backup_stats *stats;
     struct index *ix;
+    struct index_entry *rec; /* a record being read (too big for the stack) */
     struct dist_queue *q;
     struct dist_tracker *t;
     const char *run;
@@ -1070,6 +1070,52 @@ static int parts_done(struct coord *k, struct wire_reader *r, haul_error *err)
     return --sp->units_left == 0 ? spread_finish(k, sp, err) : 0;
 }
 
+/* A decided entry that must be stored: reported (dry run), the root's
+ * directory object stored here, a large file spread over RANGE units, the
+ * rest into the upload batch (a hard link: holder names the path it links
+ * to, NULL when it holds the bytes). */
+static int coord_store(struct coord *k, const char *path, const char *key, const struct stat *st,
+                       const char *holder, haul_error *err)
+{
+    if (k->bo->dry_run) {
+        report(k, "upload (dry run)", key);
+        return 0;
+    }
+    if (!path[0]) {
+        haul_error rerr = {0};
+        if (root_store(k, key, st, &rerr) < 0)
+            entry_failed(k, rerr.msg);
+        return 0;
+    }
+    uint64_t size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+    if (!holder && S_ISREG(st->st_mode) && k->o->range_size && size > k->o->range_size &&
+        size > k->bo->small_threshold)
+        return spread_start(k, path, key, st, err);
+    return batch_add(k, path, holder ? holder : "", holder ? 0 : size, err);
+}
+
+/* One name of a hard-linked inode, decided (backup_links_decide). */
+static int link_chosen(const struct backup_link_choice *c, void *ctx, haul_error *err)
+{
+    struct coord *k = ctx;
+    if (c->holder_missing) {
+        haul_error herr = {0};
+        backup_holder_missing_error(c, &herr);
+        entry_failed(k, herr.msg);
+        return 0;
+    }
+    if (c->unchanged) {
+        atomic_fetch_add(&k->stats->unchanged, 1);
+        return index_touch(k->ix, c->name->key, err); /* a dry run too: --delete lists what was not seen */
+    }
+    if (k->bo->dry_run && c->indexed) {
+        int rc = index_touch(k->ix, c->name->key, err);
+        if (rc < 0)
+            return rc;
+    }
+    return coord_store(k, c->name->path, c->name->key, &c->name->st, c->holder, err);
+}
+
 /* One listed entry, decided as backup_run decides.  < 0: the index failed. */
 static int decide(struct coord *k, const struct listing_entry *e, haul_error *err)
 {
@@ -1080,6 +1126,14 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
     }
     memcpy(path, e->path, e->path_len);
     path[e->path_len] = '\0';
+    if (meta_path_is_internal(path)) { /* reserved for haul's objects: see backup.c's entry_reserved */
+        if (strcmp(path, META_INTERNAL_DIR) == 0) {
+            haul_error rerr = {0};
+            backup_reserved_error(k->bo, k->bo->roots[0], path, &rerr);
+            entry_failed(k, rerr.msg);
+        }
+        return 0;
+    }
     struct stat st;
     stat_from_entry(e, &st);
     bool is_root = e->path_len == 0;
@@ -1093,36 +1147,23 @@ static int decide(struct coord *k, const struct listing_entry *e, haul_error *er
         entry_failed(k, msg);
         return 0;
     }
-    struct index_entry old;
-    int indexed = index_get(k->ix, key, &old, err);
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !is_root) { /* decided once every name is known */
+        struct index_link_name nm = {.st = st, .key = key, .path = path};
+        return index_link_defer(k->ix, &nm, err);
+    }
+    int indexed = index_get(k->ix, key, k->rec, err);
     if (indexed < 0)
         return indexed;
-    char first[META_PATH_MAX] = "";
-    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !is_root) {
-        int rc = index_link_first(k->ix, e->dev, e->ino, path, first, sizeof first, err);
-        if (rc < 0)
-            return rc;
-        if (rc == 0)
-            first[0] = '\0';
-    }
-    if (indexed && backup_same_as_indexed(&old, &st)) {
+    if (indexed && backup_unchanged(k->rec, &st, NULL)) {
         atomic_fetch_add(&k->stats->unchanged, 1);
         return index_touch(k->ix, key, err); /* a dry run too: --delete lists what was not seen */
     }
-    if (k->bo->dry_run) {
-        report(k, "upload (dry run)", key);
-        return indexed ? index_touch(k->ix, key, err) : 0;
+    if (k->bo->dry_run && indexed) { /* seen: --delete's dry-run listing must not name it */
+        int rc = index_touch(k->ix, key, err);
+        if (rc < 0)
+            return rc;
     }
-    if (is_root) {
-        haul_error rerr = {0};
-        if (root_store(k, key, &st, &rerr) < 0)
-            entry_failed(k, rerr.msg);
-        return 0;
-    }
-    if (!first[0] && S_ISREG(st.st_mode) && k->o->range_size && e->size > k->o->range_size &&
-        e->size > k->bo->small_threshold)
-        return spread_start(k, path, key, &st, err);
-    return batch_add(k, path, first, first[0] ? 0 : (uint64_t)e->size, err);
+    return coord_store(k, path, key, &st, NULL, err);
 }
 
 /* A listing (its unit id not seen before): decide every entry; what must be
@@ -1159,20 +1200,24 @@ static int records_do(struct coord *k, struct wire_reader *r, uint32_t n, haul_e
             log_error("%s", msg);
             continue;
         }
-        struct index_entry rec = {0};
-        wire_get_cstr(r, rec.key, sizeof rec.key);
-        rec.size = wire_get_u64(r);
-        rec.mtime_ns = (int64_t)wire_get_u64(r);
-        rec.mode = wire_get_u32(r);
-        rec.uid = wire_get_u32(r);
-        rec.gid = wire_get_u32(r);
-        wire_get_cstr(r, rec.etag, sizeof rec.etag);
-        if (!wire_get_cstr(r, rec.storage_class, sizeof rec.storage_class))
+        struct index_entry *rec = k->rec;
+        memset(rec, 0, sizeof *rec);
+        wire_get_cstr(r, rec->key, sizeof rec->key);
+        rec->size = wire_get_u64(r);
+        rec->mtime_ns = (int64_t)wire_get_u64(r);
+        rec->mode = wire_get_u32(r);
+        rec->uid = wire_get_u32(r);
+        rec->gid = wire_get_u32(r);
+        wire_get_cstr(r, rec->etag, sizeof rec->etag);
+        wire_get_cstr(r, rec->storage_class, sizeof rec->storage_class);
+        wire_get_cstr(r, rec->link, sizeof rec->link);
+        rec->nlink = wire_get_u32(r);
+        if (r->why)
             break;
-        int rc = index_put(k->ix, &rec, err);
+        int rc = index_put(k->ix, rec, err);
         if (rc < 0)
             return rc;
-        report(k, "upload", rec.key);
+        report(k, "upload", rec->key);
     }
     if (r->why)
         payload_bad(k, r->why);
@@ -1278,6 +1323,21 @@ static int results_loop(struct coord *k, haul_error *err)
     return rc;
 }
 
+/* A pass over the hard links (backup_links_decide), its uploads waited for. */
+static int links_pass(struct coord *k, enum backup_links_pass pass, size_t *postponed, haul_error *err)
+{
+    int rc = backup_links_decide(k->ix, pass, link_chosen, k, postponed, err);
+    if (rc == 0 && k->unflushed) {
+        rc = dist_flush(k->q, 120000, err);
+        k->unflushed = 0;
+    }
+    if (rc == 0)
+        rc = results_loop(k, err);
+    if (rc == 0 && k->bo->cancel && atomic_load(k->bo->cancel))
+        rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+    return rc;
+}
+
 /* Uploads nobody will complete (interrupted, or a RANGE result was
  * unreadable): aborted; after a run that completed, each is an error. */
 static void spreads_abort(struct coord *k, bool report_errors)
@@ -1324,8 +1384,8 @@ static int options_check(const struct dbackup_opts *o, haul_error *err)
     const struct backup_opts *bo = o->backup;
     if (bo->n_roots != 1)
         return err_set(err, HAUL_EUSAGE, "--broker backs up one DIR per run");
-    if (bo->check_sha256 || bo->rescan_remote)
-        return err_set(err, HAUL_EUSAGE, "--check-sha256 and --rescan-remote are not available with --broker");
+    if (bo->check_sha256)
+        return err_set(err, HAUL_EUSAGE, "--check-sha256 is not available with --broker");
     if (o->mtime_newer < 0 || o->mtime_older < 0)
         return err_set(err, HAUL_EUSAGE, "--newer-than and --older-than before 1970 are not available with --broker");
     if (o->nexcludes > DBACKUP_FILTERS_MAX || o->nincludes > DBACKUP_FILTERS_MAX)
@@ -1338,7 +1398,7 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
 {
     memset(stats, 0, sizeof *stats);
     const struct backup_opts *bo = o->backup;
-    char prefix[DIST_PREFIX_MAX + 1], path[4096];
+    char prefix[DIST_PREFIX_MAX + 1];
     struct dbackup_spec *spec = calloc(1, sizeof *spec);
     struct coord k = {.c = c, .o = o, .bo = bo, .stats = stats, .sb = STRBUF_INIT, .links = STRBUF_INIT};
     wire_put_u8(&k.links, PAYLOAD_UPLOAD);
@@ -1347,13 +1407,15 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
         rc = dclone_prefix(o->job, prefix, sizeof prefix, err);
     if (rc == 0)
         rc = spec_fill(c, o, spec, err);
+    int lock = -1;
+    if (rc == 0 && !(k.rec = malloc(sizeof *k.rec)))
+        rc = err_set(err, HAUL_ENOMEM, "out of memory");
     if (rc == 0)
         backup_src_probe(bo, &spec->src_id); /* the workers compare theirs */
     if (rc == 0)
-        rc = index_path_for(bo->state_dir, s3_client_config(c)->endpoint, bo->bucket, bo->prefix, path,
-                            sizeof path, err);
-    if (rc == 0 && !(k.ix = index_open(path, err)))
-        rc = -HAUL_EIO;
+        rc = backup_index_open(c, bo, &k.ix, &lock, err);
+    if (rc == 0)
+        rc = backup_index_bind(c, bo, k.ix, stats, err);
     if (rc == 0)
         rc = index_run_begin(k.ix, err);
     struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 256,
@@ -1372,6 +1434,14 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
         log_info("dbackup: run %s, root unit %016" PRIx64 ", %s -> s3://%s/%s", spec->run, root_id, spec->src,
                  spec->bucket, spec->prefix);
         rc = results_loop(&k, err);
+        /* Every name is known: the hard links, then their uploads. */
+        if (rc == 0 && bo->cancel && atomic_load(bo->cancel)) /* undecided names must not reach --delete */
+            rc = err_set(err, HAUL_ECANCELED, "backup: canceled");
+        size_t postponed = 0;
+        if (rc == 0)
+            rc = links_pass(&k, bo->dry_run ? BACKUP_LINKS_ALL : BACKUP_LINKS_FIRST, &postponed, err);
+        if (rc == 0 && postponed) /* the links whose holder the first pass stored */
+            rc = links_pass(&k, BACKUP_LINKS_AFTER, NULL, err);
         log_info("dbackup: %" PRIu64 " units done", dist_tracker_done_count(k.t));
         if (k.spread_files)
             log_info("dbackup: %" PRIu64 " large files uploaded in %" PRIu64 " RANGE units", k.spread_files,
@@ -1389,6 +1459,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
         int crc = index_close(k.ix, err);
         rc = rc ? rc : crc;
     }
+    index_lock_release(lock);
+    free(k.rec);
     for (size_t i = 0; i < k.n; i++)
         free(k.owned[i]);
     spreads_abort(&k, false);

@@ -41,12 +41,7 @@ static const struct kv_field spec_fields[] = {
     F(LIST, excludes, "exclude", nexcludes),
     F(STR, registry, false),
     F(NUM, count_only, 0, 0, false),
-    F(NUM, src_id.dev, 0, 0, false),
-    F(NUM, src_id.ino, 0, 0, false),
-    F(NUM, src_id.fsid, 0, 0, false),
-    F(NUM, src_id.fstype, 0, 0, false),
-    F(NUM, src_id.nonempty, 0, 0, false),
-    F(STR, src_id.boot, false),
+    DIST_SRCID_FIELDS,
 };
 #undef F
 static const char spec_head[] = "haul-dclone 1\n";

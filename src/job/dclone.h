@@ -148,4 +148,11 @@ struct dclone_opts {
  * as clone_run does. */
 int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_error *err);
 
+/* The job-description fields (util/kv) of a spec's `struct srcid src_id`,
+ * shared by the clone and backup job tables: expands with the table's own
+ * F(kind, member, ...) macro. */
+#define DIST_SRCID_FIELDS                                                                                   \
+    F(NUM, src_id.dev, 0, 0, false), F(NUM, src_id.ino, 0, 0, false), F(NUM, src_id.fsid, 0, 0, false),    \
+        F(NUM, src_id.fstype, 0, 0, false), F(NUM, src_id.nonempty, 0, 0, false), F(STR, src_id.boot, false)
+
 #endif

@@ -68,7 +68,8 @@ static void check_free(struct check *k)
 static int listed(const struct s3_list_entry *e, void *ctx)
 {
     struct diff *d = ctx;
-    if (e->is_prefix || memchr(e->key, '\0', e->key_len) || e->key_len >= sizeof ((struct index_entry *)0)->key)
+    if (e->is_prefix || memchr(e->key, '\0', e->key_len) || e->key_len >= sizeof ((struct index_entry *)0)->key ||
+        meta_key_is_internal(d->o->prefix, e->key, e->key_len)) /* haul's own objects */
         return 0;
     struct index_entry ie = {.size = e->size};
     memcpy(ie.key, e->key, e->key_len + 1);

@@ -944,7 +944,7 @@ static int list_entry(const struct s3_list_entry *e, void *arg)
     struct restore *r = arg;
     if (stopping(r))
         return 1;
-    if (e->is_prefix)
+    if (e->is_prefix || meta_key_is_internal(r->o->prefix, e->key, e->key_len)) /* haul's own objects */
         return 0;
     atomic_fetch_add(&r->st->objects, 1);
     return task_push(r, task_new(e->key, e->key_len, e->size, class_archived(e->storage_class), false));

@@ -343,3 +343,16 @@ int meta_path_from_key(const char *key, size_t key_len, const char *prefix, bool
                        meta_quote(key, key_len, q), why, at);
     return err_set(err, HAUL_EPROTO, "unsafe key %s: %s", meta_quote(key, key_len, q), why);
 }
+
+bool meta_key_is_internal(const char *prefix, const char *key, size_t key_len)
+{
+    size_t p = strlen(prefix), d = sizeof META_INTERNAL_DIR - 1;
+    return key_len > p + d && memcmp(key, prefix, p) == 0 && memcmp(key + p, META_INTERNAL_DIR, d) == 0 &&
+           key[p + d] == '/';
+}
+
+bool meta_path_is_internal(const char *path)
+{
+    size_t d = sizeof META_INTERNAL_DIR - 1;
+    return strncmp(path, META_INTERNAL_DIR, d) == 0 && (path[d] == '\0' || path[d] == '/');
+}

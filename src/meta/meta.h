@@ -287,4 +287,13 @@ int meta_key_from_path(const char *prefix, const char *path, size_t n, bool is_d
 int meta_path_from_key(const char *key, size_t key_len, const char *prefix, bool is_dir,
                        char path[META_PATH_MAX], haul_error *err);
 
+/* haul's own objects live under PREFIX + ".haul/" (the index marker
+ * PREFIX.haul/index-id; bundles later), never a file's: restore and diff
+ * skip such keys, backup refuses a top-level entry named ".haul". */
+#define META_INTERNAL_DIR ".haul"
+/* True when key (key_len bytes) is one of haul's own under prefix. */
+bool meta_key_is_internal(const char *prefix, const char *key, size_t key_len);
+/* True when path (relative to the backup root) is ".haul" or below it. */
+bool meta_path_is_internal(const char *path);
+
 #endif

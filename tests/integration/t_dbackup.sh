@@ -30,10 +30,11 @@ B=(--broker "$HAUL_BROKER" --job "$JOB")
 ST=(--state-dir "$SCRATCH/state")
 # field JSON-OUTPUT NAME: a field of the summary (the last line starting with '{')
 field() { python3 -c "import json,sys; print(json.loads([l for l in sys.argv[1].splitlines() if l.startswith('{')][-1])[sys.argv[2]])" "$1" "$2"; }
-# keys PREFIX: the bucket's keys under PREFIX/, without it, sorted
+# keys PREFIX: the bucket's keys under PREFIX/, without it, sorted (not
+# haul's own PREFIX/.haul/)
 keys() {
     awscli s3api list-objects-v2 --bucket "$BUCKET" --prefix "$1/" --query 'Contents[].Key' --output text |
-        tr '\t' '\n' | sed "s#^$1/##" | LC_ALL=C sort
+        tr '\t' '\n' | sed "s#^$1/##" | grep -v '^\.haul/' | LC_ALL=C sort
 }
 # meta KEY: the object's size, x-amz-meta-* and storage class as aws cli reads them
 meta() {

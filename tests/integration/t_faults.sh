@@ -64,7 +64,9 @@ echo '[]' > "$RULES"
 # backup --delete whose DeleteObjects is refused as a whole: exit 1, nothing
 # counted as deleted, the object still there, and the next run (the fault
 # gone) still deletes it: the index forgets nothing it did not delete.
-T=$SCRATCH/tree; mkdir -p "$T"; mkfile "$T/keep" 100; mkfile "$T/gone" 100
+# ("stay" stays: a DIR left empty would be refused before any delete, see
+# t_hostile_delete.sh.)
+T=$SCRATCH/tree; mkdir -p "$T"; mkfile "$T/keep" 100; mkfile "$T/gone" 100; mkfile "$T/stay" 100
 ST="--state-dir $SCRATCH/state"
 run backup $P $ST --json "$T" "s3://$BUCKET/del"
 is "$RC" 0 "backup through the proxy"

@@ -103,7 +103,8 @@ ok "$([ ! -e "$D/x" ]; echo $?)" "x went"
 
 # ---- local backup --delete -----------------------------------------------
 "$HAUL" mb "s3://$BUCKET" >/dev/null
-keys() { "$HAUL" ls -r "s3://$BUCKET/$1/" 2>/dev/null | awk '{print $NF}' | LC_ALL=C sort; }
+# The objects standing for files (not haul's own PREFIX/.haul/ marker).
+keys() { "$HAUL" ls -r "s3://$BUCKET/$1/" 2>/dev/null | awk '{print $NF}' | grep -v '/\.haul/' | LC_ALL=C sort; }
 BM=$SCRATCH/bmnt
 tmpfs_at "$BM"
 tree_fill "$BM"

@@ -61,15 +61,17 @@ AWS_SECRET_ACCESS_KEY=wrong-secret bucket_level "backup with a wrong secret" \
     "SignatureDoesNotMatch.*check AWS_SECRET_ACCESS_KEY" backup $ST "$T" "s3://$BUCKET/p"
 AWS_ACCESS_KEY_ID=NOSUCHKEY0000000000 bucket_level "backup with an unknown access key" \
     "InvalidAccessKeyId" backup $ST "$T" "s3://$BUCKET/p"
+# (The first request is the index marker's HEAD: it names the endpoint.)
 bucket_level "backup to an unreachable endpoint" \
-    "s3://$BUCKET: cannot reach http://127.0.0.1:1 on 8 requests in a row .*; stopping" \
+    "s3://$BUCKET: cannot reach http://127.0.0.1:1 on 8 requests in a row .*; stopping|s3://$BUCKET/p/.haul/index-id: Failed to connect to 127.0.0.1 port 1.*endpoint http://127.0.0.1:1" \
     backup $ST --endpoint-url http://127.0.0.1:1 "$T" "s3://$BUCKET/p"
 run ls "s3://$BUCKET/p/"
 is "$OUT" "" "nothing was stored by the failed runs"
 
 # ---- a stall midway: 8 stalls in a row stop the run -------------------------
-# The proxy passes 300 PUTs, then accepts and never answers.
-echo '[{"method":"PUT","action":"pass","times":300},{"method":"PUT","action":"hang"}]' > "$RULES"
+# The proxy passes 301 PUTs (the first writes the index's marker,
+# PREFIX/.haul/index-id), then accepts and never answers.
+echo '[{"method":"PUT","action":"pass","times":301},{"method":"PUT","action":"hang"}]' > "$RULES"
 : > "$LOG"
 t0=$SECONDS
 OUT=$(timeout 60 "$HAUL" backup $P $ST --json --stall-timeout 1 "$T" "s3://$BUCKET/p" 2>"$SCRATCH/.err"); RC=$?
