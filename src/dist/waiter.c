@@ -25,6 +25,22 @@ static void idle_check(struct dist_waiter *w)
     }
 }
 
+/* Units dead-lettered since the run started are units nobody will do (a
+ * worker with another --key-file, or forged ones): say so once, with where
+ * to look, while waiting idle. */
+static void dead_check(struct dist_waiter *w)
+{
+    struct dist_depth d;
+    haul_error derr = {0};
+    if (w->dead_told || w->dead_at_start < 0 || w->idle < 10 || w->idle % 10 != 0 ||
+        dist_queue_depth(w->q, DIST_DEAD, &d, &derr) < 0 || (int64_t)d.ready <= w->dead_at_start)
+        return;
+    w->dead_told = true;
+    log_warn("%s: %lld unit(s) went to the dead-letter queue during this run: a worker could not use them "
+             "(its log says why: malformed, or signed with another --key-file); the run waits for them",
+             dist_queue_url(w->q), (long long)((int64_t)d.ready - w->dead_at_start));
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -90,6 +106,12 @@ static int refused_check(struct dist_waiter *w, haul_error *err)
 int dist_wait_result(struct dist_waiter *w, int timeout_ms, struct dist_msg *msg, struct dist_result *res,
                      haul_error *err)
 {
+    if (!w->started) {
+        struct dist_depth d;
+        haul_error derr = {0};
+        w->started = true;
+        w->dead_at_start = dist_queue_depth(w->q, DIST_DEAD, &d, &derr) == 0 ? (int64_t)d.ready : -1;
+    }
     for (;;) {
         if (w->cancel && atomic_load(w->cancel))
             return err_set(err, HAUL_ECANCELED, "interrupted (run the same command again to finish)");
@@ -97,8 +119,10 @@ int dist_wait_result(struct dist_waiter *w, int timeout_ms, struct dist_msg *msg
             return -HAUL_EINTEGRITY;
         int got = dist_next(w->q, msg, timeout_ms, err);
         if (got <= 0) {
-            if (got == 0 && timeout_ms > 0)
+            if (got == 0 && timeout_ms > 0) {
                 idle_check(w);
+                dead_check(w);
+            }
             return got;
         }
         w->idle = 0;

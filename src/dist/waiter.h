@@ -37,6 +37,9 @@ struct dist_waiter {
     unsigned nreasons;
     char logged[16][DIST_NODE_MAX + 600]; /* "node: why" logged (the first 16) */
     unsigned nlogged;
+    int64_t dead_at_start;           /* <prefix>.dead's depth at the first wait; -1 unknown */
+    bool dead_told;                  /* its growth was said */
+    bool started;
 };
 
 /* Waits up to timeout_ms for the next result: 1 with *msg and *res (the
@@ -45,7 +48,10 @@ struct dist_waiter {
  * logged as they come (once per node and reason), and once one came, when
  * refuse_timeout_s pass without any other result, the run fails
  * (HAUL_EINTEGRITY, naming every reason): the units would wait forever.
- * Results of another run (with a key) are dropped here. */
+ * Results of another run (with a key) are dropped here.  When the
+ * dead-letter queue grew during the run (units a worker could not use:
+ * malformed, or not verifying with its key), that is said once, after ten
+ * idle waits: those units will never be done. */
 int dist_wait_result(struct dist_waiter *w, int timeout_ms, struct dist_msg *msg, struct dist_result *res,
                      haul_error *err);
 

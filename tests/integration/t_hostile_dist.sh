@@ -111,6 +111,10 @@ for i in $(seq 150); do
 done
 is "$("$PROBE" --prefix "haul.$JOB" depth dead | sed 's/ready=\([0-9]*\).*/\1/')" $((dead0 + 2)) \
     "that unit and an unsigned one went to the dead-letter queue"
+# The coordinator with the other key (a misconfigured one) hears no result; it says where its units went.
+for i in $(seq 250); do grep -q "went to the dead-letter queue" "$SCRATCH/f.out" && break; sleep 0.1; done
+like "$(cat "$SCRATCH/f.out")" "unit\(s\) went to the dead-letter queue during this run: .*signed with another --key-file" \
+    "... and its coordinator says, while it waits, that its units went to the dead-letter queue"
 kill "$forger" "$forger2"; wait "$forger" "$forger2" 2>/dev/null
 is "$(grep -c "dropping a work unit" "$SCRATCH/wa.log")" 1 "... said once, not once per unit"
 ok "$([ -f "$A/src/big" ] && [ -f "$A/src/d/f1" ]; echo $?)" "... and nothing was deleted"
