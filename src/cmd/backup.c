@@ -7,6 +7,7 @@
 
 #include "cmd/cmd.h"
 #include "dist/dist.h"
+#include "dist/waiter.h"
 #include "job/backup.h"
 #include "job/dbackup.h"
 #include "job/policy.h"
@@ -109,6 +110,7 @@ static void summary(const struct backup_stats *s, const struct global_opts *g, d
 }
 
 struct backup_cli {
+    struct dist_trust_cli trust;
     const char *bucketname, *storage_class_large, *state_dir, *newer, *older, *broker, *job;
     uint64_t small_threshold, range_size;
     int small_workers, walk_threads, max_delete;
@@ -213,7 +215,7 @@ int cmd_backup(int argc, char **argv)
         "Aliases of the older tool: --bucketname, --backup, --num-smallfile-workers,\n"
         "--num-largefile-workers, --num-largefile-buffers, --check-sha256, --show-bucket-policy."};
     struct global_opts g = {0};
-    struct backup_cli cli = {.small_threshold = 128 * 1024, .range_size = 1ull << 30, .graphite = {.interval = 30},
+    struct backup_cli cli = {.trust = {.refuse_timeout = DIST_REFUSE_TIMEOUT_S}, .small_threshold = 128 * 1024, .range_size = 1ull << 30, .graphite = {.interval = 30},
                              .max_delete = -1};
     bool delete_excluded = false;
     const struct opt opts[] = {
@@ -243,6 +245,8 @@ int cmd_backup(int argc, char **argv)
         BROKER_CLI_OPTS(cli.bc),
         {"job", 0, OPT_STRING, &cli.job, "NAME", "with --broker: the job's queues haul.NAME.* (default haul)"},
         {"range-size", 0, OPT_SIZE, &cli.range_size, "BYTES", "with --broker: larger files are uploaded as parts spread over the workers, this many bytes per unit (default 1G; 0 = off)"},
+        DIST_TRUST_CLI_OPTS(cli.trust),
+        DIST_REFUSE_CLI_OPTS(cli.trust),
         GRAPHITE_CLI_OPTS("backup", cli.graphite),
         {NULL, 0, OPT_END, NULL, NULL, NULL}};
     const char *pos[64];
@@ -256,6 +260,11 @@ int cmd_backup(int argc, char **argv)
         return rc;
     if (cli.job && !cli.broker)
         return usage_error("backup", "--job needs --broker-file, --broker or HAUL_BROKER");
+    rc = cli.broker ? dist_trust_cli_refuse("backup", &cli.trust) : 0;
+    if (rc == 0 && cli.broker)
+        rc = dist_trust_cli_key("backup", &cli.trust);
+    if (rc != 0)
+        return rc;
     if (cli.max_delete < -1)
         return usage_error("backup", "--max-delete takes 0 or more");
     if (cli.range_size && cli.range_size < 5 * 1024 * 1024)
@@ -316,7 +325,8 @@ int cmd_backup(int argc, char **argv)
                 .excludes = (const char *const *)cli.exclude.items, .nexcludes = (size_t)cli.exclude.n,
                 .includes = (const char *const *)cli.include.items, .nincludes = (size_t)cli.include.n,
                 .mtime_newer = newer, .mtime_older = older, .range_size = cli.range_size,
-                .waiting = on_waiting, .ctx = &g,
+                .waiting = on_waiting, .ctx = &g, .key = cli.trust.key,
+                .refuse_timeout_s = cli.trust.refuse_timeout,
             };
             rc = dbackup_run(c, &d, &stats, &err);
         } else {

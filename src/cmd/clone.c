@@ -7,6 +7,7 @@
 #include "cmd/cmd.h"
 #include "job/clone.h"
 #include "dist/dist.h"
+#include "dist/waiter.h"
 #include "job/dclone.h"
 #include "util/err.h"
 #include "util/graphite.h"
@@ -19,6 +20,7 @@ struct clone_cli {
     uint64_t parallel_threshold, chunk, range_size;
     bool checksum, xattrs, fsync, dry_run, one_fs, stripes, allow_empty_src, allow_new_src;
     struct opt_list exclude;
+    struct dist_trust_cli trust;
 };
 
 /* "copy", "delete,dirtimes", "all" -> CLONE_PASS_* bits; 0 when unknown. */
@@ -163,7 +165,8 @@ static const struct command_help help = {
 
 int cmd_clone(int argc, char **argv)
 {
-    struct clone_cli cli = {.pass = "copy", .graphite = {.interval = 30}, .range_size = 1ull << 30, .max_delete = -1};
+    struct clone_cli cli = {.pass = "copy", .graphite = {.interval = 30}, .range_size = 1ull << 30, .max_delete = -1,
+                          .trust = {.refuse_timeout = DIST_REFUSE_TIMEOUT_S}};
     struct global_opts g = {0};
     const struct opt opts[] = {
         {"pass", 0, OPT_STRING, &cli.pass, "PASSES", "copy, delete, dirtimes or all, comma-separated (default copy)"},
@@ -189,6 +192,8 @@ int cmd_clone(int argc, char **argv)
         {"lustre-stripes", 0, OPT_FLAG, &cli.stripes, NULL, "Lustre: large files keep their stripe count and size"},
         BROKER_CLI_OPTS(cli.bc),
         {"job", 0, OPT_STRING, &cli.job, "NAME", "distributed: the job name, queues haul.NAME.* (default haul)"},
+        DIST_TRUST_CLI_OPTS(cli.trust),
+        DIST_REFUSE_CLI_OPTS(cli.trust),
         {NULL, 0, OPT_END, NULL, NULL, NULL},
     };
     const char *pos[2];
@@ -212,6 +217,11 @@ int cmd_clone(int argc, char **argv)
         return usage_error("clone", "--job needs --broker-file, --broker or HAUL_BROKER");
     if (cli.broker && (cli.dry_run || cli.mdt_count || cli.stripes))
         return usage_error("clone", "--dry-run, --mdt-count and --lustre-stripes are not available with --broker");
+    int trc = cli.broker ? dist_trust_cli_refuse("clone", &cli.trust) : 0;
+    if (trc == 0 && cli.broker)
+        trc = dist_trust_cli_key("clone", &cli.trust);
+    if (trc != 0)
+        return trc;
     if (cli.max_delete < -1)
         return usage_error("clone", "--max-delete takes 0 or more");
     if (cli.chunk && cli.chunk < 1024 * 1024)
@@ -261,8 +271,10 @@ int cmd_clone(int argc, char **argv)
         struct dclone_opts d = {.broker_url = cli.broker, .job = cli.job ? cli.job : "haul", .clone = &o,
                                 .range_size = cli.range_size,
                                 .excludes = cli.exclude.items, .nexcludes = (size_t)cli.exclude.n,
-                                .waiting = on_waiting, .ctx = &g};
+                                .waiting = on_waiting, .ctx = &g, .key = cli.trust.key,
+                                .refuse_timeout_s = cli.trust.refuse_timeout};
         rc = dclone_run(&d, &stats, &err);
+        dist_trust_cli_release(&cli.trust);
     } else {
         rc = clone_run(&o, &stats, &err);
     }

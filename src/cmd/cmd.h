@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "dist/auth.h"
 #include "s3/s3.h"
 #include "xfer/xfer.h"
 
@@ -139,6 +140,39 @@ int broker_cli_resolve(const char *cmd, struct broker_cli *b, bool use_env, cons
  * with no permission for group or others.  Returns 0, or EXIT_USAGE after a
  * message naming --opt and path. */
 int cmd_secret_file_read(const char *cmd, const char *opt, const char *path, char *out, size_t cap);
+/* Trust of distributed runs (README "Distributed runs"): --key-file and
+ * --insecure-no-key on every command that talks to a job's queues,
+ * --allow / --allow-any on the worker, --refuse-timeout on coordinators. */
+struct dist_trust_cli {
+    const char *key_file;   /* default $HAUL_KEY_FILE */
+    bool insecure_no_key;
+    struct opt_list allow;
+    bool allow_any;
+    int refuse_timeout;     /* seconds; callers start it at DIST_REFUSE_TIMEOUT_S */
+    const struct dist_key *key; /* loaded by dist_trust_cli_key (into key_storage); NULL with
+                                   --insecure-no-key */
+    struct dist_key key_storage;
+    char *resolved[64];     /* --allow, resolved by dist_trust_cli_allow */
+    size_t nresolved;
+};
+#define DIST_TRUST_CLI_OPTS(t)                                                                     \
+    {"key-file", 0, OPT_STRING, &(t).key_file, "FILE", "distributed: the job's shared secret (mode 0600, yours): signs and checks the job, units and results (default $HAUL_KEY_FILE)"}, \
+    {"insecure-no-key", 0, OPT_FLAG, &(t).insecure_no_key, NULL, "distributed: run unsigned (whoever can publish on the broker steers the workers: test set-ups only)"}
+#define DIST_ALLOW_CLI_OPTS(t)                                                                     \
+    {"allow", 0, OPT_LIST, &(t).allow, "ROOT", "serve only jobs whose SRC and DST (clone), or SRC and bucket/prefix (backup), are inside a ROOT: a directory or s3://BUCKET[/PREFIX] (repeatable; required)"}, \
+    {"allow-any", 0, OPT_FLAG, &(t).allow_any, NULL, "serve jobs naming any path or bucket (see README: anyone with the key steers root here)"}
+#define DIST_REFUSE_CLI_OPTS(t)                                                                    \
+    {"refuse-timeout", 0, OPT_INT, &(t).refuse_timeout, "SECONDS", "with --broker: exit 1 when workers refuse the job and none takes a unit for this long (default 60)"}
+/* Loads the key file (--key-file or $HAUL_KEY_FILE) into t->key, or
+ * accepts --insecure-no-key (t->key NULL).  0, or an exit code after the
+ * message (no key and no --insecure-no-key, a file not 0600 or not ours). */
+int dist_trust_cli_key(const char *cmd, struct dist_trust_cli *t);
+/* Worker: resolves --allow (realpath; s3://BUCKET[/PREFIX] checked) into
+ * t->resolved, refusing none at all without --allow-any.  0 or an exit code. */
+int dist_trust_cli_allow(const char *cmd, struct dist_trust_cli *t);
+/* Checks --refuse-timeout: 0 or an exit code. */
+int dist_trust_cli_refuse(const char *cmd, const struct dist_trust_cli *t);
+void dist_trust_cli_release(struct dist_trust_cli *t);
 
 /* A line redrawn on stderr a few times a second while it is a terminal:
  * draw prints it (no newline).  NULL (nothing drawn) when not enabled or

@@ -50,32 +50,10 @@ static void on_status(const struct worker_status *s, void *ctx)
 #undef C
 }
 
-int cmd_ctl(int argc, char **argv)
+/* The subcommand, once options and key are in hand. */
+static int ctl_do(const struct global_opts *g, const struct dist_trust_cli *trust, const char *broker, const char *job,
+                  const char *node, int wait_ms, const char **pos, int n_pos)
 {
-    const char *broker = NULL, *job = "haul", *node = NULL;
-    struct broker_cli bc = {0};
-    int wait_ms = 1500;
-    struct global_opts g = {0};
-    const struct opt opts[] = {
-        BROKER_CLI_OPTS(bc),
-        {"job", 0, OPT_STRING, &job, "NAME", "the job: queues haul.NAME.* (default haul)"},
-        {"node", 0, OPT_STRING, &node, "NODE", "only this worker"},
-        {"wait-ms", 0, OPT_INT, &wait_ms, "MS", "status: how long to collect answers (default 1500)"},
-        {NULL, 0, OPT_END, NULL, NULL, NULL},
-    };
-    const char *pos[2];
-    int n_pos;
-    int prc = opts_parse_local(&help, opts, &g, argc, argv, pos, 2, &n_pos);
-    if (prc != 0)
-        return prc > 0 ? EXIT_OK : EXIT_USAGE;
-    if ((prc = broker_cli_resolve("ctl", &bc, true, &broker)) != 0)
-        return prc;
-    if (!broker)
-        return usage_error("ctl", "--broker-file FILE, HAUL_BROKER or --broker URL is required");
-    if (n_pos < 1)
-        return usage_error("ctl", "expected status, stop or grow N");
-    if (node && (!*node || strlen(node) > DIST_NODE_MAX))
-        return usage_error("ctl", "--node: a worker name");
     haul_error err = {0};
     struct dist_control c = {0};
     if (node)
@@ -83,22 +61,22 @@ int cmd_ctl(int argc, char **argv)
     if (strcmp(pos[0], "status") == 0 && n_pos == 1) {
         if (wait_ms < 100 || wait_ms > 60000)
             return usage_error("ctl", "--wait-ms takes 100 to 60000");
-        struct status_out so = {.g = &g, .node = node};
+        struct status_out so = {.g = g, .node = node};
         struct dist_depth d[3];
-        if (worker_ctl_status(broker, job, wait_ms, on_status, &so, d, &err) < 0)
+        if (worker_ctl_status(broker, trust->key, job, wait_ms, on_status, &so, d, &err) < 0)
             return fail("ctl", &err);
         char prefix[DIST_PREFIX_MAX + 1];
         dclone_prefix(job, prefix, sizeof prefix, &err);
         static const char *const names[3] = {"work", "dead", "results"};
         for (int k = 0; k < 3; k++) {
-            if (g.json)
+            if (g->json)
                 printf("{\"queue\":\"%s.%s\",\"ready\":%llu,\"consumers\":%u}\n", prefix, names[k],
                        (unsigned long long)d[k].ready, d[k].consumers);
             else
                 printf("queue %s.%s ready %llu consumers %u\n", prefix, names[k], (unsigned long long)d[k].ready,
                        d[k].consumers);
         }
-        if (!g.json)
+        if (!g->json)
             printf("%d worker%s answered\n", so.n, so.n == 1 ? "" : "s");
         return EXIT_OK;
     }
@@ -114,9 +92,45 @@ int cmd_ctl(int argc, char **argv)
     } else {
         return usage_error("ctl", "expected status, stop or grow N");
     }
-    if (worker_ctl_send(broker, job, &c, &err) < 0)
+    if (worker_ctl_send(broker, trust->key, job, &c, &err) < 0)
         return fail("ctl", &err);
-    if (!g.quiet)
+    if (!g->quiet)
         printf("%s sent to %s\n", pos[0], node ? node : "every worker");
     return EXIT_OK;
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+    const char *broker = NULL, *job = "haul", *node = NULL;
+    struct broker_cli bc = {0};
+    int wait_ms = 1500;
+    struct global_opts g = {0};
+    struct dist_trust_cli trust = {0};
+    const struct opt opts[] = {
+        BROKER_CLI_OPTS(bc),
+        {"job", 0, OPT_STRING, &job, "NAME", "the job: queues haul.NAME.* (default haul)"},
+        {"node", 0, OPT_STRING, &node, "NODE", "only this worker"},
+        {"wait-ms", 0, OPT_INT, &wait_ms, "MS", "status: how long to collect answers (default 1500)"},
+        DIST_TRUST_CLI_OPTS(trust),
+        {NULL, 0, OPT_END, NULL, NULL, NULL},
+    };
+    const char *pos[2];
+    int n_pos;
+    int prc = opts_parse_local(&help, opts, &g, argc, argv, pos, 2, &n_pos);
+    if (prc != 0)
+        return prc > 0 ? EXIT_OK : EXIT_USAGE;
+    if ((prc = broker_cli_resolve("ctl", &bc, true, &broker)) != 0)
+        return prc;
+    if (!broker)
+        return usage_error("ctl", "--broker-file FILE, HAUL_BROKER or --broker URL is required");
+    if (n_pos < 1)
+        return usage_error("ctl", "expected status, stop or grow N");
+    if (node && (!*node || strlen(node) > DIST_NODE_MAX))
+        return usage_error("ctl", "--node: a worker name");
+    int trc = dist_trust_cli_key("ctl", &trust);
+    if (trc != 0)
+        return trc;
+    int rc = ctl_do(&g, &trust, broker, job, node, wait_ms, pos, n_pos);
+    dist_trust_cli_release(&trust);
+    return rc;
 }

@@ -3,6 +3,7 @@
 #include "dist/internal.h"
 
 #include <amqp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -10,7 +11,9 @@
 #include <unistd.h>
 #include <string.h>
 
+#include "dist/auth.h"
 #include "util/err.h"
+#include "util/log.h"
 
 static const char *const kind_suffix[DIST_KINDS] = {"work", "dead", "results", "control"};
 
@@ -267,6 +270,47 @@ void dist_queue_free(struct dist_queue *q)
 
 const char *dist_queue_url(const struct dist_queue *q) { return q->url; }
 
+void dist_queue_set_run(struct dist_queue *q, const char *run)
+{
+    snprintf(q->run, sizeof q->run, "%s", run ? run : "");
+}
+
+/* The envelope's kind byte of a queue kind (dead letters are work units). */
+static char seal_kind(enum dist_kind kind)
+{
+    return kind == DIST_RESULTS ? 'R' : kind == DIST_CONTROL ? 'C' : 'W';
+}
+
+static const char *kind_words(char kind)
+{
+    return kind == 'R' ? "result" : kind == 'C' ? "control message" : kind == 'J' ? "job description" : "work unit";
+}
+
+/* Why a message taken from a queue cannot be used, or NULL (then *body,
+ * *blen and run give the message inside its envelope). */
+static const char *unwrap(const struct dist_queue *q, char kind, const void *buf, size_t len, char *run,
+                          const void **body, size_t *blen)
+{
+    const char *why = NULL;
+    run[0] = '\0';
+    *body = buf;
+    *blen = len;
+    if (!q->opts.key)
+        return dist_sealed(buf, len) ? "is signed, and this side has no --key-file to check it" : NULL;
+    return dist_unseal(q->opts.key, q->prefix, kind, buf, len, run, body, blen, &why) < 0 ? why : NULL;
+}
+
+/* Said once per kind in the process, not per message: a flood of forged
+ * messages must not become a flood of log lines. */
+static void drop_say(const struct dist_queue *q, char kind, const char *why)
+{
+    static atomic_bool said[4];
+    int i = kind == 'W' ? 0 : kind == 'R' ? 1 : kind == 'C' ? 2 : 3;
+    if (!atomic_exchange(&said[i], true))
+        log_warn("%s: dropping a %s that %s (said once; others like it are dropped silently)", q->url,
+                 kind_words(kind), why);
+}
+
 int dist_publish(struct dist_queue *q, const void *body, size_t len, haul_error *err)
 {
     return dist_publish_to(q, DIST_WORK, body, len, err);
@@ -280,7 +324,14 @@ int dist_publish_to(struct dist_queue *q, enum dist_kind kind, const void *body,
     if (len > DIST_MSG_MAX)
         return err_set(err, HAUL_EUSAGE, "%s: message of %zu bytes is over the %u byte limit",
                        q->url, len, DIST_MSG_MAX);
-    return q->ops->publish(q, kind, body, len, err);
+    if (!q->opts.key)
+        return q->ops->publish(q, kind, body, len, err);
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dist_seal(q->opts.key, q->prefix, seal_kind(kind), q->run, body, len, &sb, err);
+    if (rc == 0)
+        rc = q->ops->publish(q, kind, sb.s, sb.len, err);
+    strbuf_release(&sb);
+    return rc;
 }
 
 int dist_flush(struct dist_queue *q, int timeout_ms, haul_error *err)
@@ -293,8 +344,31 @@ int dist_next(struct dist_queue *q, struct dist_msg *out, int timeout_ms, haul_e
     if (!q->opts.consume)
         return err_set(err, HAUL_EUSAGE, "%s: dist_next on a handle that consumes nothing",
                        q->url);
-    memset(out, 0, sizeof *out);
-    return q->ops->next(q, out, timeout_ms, err);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        memset(out, 0, sizeof *out);
+        int rc = q->ops->next(q, out, timeout_ms, err);
+        if (rc <= 0 || out->kind == DIST_DEAD)
+            return rc; /* dead letters are for people to read, as they are */
+        char kind = seal_kind(out->kind);
+        const char *why = unwrap(q, kind, out->body, out->len, out->run, &out->body, &out->len);
+        if (!why)
+            return 1;
+        drop_say(q, kind, why);
+        /* A unit to the dead-letter queue, anything else dropped. */
+        if ((rc = q->ops->settle(q, out, false, false, err)) < 0)
+            return rc;
+        if (timeout_ms > 0) { /* what is left of the wait */
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            long spent = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+            if (spent >= timeout_ms)
+                return 0;
+            timeout_ms -= (int)spent;
+            t0 = t;
+        }
+    }
 }
 
 int dist_poll(struct dist_queue *q, haul_error *err) { return q->ops->poll(q, err); }
@@ -325,14 +399,35 @@ int dist_job_put(struct dist_queue *q, const void *body, size_t len, haul_error 
     if (len > DIST_MSG_MAX)
         return err_set(err, HAUL_EUSAGE, "%s: job description of %zu bytes is over the %u byte limit",
                        q->url, len, DIST_MSG_MAX);
-    return q->ops->job_put(q, body, len, err);
+    if (!q->opts.key)
+        return q->ops->job_put(q, body, len, err);
+    struct strbuf sb = STRBUF_INIT;
+    int rc = dist_seal(q->opts.key, q->prefix, 'J', q->run, body, len, &sb, err);
+    if (rc == 0)
+        rc = q->ops->job_put(q, sb.s, sb.len, err);
+    strbuf_release(&sb);
+    return rc;
 }
 
-int dist_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err)
+int dist_job_get(struct dist_queue *q, struct strbuf *out, char *run, haul_error *err)
 {
     if (q->opts.consume)
         return err_set(err, HAUL_EUSAGE, "%s: dist_job_get on a consuming handle", q->url);
-    return q->ops->job_get(q, out, err);
+    int rc = q->ops->job_get(q, out, err);
+    char r[DIST_JOB_ID_MAX + 1];
+    const void *body;
+    size_t blen;
+    const char *why = rc > 0 ? unwrap(q, 'J', out->s, out->len, r, &body, &blen) : NULL;
+    if (rc <= 0)
+        return rc;
+    if (why)
+        return err_set(err, HAUL_EAUTH, "%s: the job description in %s.job %s", q->url, q->prefix, why);
+    memmove(out->s, body, blen); /* the description inside its envelope */
+    out->len = blen;
+    out->s[blen] = '\0';
+    if (run)
+        snprintf(run, DIST_JOB_ID_MAX + 1, "%s", r);
+    return 1;
 }
 
 uint64_t dist_random_id(void)

@@ -78,6 +78,9 @@ enum dist_kind {
 
 #define DIST_PREFIX_MAX 200       /* queue names are at most 255 bytes */
 #define DIST_MSG_MAX (1u << 20)   /* bigger messages are refused both ways */
+#define DIST_JOB_ID_MAX 128       /* run ids: [A-Za-z0-9._:-], not empty */
+
+struct dist_key; /* dist/auth.h */
 
 struct dist_queue_opts {
     const char *prefix;      /* queue names' prefix, [A-Za-z0-9._:-]; NULL = "haul" */
@@ -87,6 +90,12 @@ struct dist_queue_opts {
                                 0 = 4096; set by dist_queue_open, clones share it */
     unsigned confirm_window; /* AMQP: unconfirmed publishes before dist_publish waits; 0 = 256 */
     int heartbeat_s;         /* AMQP heartbeat; 0 = 30, negative = off */
+    const struct dist_key *key; /* the job's secret (the caller's, outlives the handle):
+                                   every message published is signed (dist/auth.h) and
+                                   every one taken must verify, else it is dropped with a
+                                   log line (once per kind): a work unit to <prefix>.dead,
+                                   a result or control message for good.  NULL: messages
+                                   travel unsigned, and signed ones are dropped alike */
 };
 
 /* A delivered message.  body stays valid until dist_ack or dist_reject,
@@ -98,6 +107,9 @@ struct dist_msg {
     bool redelivered; /* an earlier consumer took it and did not ack it */
     uint64_t tag;     /* delivery tag, unique per handle */
     void *impl;       /* the transport's record; opaque */
+    char run[DIST_JOB_ID_MAX + 1]; /* the run id its signature is bound to ("" without a
+                                      key); the receiver compares it with the run the
+                                      message names or that it expects */
 };
 
 struct dist_depth {
@@ -138,6 +150,10 @@ void dist_queue_free(struct dist_queue *q);
 /* The broker URL without password ("in-process" for in-process queues), for
  * messages. */
 const char *dist_queue_url(const struct dist_queue *q);
+
+/* The run id this handle's publishes are signed for from now on (run ids
+ * bind signatures: dist/auth.h); "" at open, and for control messages. */
+void dist_queue_set_run(struct dist_queue *q, const char *run);
 
 /* Publishes one message to the work queue: dist_publish_to(q, DIST_WORK..). */
 int dist_publish(struct dist_queue *q, const void *body, size_t len, haul_error *err);
@@ -196,9 +212,12 @@ int dist_job_put(struct dist_queue *q, const void *body, size_t len, haul_error 
  * removing it: basic.get, then reject with requeue.  Another reader holding
  * it for that instant makes the queue look empty, so an empty queue is
  * asked again for up to about a second.  Returns 1 with out filled, 0 when
- * there is none, negative on error.  Only on a handle that consumes nothing
- * (a get on a consuming connection would interleave with its deliveries). */
-int dist_job_get(struct dist_queue *q, struct strbuf *out, haul_error *err);
+ * there is none, negative on error: HAUL_EAUTH when it does not verify
+ * with the handle's key (or is signed and the handle has none).  run (NULL,
+ * or DIST_JOB_ID_MAX + 1 bytes) gets the run id its signature names ("" with
+ * no key).  Only on a handle that consumes nothing (a get on a consuming
+ * connection would interleave with its deliveries). */
+int dist_job_get(struct dist_queue *q, struct strbuf *out, char *run, haul_error *err);
 
 /* Deletes the job's queues and exchange (after a job completed, or in
  * tests).  Other handles on them see their consumers cancelled. */
@@ -225,7 +244,6 @@ void dist_url_redact(const char *url, char *out, size_t n);
  * read past its end. */
 
 #define DIST_MSG_VERSION 1
-#define DIST_JOB_ID_MAX 128   /* [A-Za-z0-9._:-], not empty */
 #define DIST_NODE_MAX 128     /* worker / node names: printable ASCII, no space */
 #define DIST_PATH_MAX 4096    /* bytes of one relative path */
 #define DIST_UNIT_MAX_PATHS 1024

@@ -32,6 +32,7 @@ struct dist_queue {
     struct dist_queue_opts opts; /* defaults filled in; prefix points at .prefix */
     char prefix[DIST_PREFIX_MAX + 1];
     char url[512]; /* without password */
+    char run[DIST_JOB_ID_MAX + 1]; /* signatures' run id (dist_queue_set_run) */
 };
 
 /* Fills q->opts and q->prefix from o with defaults.  Returns 0 or an error

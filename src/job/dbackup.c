@@ -1259,6 +1259,7 @@ static int result_take(struct coord *k, const struct dist_result *res, haul_erro
 
 static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_id, haul_error *err)
 {
+    dist_queue_set_run(k->q, spec->run); /* what the description and every unit are signed for */
     int rc = dbackup_spec_encode(spec, &k->sb, err);
     if (rc == 0)
         rc = dist_job_put(k->q, k->sb.s, k->sb.len, err);
@@ -1286,7 +1287,8 @@ static int seed(struct coord *k, const struct dbackup_spec *spec, uint64_t root_
  * started again redoes everything from the root. */
 static int results_loop(struct coord *k, haul_error *err)
 {
-    struct dist_waiter w = {.q = k->q, .cancel = k->bo->cancel, .no_worker = k->o->waiting, .ctx = k->o->ctx};
+    struct dist_waiter w = {.q = k->q, .cancel = k->bo->cancel, .no_worker = k->o->waiting, .ctx = k->o->ctx,
+                            .run = k->run, .refuse_timeout_s = k->o->refuse_timeout_s};
     int rc = 0;
     while (rc == 0 && (dist_tracker_outstanding(k->t) > 0 || k->n)) {
         struct dist_msg m;
@@ -1416,7 +1418,8 @@ int dbackup_run(struct s3_client *c, const struct dbackup_opts *o, struct backup
         rc = backup_index_bind(c, bo, k.ix, stats, err);
     if (rc == 0)
         rc = index_run_begin(k.ix, err);
-    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 256};
+    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 256,
+                                 .key = o->key};
     if (rc == 0 && !(k.q = dist_queue_open(o->broker_url, &qo, err)))
         rc = -HAUL_ENET;
     if (rc == 0 && !(k.t = dist_tracker_new(unit_done, &k)))

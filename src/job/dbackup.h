@@ -121,6 +121,10 @@ struct dbackup_opts {
     uint64_t range_size;             /* spread larger files over the workers (0: off) */
     void (*waiting)(void *ctx);      /* no worker attached yet (may be NULL) */
     void *ctx;
+    const struct dist_key *key;      /* signs the description, units and results (dist/auth.h);
+                                        NULL: unsigned (--insecure-no-key) */
+    int refuse_timeout_s;            /* workers refusing and no unit taken this long: exit
+                                        (0 = DIST_REFUSE_TIMEOUT_S) */
 };
 
 /* Runs the backup through the workers; returns as backup_run does, stats

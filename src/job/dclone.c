@@ -304,6 +304,7 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
     uint64_t base = dist_random_id();
     snprintf(spec->run, sizeof spec->run, "%016" PRIx64, dist_random_id());
     spec->pass = pass;
+    dist_queue_set_run(q, spec->run); /* what the description, seed and FINISH units are signed for */
     struct strbuf sb = STRBUF_INIT;
     int rc = dclone_spec_encode(spec, &sb, err);
     if (rc == 0)
@@ -326,7 +327,8 @@ static int run_pass(const struct dclone_opts *o, struct dist_queue *q, enum dist
     struct ranges g = {.q = q, .stats = stats, .run = spec->run};
     struct dist_tracker *t = g.tracker = dist_tracker_new(unit_done, &g);
     rc = t ? dist_tracker_expect(t, base, err) : err_set(err, HAUL_ENOMEM, "out of memory");
-    struct dist_waiter w = {.q = q, .cancel = o->clone->cancel, .no_worker = o->waiting, .ctx = o->ctx};
+    struct dist_waiter w = {.q = q, .cancel = o->clone->cancel, .no_worker = o->waiting, .ctx = o->ctx,
+                            .run = spec->run, .refuse_timeout_s = o->refuse_timeout_s};
     while (rc == 0 && dist_tracker_outstanding(t) > 0) {
         struct dist_msg m;
         struct dist_result r;
@@ -422,7 +424,8 @@ int dclone_run(const struct dclone_opts *o, struct clone_stats *stats, haul_erro
         spec->src_id = *clone_src_id(c);
         snprintf(spec->registry, sizeof spec->registry, "%s.%016" PRIx64, DCLONE_REGISTRY, dist_random_id());
     }
-    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 1024};
+    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_RESULTS), .prefetch = 1024,
+                                 .key = o->key};
     struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
     if (rc == 0 && !q)
         rc = -HAUL_ENET;

@@ -137,6 +137,10 @@ struct dclone_opts {
     size_t nexcludes;
     void (*waiting)(void *ctx);      /* no worker attached yet (may be NULL) */
     void *ctx;
+    const struct dist_key *key;      /* signs the description, units and results (dist/auth.h);
+                                        NULL: unsigned (--insecure-no-key) */
+    int refuse_timeout_s;            /* workers refusing and no unit taken this long: exit
+                                        (0 = DIST_REFUSE_TIMEOUT_S) */
 };
 
 /* Runs the passes of o->clone (copy is always followed by dirtimes) through

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -186,6 +187,73 @@ static int engine_open(struct wthread *t, struct engine *e, haul_error *err)
     return 0;
 }
 
+bool worker_path_inside(const char *root, const char *path)
+{
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    if (n == 1 && root[0] == '/')
+        return path[0] == '/';
+    return strncmp(root, path, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Whether path (a job's SRC or DST, as the coordinator sent it) resolves
+ * here to a directory inside an allowed root: 0 yes; else HAUL_EAUTH, or
+ * HAUL_ENOTFOUND when it does not resolve here, with why ("SRC ..."). */
+static int path_allowed(const struct worker *w, const char *what, const char *path, haul_error *err)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return err_set(err, HAUL_ENOTFOUND, "%s %s: %s", what, path, strerror(errno));
+    for (size_t i = 0; i < w->o->nallow; i++)
+        if (w->o->allow[i][0] == '/' && worker_path_inside(w->o->allow[i], real))
+            return 0;
+    if (strcmp(path, real) == 0)
+        return err_set(err, HAUL_EAUTH, "%s %s is not in this worker's --allow list", what, path);
+    return err_set(err, HAUL_EAUTH, "%s %s (%s here) is not in this worker's --allow list", what, path, real);
+}
+
+/* Whether s3://bucket/prefix is inside an allowed "s3://BUCKET[/PREFIX]". */
+static bool s3_allowed(const struct worker *w, const char *bucket, const char *prefix)
+{
+    for (size_t i = 0; i < w->o->nallow; i++) {
+        const char *a = w->o->allow[i];
+        if (strncmp(a, "s3://", 5) != 0)
+            continue;
+        a += 5;
+        size_t bn = strcspn(a, "/");
+        if (strlen(bucket) != bn || strncmp(a, bucket, bn) != 0)
+            continue;
+        const char *ap = a[bn] ? a + bn + 1 : "";
+        size_t apn = strlen(ap);
+        while (apn && ap[apn - 1] == '/')
+            apn--;
+        if (apn == 0 || (strncmp(prefix, ap, apn) == 0 && (prefix[apn] == '\0' || prefix[apn] == '/')))
+            return true;
+    }
+    return false;
+}
+
+/* The job's roots against --allow: < 0 and why when one is outside (or
+ * missing here: then named with the job, as engine_open would). */
+static int allow_check(const struct worker *w, bool backup, const struct engine *e, haul_error *err)
+{
+    if (w->o->allow_any)
+        return 0;
+    int rc = path_allowed(w, "SRC", backup ? e->bspec.src : e->spec.src, err);
+    if (rc == 0 && !backup)
+        rc = path_allowed(w, "DST", e->spec.dst, err);
+    if (rc == 0 && backup && !s3_allowed(w, e->bspec.bucket, e->bspec.prefix))
+        rc = err_set(err, HAUL_EAUTH, "s3://%s/%s is not in this worker's --allow list", e->bspec.bucket,
+                     e->bspec.prefix);
+    if (rc == -HAUL_ENOTFOUND && backup)
+        err_prefix(err, "backup job %s (%s -> s3://%s/%s): ", w->o->job, e->bspec.src, e->bspec.bucket,
+                   e->bspec.prefix);
+    else if (rc == -HAUL_ENOTFOUND)
+        err_prefix(err, "job %s (%s -> %s): ", w->o->job, e->spec.src, e->spec.dst);
+    return rc;
+}
+
 /* Reads the current job description.  1 when it is run `run` and e is
  * ready for it, 0 when the unit's run is not the current one (stale), < 0
  * when the job cannot be served here (err says why). */
@@ -196,12 +264,13 @@ static int engine_for(struct wthread *t, const char *run, haul_error *err)
         return 1;
     if (strcmp(e->stale, run) == 0)
         return 0; /* no need to ask the broker for every unit of a dead run */
-    struct dist_queue_opts qo = {.prefix = t->w->prefix};
+    struct dist_queue_opts qo = {.prefix = t->w->prefix, .key = t->w->o->key};
     struct dist_queue *admin = dist_queue_open(t->w->o->broker_url, &qo, err);
     if (!admin)
         return -HAUL_ENET;
     struct strbuf sb = STRBUF_INIT;
-    int rc = dist_job_get(admin, &sb, err);
+    char signed_run[DIST_JOB_ID_MAX + 1] = "";
+    int rc = dist_job_get(admin, &sb, signed_run, err);
     dist_queue_free(admin);
     if (rc == 0)
         rc = err_set(err, HAUL_ENOTFOUND, "no job description in %s.job", t->w->prefix);
@@ -212,12 +281,18 @@ static int engine_for(struct wthread *t, const char *run, haul_error *err)
                     : dclone_spec_decode(sb.s, sb.len, &e->spec, err);
     }
     strbuf_release(&sb);
+    const char *spec_run = backup ? e->bspec.run : e->spec.run;
+    if (rc == 0 && t->w->o->key && strcmp(signed_run, spec_run) != 0)
+        rc = err_set(err, HAUL_EAUTH, "the job description names run %s but is signed for run %s: not served",
+                     spec_run, signed_run);
     if (rc < 0)
         return rc;
-    if (strcmp(backup ? e->bspec.run : e->spec.run, run) != 0) {
+    if (strcmp(spec_run, run) != 0) { /* a unit of a run that is over: dropped, whatever it names */
         snprintf(e->stale, sizeof e->stale, "%s", run);
         return 0;
     }
+    if ((rc = allow_check(t->w, backup, e, err)) < 0)
+        return rc;
     if (backup) {
         e->b = dbackup_engine_new(&e->bspec, t->w->o->s3, t->w->o->cancel, err);
         if (!e->b) {
@@ -685,6 +760,15 @@ static int message_do(struct wthread *t, struct dist_queue *q, struct dist_msg *
                  dist_queue_url(q), m->len, uerr.msg);
         return dist_reject(q, m, false, err);
     }
+    if (t->w->o->key && strcmp(u.job_id, m->run) != 0) {
+        static atomic_bool said;
+        if (!atomic_exchange(&said, true))
+            log_warn("haul worker: %s: a work unit of run %s signed for run %s: replayed, dropped to the "
+                     "dead-letter queue (said once)", dist_queue_url(q), u.job_id, m->run);
+        dist_unit_release(&u);
+        return dist_reject(q, m, false, err);
+    }
+    dist_queue_set_run(q, u.job_id); /* its children and result are signed for its run */
     int rc;
     if (t->w->delay_ms)
         sleep_ms(t->w->delay_ms);
@@ -765,7 +849,7 @@ static void *thread_main(void *arg)
     while (!stopping(t)) {
         haul_error err = {0};
         if (!q) {
-            struct dist_queue_opts qo = {.prefix = t->w->prefix, .consume = DIST_CONSUME(DIST_WORK),
+            struct dist_queue_opts qo = {.prefix = t->w->prefix, .consume = DIST_CONSUME(DIST_WORK), .key = t->w->o->key,
                                          .prefetch = HELD_MAX, .heartbeat_s = t->w->heartbeat_s};
             if (!(q = dist_queue_open(t->w->o->broker_url, &qo, &err))) {
                 log_error("haul worker: thread %u: %s (retrying)", t->idx, err.msg);
@@ -906,6 +990,26 @@ static void control_do(struct worker *w, struct dist_queue *q, struct dist_msg *
     }
 }
 
+/* The one line saying what this worker serves: broker (no password),
+ * job, roots, and whether messages are signed. */
+static void serving_say(const struct worker *w, const struct dist_queue *q)
+{
+    const struct worker_opts *o = w->o;
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_addf(&sb, "haul worker %s: serving job %s at %s; allowed: ", w->name, o->job ? o->job : "haul",
+                dist_queue_url(q));
+    if (o->allow_any)
+        strbuf_adds(&sb, "anything (--allow-any)");
+    for (size_t i = 0; !o->allow_any && i < o->nallow; i++)
+        strbuf_addf(&sb, "%s%s", i ? ", " : "", o->allow[i]);
+    strbuf_adds(&sb, o->key ? "; messages signed (--key-file)" : "; messages NOT signed (--insecure-no-key)");
+    if (!sb.failed && o->serving)
+        o->serving(sb.s, o->serving_ctx);
+    else if (!sb.failed)
+        log_info("%s", sb.s);
+    strbuf_release(&sb);
+}
+
 int worker_run(const struct worker_opts *o, haul_error *err)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -930,14 +1034,14 @@ int worker_run(const struct worker_opts *o, haul_error *err)
     w->die_before_scan_result = getenv("HAUL_TEST_DIE_BEFORE_SCAN_RESULT") != NULL;
     const char *heartbeat = getenv("HAUL_TEST_HEARTBEAT_S");
     w->heartbeat_s = heartbeat && atoi(heartbeat) > 0 ? atoi(heartbeat) : 60;
-    struct dist_queue_opts qo = {.prefix = w->prefix, .consume = DIST_CONSUME(DIST_CONTROL)};
+    struct dist_queue_opts qo = {.prefix = w->prefix, .consume = DIST_CONSUME(DIST_CONTROL), .key = o->key};
     struct dist_queue *q = rc == 0 ? dist_queue_open(o->broker_url, &qo, err) : NULL;
     if (!q) {
         pthread_mutex_destroy(&w->refused_lock);
         free(w);
         return rc < 0 ? rc : -HAUL_ENET;
     }
-    log_info("haul worker %s: serving job %s at %s", w->name, o->job ? o->job : "haul", dist_queue_url(q));
+    serving_say(w, q);
     threads_set(w, o->threads ? o->threads : 4);
     while (!atomic_load(&w->stop) && !(o->cancel && atomic_load(o->cancel))) {
         struct dist_msg m;
@@ -974,13 +1078,14 @@ int worker_run(const struct worker_opts *o, haul_error *err)
 
 /* ---- haul ctl ---- */
 
-int worker_ctl_send(const char *broker_url, const char *job, const struct dist_control *c, haul_error *err)
+int worker_ctl_send(const char *broker_url, const struct dist_key *key, const char *job, const struct dist_control *c,
+                    haul_error *err)
 {
     char prefix[DIST_PREFIX_MAX + 1];
     if (dclone_prefix(job, prefix, sizeof prefix, err) < 0)
         return -HAUL_EUSAGE;
     struct strbuf sb = STRBUF_INIT;
-    struct dist_queue_opts qo = {.prefix = prefix};
+    struct dist_queue_opts qo = {.prefix = prefix, .key = key};
     struct dist_queue *q = NULL;
     int rc = dist_control_encode(c, &sb, err);
     if (rc == 0 && !(q = dist_queue_open(broker_url, &qo, err)))
@@ -1001,13 +1106,13 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int worker_ctl_status(const char *broker_url, const char *job, int wait_ms, worker_status_fn fn, void *ctx,
-                      struct dist_depth depth[3], haul_error *err)
+int worker_ctl_status(const char *broker_url, const struct dist_key *key, const char *job, int wait_ms,
+                      worker_status_fn fn, void *ctx, struct dist_depth depth[3], haul_error *err)
 {
     char prefix[DIST_PREFIX_MAX + 1];
     if (dclone_prefix(job, prefix, sizeof prefix, err) < 0)
         return -HAUL_EUSAGE;
-    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_CONTROL)};
+    struct dist_queue_opts qo = {.prefix = prefix, .consume = DIST_CONSUME(DIST_CONTROL), .key = key};
     struct dist_queue *q = dist_queue_open(broker_url, &qo, err);
     if (!q)
         return -HAUL_ENET;

@@ -11,8 +11,13 @@
  * a row are flushed together (one confirm round trip) and only then are
  * those units acked; a worker that dies leaves its unacked units to the
  * others.  A job whose SRC or
- * DST cannot be opened here is refused with a log line: the unit is
- * requeued for another node and this one backs off.
+ * DST cannot be opened here, or that names a path or bucket outside the
+ * worker's allowed roots (--allow: SRC and DST of a clone, SRC and the
+ * bucket/prefix of a backup, compared by path components after realpath),
+ * is refused with a log line: the unit is requeued for another node and
+ * this one backs off.  With a key, a unit whose signature names another run
+ * than its own goes to the dead-letter queue, and a job description that
+ * does not verify, or names another run than its signature, is refused.
  *
  * Control: STOP (all nodes, or the one named) lets every thread finish its
  * unit, then worker_run returns 0; GROW n runs n threads; STATUS is
@@ -45,6 +50,13 @@
 
 struct worker_opts {
     const char *broker_url;
+    const struct dist_key *key; /* the jobs' secret (dist/auth.h); NULL: unsigned (--insecure-no-key) */
+    const char *const *allow;   /* what jobs may name (--allow): directories, resolved by the
+                                   caller (realpath), and "s3://BUCKET[/PREFIX]" */
+    size_t nallow;
+    bool allow_any;             /* --allow-any: every path and bucket */
+    void (*serving)(const char *line, void *ctx); /* told once at start what it serves */
+    void *serving_ctx;
     const char *job;          /* default "haul" */
     const char *name;         /* node name in status and logs; default host:pid */
     unsigned threads;         /* default 4 */
@@ -67,12 +79,17 @@ struct worker_status {
 typedef void (*worker_status_fn)(const struct worker_status *s, void *ctx);
 
 /* Publishes a control message to every worker of job (node "" = all). */
-int worker_ctl_send(const char *broker_url, const char *job, const struct dist_control *c, haul_error *err);
+int worker_ctl_send(const char *broker_url, const struct dist_key *key, const char *job, const struct dist_control *c,
+                    haul_error *err);
 
 /* Asks every worker of job for its status and calls fn for each answer
  * arriving within wait_ms; then fills the depth of the work, dead and
  * results queues. */
-int worker_ctl_status(const char *broker_url, const char *job, int wait_ms, worker_status_fn fn, void *ctx,
-                      struct dist_depth depth[3], haul_error *err);
+int worker_ctl_status(const char *broker_url, const struct dist_key *key, const char *job, int wait_ms,
+                      worker_status_fn fn, void *ctx, struct dist_depth depth[3], haul_error *err);
+
+/* True when path (absolute, resolved) is root or below it, component by
+ * component ("/data2" is not below "/data"). */
+bool worker_path_inside(const char *root, const char *path);
 
 #endif

@@ -26,6 +26,9 @@
  *                                 handle: depth says NOT_FOUND (twice: the
  *                                 handle survives it), a publish to the gone
  *                                 queue fails at dist_flush (NO_ROUTE)
+ * --key-file F signs what it publishes (and checks what it takes) with F,
+ * for run --run R (default ""): without it messages travel unsigned, as a
+ * forger without the key would send them.
  * URL defaults to $HAUL_BROKER; "-" means in process.  Exit 0 on success,
  * 1 with "dist_probe: <error>" on stderr otherwise. */
 #include <inttypes.h>
@@ -36,12 +39,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/auth.h"
 #include "dist/dist.h"
 #include "util/log.h"
 
 static const char *url;
 static const char *prefix = "haul.probe";
 static int heartbeat_s;
+static struct dist_key key;
+static bool keyed;
+static const char *run = "";
 
 static double now_s(void)
 {
@@ -59,8 +66,11 @@ static int die(const haul_error *err)
 static struct dist_queue *open_q(unsigned consume, unsigned prefetch, haul_error *err)
 {
     struct dist_queue_opts o = {.prefix = prefix, .consume = consume, .prefetch = prefetch,
-                                .heartbeat_s = heartbeat_s};
-    return dist_queue_open(url, &o, err);
+                                .heartbeat_s = heartbeat_s, .key = keyed ? &key : NULL};
+    struct dist_queue *q = dist_queue_open(url, &o, err);
+    if (q)
+        dist_queue_set_run(q, run);
+    return q;
 }
 
 static int opt_int(int argc, char **argv, const char *name, long dflt)
@@ -508,7 +518,14 @@ int main(int argc, char **argv)
             prefix = argv[i + 1];
         else if (strcmp(argv[i], "--heartbeat") == 0)
             heartbeat_s = atoi(argv[i + 1]);
-        else
+        else if (strcmp(argv[i], "--run") == 0)
+            run = argv[i + 1];
+        else if (strcmp(argv[i], "--key-file") == 0) {
+            haul_error kerr = {0};
+            if (dist_key_load(argv[i + 1], &key, &kerr) < 0)
+                return die(&kerr);
+            keyed = true;
+        } else
             break;
     }
     if (url && strcmp(url, "-") == 0)

@@ -1,5 +1,5 @@
 # tests/integration/brokerlib.sh: sourced after lib.sh by the tests that
-# need RabbitMQ (t_dist, t_dclone, t_dbackup).  Starts scripts/broker on
+# need RabbitMQ (t_dist, t_dclone, t_dbackup, t_hostile_*).  Starts scripts/broker on
 # 127.0.0.1 if it is not running (and stops it at exit), sets HAUL_BROKER,
 # and gives worker helpers.  A test sets QUEUES (the queue prefix its
 # cleanup deletes) and, for the worker helpers, the array B (--broker URL
@@ -16,16 +16,23 @@ fi
 eval "$("$ROOT/scripts/broker" env)"
 case "$HAUL_BROKER" in amqp://*@127.0.0.1:*) ;; *) echo "Bail out! broker $HAUL_BROKER is not loopback"; exit 1 ;; esac
 QUEUES=""
+# Every distributed command of the test signs with this key (HAUL_KEY_FILE is
+# --key-file's default), and workers serve only the test's own roots.
+(umask 077; openssl rand -hex 32 >"$SCRATCH/dist.key") ||
+    { echo "Bail out! could not make a key file"; exit 1; }
+export HAUL_KEY_FILE=$SCRATCH/dist.key
+ALLOW=(--allow "$SCRATCH" --allow "s3://$BUCKET")
 
 WORKERS=()
 # start_worker NAME [ENV=VALUE...] [-- HAUL-OPTIONS...]: `haul worker` in the
-# background (2 threads, -v), its log in $SCRATCH/NAME.log, its pid in $PID_NAME
+# background (2 threads, -v, serving $SCRATCH and s3://$BUCKET: ALLOW), its log
+# in $SCRATCH/NAME.log, its pid in $PID_NAME
 start_worker() {
     local name=$1 envs=() extra=()
     shift
     while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
     [ "${1:-}" = -- ] && { shift; extra=("$@"); }
-    env "${envs[@]}" "$HAUL" worker "${B[@]}" --threads 2 --name "$name" -v "${extra[@]}" \
+    env "${envs[@]}" "$HAUL" worker "${B[@]}" "${ALLOW[@]}" --threads 2 --name "$name" -v "${extra[@]}" \
         >"$SCRATCH/$name.log" 2>&1 &
     WORKERS+=($!)
     eval "PID_$name=$!"

@@ -152,7 +152,8 @@ like "$out" "worker w2 threads 3 " "w2 now runs 3 threads (status)"
 like "$out" "worker w1 threads 2 " "w1 still runs 2"
 
 # Malformed units: dead-lettered with a log line, the worker goes on.
-"$PROBE" --prefix "haul.$JOB" publish-raw "this is not a haul unit" >/dev/null; ok $? "published a garbage unit"
+"$PROBE" --prefix "haul.$JOB" --key-file "$HAUL_KEY_FILE" publish-raw "this is not a haul unit" >/dev/null
+ok $? "published a garbage unit (signed)"
 for i in $(seq 100); do
     case $("$PROBE" --prefix "haul.$JOB" depth dead 2>&1) in "ready=1 "*) break ;; esac
     sleep 0.1
@@ -284,7 +285,7 @@ H=$SCRATCH/hidden
 mkdir -p "$H/src/d"; mkfile "$H/src/d/f" 1000; mkfile "$H/src/g" 10
 if unshare -m true 2>/dev/null; then
     unshare -m sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' sh "$H" \
-        "$HAUL" worker "${B[@]}" --threads 1 --name blind -v >"$SCRATCH/blind.log" 2>&1 &
+        "$HAUL" worker "${B[@]}" "${ALLOW[@]}" --threads 1 --name blind -v >"$SCRATCH/blind.log" 2>&1 &
     PID_blind=$!; WORKERS+=($PID_blind)
     wait_workers 1; ok $? "the blind worker answers"
     "$HAUL" clone "${B[@]}" --pass all --json "$H/src" "$SCRATCH/hdst" >"$SCRATCH/h.out" 2>"$SCRATCH/h.err" &

@@ -10,6 +10,7 @@ B=(--broker "$HAUL_BROKER" --job "$JOB")
 
 T="$SCRATCH/tree"; mkdir -p "$T"
 for i in $(seq 1 300); do echo "$i" > "$T/f$i"; done
+ALLOW+=(--allow "s3://$BUCKET-missing") # the worker may serve it: the bucket's absence is the point
 start_worker w1
 wait_workers 1; ok $? "a worker is attached"
 t0=$SECONDS

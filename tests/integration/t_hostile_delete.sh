@@ -165,19 +165,19 @@ DBEFORE=$(keys dbk)
 # path in its own mount namespace.  Alone, it refuses the units.
 { kill -9 "$PID_w1"; wait "$PID_w1"; } 2>/dev/null
 unshare -m --propagation private sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' sh "$DS" \
-    "$HAUL" worker "${B[@]}" --threads 2 --name wbad -v >"$SCRATCH/wbad.log" 2>&1 &
+    "$HAUL" worker "${B[@]}" "${ALLOW[@]}" --threads 2 --name wbad -v >"$SCRATCH/wbad.log" 2>&1 &
 WORKERS+=($!)
 wait_workers 1; ok $? "the worker without SRC's mount answers"
-OUT=$(timeout 120 "$HAUL" clone "${B[@]}" --pass all "$DS" "$DD" 2>"$SCRATCH/.err"); RC=$?; ERR=$(cat "$SCRATCH/.err")
+OUT=$(timeout 120 "$HAUL" clone "${B[@]}" --refuse-timeout 10 --pass all "$DS" "$DD" 2>"$SCRATCH/.err"); RC=$?; ERR=$(cat "$SCRATCH/.err")
 is "$RC" 1 "with only that worker, the distributed clone exits 1"
-like "$ERR" "no worker took the job: worker wbad/[0-9]: .*SRC .* is empty on this node" "the coordinator names the refusing worker and why"
+like "$ERR" "no worker took the job in 10 s \(--refuse-timeout\): worker wbad: .*SRC .* is empty on this node" "the coordinator names the refusing worker and why"
 is "$(echo "$ERR" | grep -c "worker wbad refuses the job's units")" 1 "the coordinator logs the node's refusal once"
 is "$(entries "$DD")" "$N_DD" "DST intact"
 like "$(cat "$SCRATCH/wbad.log")" "cannot serve this job here: .*SRC .* is empty on this node.*units of run [0-9a-f]+ are left to other nodes" "the worker logs why it refuses"
 is "$(grep -c "cannot serve this job here" "$SCRATCH/wbad.log")" 1 "once for the run"
-OUT=$(timeout 120 "$HAUL" backup "${B[@]}" --delete "$DS" "s3://$BUCKET/dbk" 2>"$SCRATCH/.err"); RC=$?; ERR=$(cat "$SCRATCH/.err")
+OUT=$(timeout 120 "$HAUL" backup "${B[@]}" --refuse-timeout 10 --delete "$DS" "s3://$BUCKET/dbk" 2>"$SCRATCH/.err"); RC=$?; ERR=$(cat "$SCRATCH/.err")
 is "$RC" 1 "with only that worker, the distributed backup --delete exits 1"
-like "$ERR" "no worker took the job: worker wbad" "the coordinator names the refusing worker"
+like "$ERR" "no worker took the job in 10 s \(--refuse-timeout\): worker wbad: .*is empty on this node" "the coordinator names the refusing worker"
 is "$(keys dbk)" "$DBEFORE" "every object is still there"
 
 # Beside a good worker, the run completes (the bad one never deletes).

@@ -31,6 +31,7 @@ trap _hidx_cleanup EXIT
 json() { python3 -c "import json,sys; print(json.loads([l for l in sys.argv[1].splitlines() if l.startswith('{')][-1])[sys.argv[2]])" "$1" "$2"; }
 
 "$HAUL" mb "s3://$BUCKET" >/dev/null
+ALLOW+=(--allow "s3://$B2") # its second bucket
 start_worker w1
 wait_workers 1; ok $? "a worker answers"
 

@@ -632,10 +632,10 @@ static void test_mem_job(void **state)
     struct dist_queue *q = dist_queue_open(NULL, NULL, &err);
     assert_non_null(q);
     struct strbuf sb = STRBUF_INIT;
-    assert_int_equal(dist_job_get(q, &sb, &err), 0);
+    assert_int_equal(dist_job_get(q, &sb, NULL, &err), 0);
     assert_int_equal(dist_job_put(q, "one", 3, &err), 0);
     assert_int_equal(dist_job_put(q, "two!", 4, &err), 0);
-    assert_int_equal(dist_job_get(q, &sb, &err), 1);
+    assert_int_equal(dist_job_get(q, &sb, NULL, &err), 1);
     assert_int_equal(sb.len, 4);
     assert_memory_equal(sb.s, "two!", 4);
     strbuf_release(&sb);
