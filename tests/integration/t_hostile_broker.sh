@@ -82,7 +82,7 @@ is "$RC" 1 "wrong password holding '/': exit 1"
 like "$ERR" "amqp://hostile:\*\*\*@127.0.0.1:$((base + 1))/: login: ACCESS_REFUSED" "RabbitMQ's refusal with the URL redacted"
 no_secret "$OUT$ERR" "the wrong password is printed nowhere"
 printf '%s\n' "amqp://hostile:wr/ong@127.0.0.1:$((base + 1))/" >"$SCRATCH/wrong.url"; chmod 600 "$SCRATCH/wrong.url"
-run worker --broker-file "$SCRATCH/wrong.url" --job "$JOB"
+run worker --broker-file "$SCRATCH/wrong.url" --job "$JOB" --allow "$SCRATCH"
 like "$RC:$ERR" "^1:.*hostile:\*\*\*@.*ACCESS_REFUSED" "worker with a wrong password from --broker-file: exit 1, refusal named"
 no_secret "$OUT$ERR" "...and the password is printed nowhere"
 
@@ -126,7 +126,7 @@ like "$ERR" "amqps://guest:\*\*\*@127.0.0.1:$base/: TLS: the broker's certificat
     "...naming the host and the reason"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=other CA" \
     -keyout "$SCRATCH/other.key" -out "$SCRATCH/other.pem" >/dev/null 2>&1
-timeout 30 "$HAUL" worker --broker-file "$SCRATCH/tls.url" --broker-ca "$SCRATCH/other.pem" --job "$JOB" \
+timeout 30 "$HAUL" worker --broker-file "$SCRATCH/tls.url" --broker-ca "$SCRATCH/other.pem" --job "$JOB" --allow "$SCRATCH" \
     >"$SCRATCH/other.out" 2>&1
 rc=$?
 is "$rc" 1 "a worker with another CA: exit 1"

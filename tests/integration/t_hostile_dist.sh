@@ -49,7 +49,7 @@ ALLOW=(--allow "$A" --allow "s3://$BUCKET/ok")
 start_worker wa
 wait_workers 1; ok $? "worker wa (--allow $A, s3://$BUCKET/ok) answers"
 line=$(grep -m1 "serving job" "$SCRATCH/wa.log")
-like "$line" "^haul worker wa: serving job $JOB at amqp://[^:/]*@127\.0\.0\.1:[0-9]+/.*; allowed: $A, s3://$BUCKET/ok; messages signed" \
+like "$line" "^haul worker wa: serving job $JOB at amqp://[^:/@]*(:\*\*\*)?@127\.0\.0\.1:[0-9]+/.*; allowed: $A, s3://$BUCKET/ok; messages signed" \
     "the worker says in one line what it serves"
 ok "$(case $HAUL_BROKER in amqp://*:*@*) pw=${HAUL_BROKER#amqp://*:}; pw=${pw%%@*}; grep -qF ":$pw@" "$SCRATCH/wa.log"; [ $? = 1 ] ;; esac; echo $?)" \
     "... without the broker's password"
