@@ -21,7 +21,7 @@
     {"max-connections", 0, OPT_INT, &(g)->max_connections, "N", "connection pool size (default 16)"}, \
     {"max-attempts", 0, OPT_INT, &(g)->max_attempts, "N", "tries per request, retries back off with jitter (default 5, or AWS_MAX_ATTEMPTS)"}, \
     {"connect-timeout", 0, OPT_INT, &(g)->connect_timeout_s, "SECONDS", "connection timeout (default 10)"}, \
-    {"stall-timeout", 0, OPT_INT, &(g)->stall_timeout_s, "SECONDS", "a request that moves no byte this long is retried; 8 such stalls or failed connections in a row stop the run (default 120)"}, \
+    {"stall-timeout", 0, OPT_INT, &(g)->stall_timeout_s, "SECONDS", "a request that moves no byte this long is retried; 8 requests in a row failing so (or on refused connections) after their retries stop the run (default 120)"}, \
     {"unsigned-payload", 0, OPT_FLAG, &(g)->unsigned_payload, NULL, "send UNSIGNED-PAYLOAD with Content-MD5 instead of the signed SHA-256 over plain http (for servers that need it; MD5 costs more CPU)"}, \
     {"no-verify-ssl", 0, OPT_FLAG, &(g)->no_verify_ssl, NULL, "do not verify the server's TLS certificate"}
 #define OUTPUT_OPTS(g)                                                                                    \

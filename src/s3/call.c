@@ -35,7 +35,12 @@ struct s3_client {
     atomic_bool failed;              /* set once, after fatal is filled */
     pthread_mutex_t fatal_lock;      /* guards fatal */
     haul_error fatal;
-    atomic_uint transport_streak;    /* transport failures since the last answer */
+    atomic_uint transport_streak;    /* requests failed for good on transport since the last answer */
+    /* A request failed for good on transport waits, while others that may
+     * end the streak run, so that the run stopping reports none of them. */
+    pthread_mutex_t streak_lock;
+    pthread_cond_t streak_cond;      /* broadcast: streak reset, client stopped, a request ended */
+    unsigned active, waiting;        /* requests in s3_call_run; those of them waiting */
     atomic_uint denied_streak;       /* AccessDenied since the last success */
 };
 
@@ -73,6 +78,8 @@ struct s3_client *s3_client_new(const struct s3_config *cfg, haul_error *err)
         return NULL;
     }
     pthread_mutex_init(&c->fatal_lock, NULL);
+    pthread_mutex_init(&c->streak_lock, NULL);
+    pthread_cond_init(&c->streak_cond, NULL);
     c->cfg = *cfg;
     c->cfg.endpoint = dup_opt(cfg->endpoint);
     c->cfg.region = dup_opt(cfg->region);
@@ -107,6 +114,8 @@ void s3_client_free(struct s3_client *c)
     http_engine_free(c->http);
     s3_config_release(&c->cfg);
     pthread_mutex_destroy(&c->fatal_lock);
+    pthread_mutex_destroy(&c->streak_lock);
+    pthread_cond_destroy(&c->streak_cond);
     free(c);
 }
 
@@ -128,6 +137,50 @@ bool s3_client_failed(struct s3_client *c, haul_error *err)
     return true;
 }
 
+/* Wakes the requests waiting in transport_wait (after the state they
+ * check changed: the lock orders it before their check or their wait). */
+static void streak_wake(struct s3_client *c)
+{
+    pthread_mutex_lock(&c->streak_lock);
+    if (c->waiting)
+        pthread_cond_broadcast(&c->streak_cond);
+    pthread_mutex_unlock(&c->streak_lock);
+}
+
+static void active_add(struct s3_client *c, int n)
+{
+    pthread_mutex_lock(&c->streak_lock);
+    c->active = (unsigned)((int)c->active + n);
+    if (c->waiting)
+        pthread_cond_broadcast(&c->streak_cond);
+    pthread_mutex_unlock(&c->streak_lock);
+}
+
+/* A request failed for good on transport, the streak not at its end: waits
+ * while other requests run that may end it (an answer) or complete it (the
+ * client stops: this request's failure is the run's, not reported alone).
+ * Bounded: when no other request runs, or after the longest a request can
+ * take to fail. */
+static void transport_wait(struct s3_client *c)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (c->cfg.stall_timeout_s + BACKOFF_CAP_MS / 1000) * c->cfg.max_attempts;
+    pthread_mutex_lock(&c->streak_lock);
+    c->waiting++;
+    while (!atomic_load(&c->failed) && atomic_load(&c->transport_streak) > 0 && c->waiting < c->active)
+        if (pthread_cond_timedwait(&c->streak_cond, &c->streak_lock, &until) != 0)
+            break;
+    c->waiting--;
+    pthread_mutex_unlock(&c->streak_lock);
+}
+
+static void streak_reset(struct s3_client *c)
+{
+    if (atomic_exchange(&c->transport_streak, 0) > 0)
+        streak_wake(c);
+}
+
 /* Records the error that stops the client (the first one only). */
 static void fatal_set(struct s3_client *c, const haul_error *err)
 {
@@ -140,6 +193,7 @@ static void fatal_set(struct s3_client *c, const haul_error *err)
         log_debug("s3 client stopped: %s", err->msg);
     }
     pthread_mutex_unlock(&c->fatal_lock);
+    streak_wake(c);
 }
 
 /* Errors that concern the whole bucket or account, not one object. */
@@ -155,8 +209,23 @@ static bool bucket_level(const struct s3_call *call, long status, const char *co
     return bucket_call && (status == 403 || strcmp(code, "AccessDenied") == 0);
 }
 
+/* After a streak of object-level refusals: one ListObjectsV2 (max-keys=1)
+ * under the key's directory tells a bucket-level refusal (stop) from a
+ * policy that denies only some keys (the objects fail one by one, the run
+ * goes on).  The check has no key, so its own answer never comes back here. */
+static bool bucket_refuses(struct s3_client *c, const struct s3_call *call)
+{
+    char prefix[1100] = "";
+    const char *slash = strrchr(call->key, '/');
+    if (slash && (size_t)(slash - call->key) + 1 < sizeof prefix)
+        memcpy(prefix, call->key, (size_t)(slash - call->key) + 1);
+    haul_error e = {0};
+    int rc = s3_bucket_check(c, call->bucket, prefix[0] ? prefix : NULL, &e);
+    return rc < 0 && (e.code == HAUL_EAUTH || s3_client_failed(c, NULL));
+}
+
 /* An HTTP error answer: stops the client when it is bucket-level, or the
- * last of a streak of refusals. */
+ * last of a streak of refusals that the bucket itself refuses too. */
 static void fatal_note_http(struct s3_client *c, const struct s3_call *call, const char *code,
                             const haul_error *err)
 {
@@ -170,32 +239,44 @@ static void fatal_note_http(struct s3_client *c, const struct s3_call *call, con
     /* Not other 403s: InvalidObjectState (an archived object) is the object's. */
     if (strcmp(code, "AccessDenied") != 0 && !(status == 403 && !code[0]))
         return;
-    unsigned streak = atomic_fetch_add(&c->denied_streak, 1) + 1;
-    if (streak < S3_FAIL_FAST_STREAK)
+    /* A probe's refusal (no list permission) stops nothing and counts not. */
+    if (call->probe)
         return;
+    /* Only the request that makes the streak exactly the limit goes on, so
+     * one check runs and the message names the limit, whatever the race. */
+    if (atomic_fetch_add(&c->denied_streak, 1) + 1 != S3_FAIL_FAST_STREAK)
+        return;
+    bool object = call->bucket && call->key && call->key[0];
+    if (object && !bucket_refuses(c, call)) {
+        atomic_store(&c->denied_streak, 0);
+        return;
+    }
     haul_error e = {0};
-    err_set(&e, HAUL_EAUTH, "s3://%s: access denied on %u requests in a row (the last: %s); stopping",
-            call->bucket ? call->bucket : "", streak, err->msg);
+    err_set(&e, HAUL_EAUTH, "s3://%s: access denied on %u requests in a row%s (the last: %s); stopping",
+            call->bucket ? call->bucket : "", S3_FAIL_FAST_STREAK, object ? " and on listing the bucket" : "",
+            err->msg);
     fatal_set(c, &e);
 }
 
-/* A transport failure (stall, refused or reset connection): the last of a
- * streak with no answer between stops the client. */
+/* A request that failed for good on a transport failure (stall, refused or
+ * reset connection), its retries used up: the last of a streak with no
+ * answer between stops the client.  Counting requests, not attempts, lets
+ * a short blip that the retries ride out pass. */
 static void fatal_note_transport(struct s3_client *c, const struct s3_call *call)
 {
     if (!c->fail_fast)
         return;
-    unsigned streak = atomic_fetch_add(&c->transport_streak, 1) + 1;
-    if (streak < S3_FAIL_FAST_STREAK)
+    /* Only the request that makes the streak exactly the limit says so. */
+    if (atomic_fetch_add(&c->transport_streak, 1) + 1 != S3_FAIL_FAST_STREAK)
         return;
     haul_error e = {0};
     const char *b = call->bucket ? call->bucket : "";
     if (call->http.curl_code == CURLE_OPERATION_TIMEDOUT && strstr(call->http.curl_error, "stalled"))
         err_set(&e, HAUL_ENET, "s3://%s: no answer from %s for %ld s on %u requests in a row; stopping", b,
-                c->cfg.endpoint, c->cfg.stall_timeout_s, streak);
+                c->cfg.endpoint, c->cfg.stall_timeout_s, S3_FAIL_FAST_STREAK);
     else
         err_set(&e, HAUL_ENET, "s3://%s: cannot reach %s on %u requests in a row (%s); stopping", b,
-                c->cfg.endpoint, streak, call->http.curl_error);
+                c->cfg.endpoint, S3_FAIL_FAST_STREAK, call->http.curl_error);
     fatal_set(c, &e);
 }
 
@@ -546,6 +627,8 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         hash_base64(d, sizeof d, md5);
     }
 
+    if (c->fail_fast)
+        active_add(c, 1);
     struct resume resume = {call->sink, call->sink_ctx, 0};
     char etag_seen[130] = "";
     int rc = 0;
@@ -608,10 +691,16 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         }
         if (perf < 0) {
             retry = !http->sink_failed && http_curl_code_retryable(http->curl_code);
-            if (retry)
-                fatal_note_transport(c, call);
             if (!retry || attempt + 1 >= (unsigned)c->cfg.max_attempts) {
-                rc = fail_transport(c, call, err);
+                if (retry && c->fail_fast) { /* a transport failure, the retries used up */
+                    fatal_note_transport(c, call);
+                    transport_wait(c);
+                }
+                haul_error why = {0};
+                if (c->fail_fast && s3_client_failed(c, &why))
+                    rc = err_copy(err, &why);
+                else
+                    rc = fail_transport(c, call, err);
                 break;
             }
             log_info("%s s3://%s/%s: %s, retrying", call->op, call->bucket ? call->bucket : "",
@@ -625,13 +714,13 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
                          name, h.range);
             break;
         } else if (http->status / 100 == 2) {
-            atomic_store(&c->transport_streak, 0);
+            streak_reset(c);
             atomic_store(&c->denied_streak, 0);
             /* A body cut at RESP_CAP must never be parsed as if whole. */
             rc = http->resp_truncated && !call->sink ? truncated(call, err) : 0;
             break;
         } else {
-            atomic_store(&c->transport_streak, 0);
+            streak_reset(c);
             s3_xml_error_parse(strbuf_str(&http->resp_body), http->resp_body.len, &doc);
             if (strcmp(doc.code, "RequestTimeTooSkewed") == 0)
                 skew_learn(c, http);
@@ -652,6 +741,8 @@ int s3_call_run(struct s3_client *c, struct s3_call *call, haul_error *err)
         if (!(c->fail_fast && s3_client_failed(c, NULL)))
             sleep_ms(jitter_ms(attempt));
     }
+    if (c->fail_fast)
+        active_add(c, -1);
     target_release(&t);
     return rc;
 }

@@ -30,8 +30,10 @@ void s3_client_cancel_set(struct s3_client *client, const atomic_bool *flag);
  * buckets must not stop at one bucket's error).  Once on, the first
  * bucket-level failure (NoSuchBucket, refused credentials, AccessDenied on
  * a bucket request), S3_FAIL_FAST_STREAK AccessDenied answers in a row with
- * no success between, or S3_FAIL_FAST_STREAK transport failures in a row
- * (stalls, refused connections) with no answer between, make every later
+ * no success between when a bucket listing is then refused too (else they
+ * are the objects' own), or S3_FAIL_FAST_STREAK requests in a row failed on
+ * transport (stalls, refused connections) after their retries, with no
+ * answer between, make every later
  * request fail at once with that one error, sending nothing; requests in
  * flight are interrupted. */
 #define S3_FAIL_FAST_STREAK 8
