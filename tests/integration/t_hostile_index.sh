@@ -225,10 +225,11 @@ for st in 503:SlowDown 403:AccessDenied; do
     "$HAUL" backup -q "${HS[@]}" "$H" "$HK" >/dev/null 2>&1
     echo "[{\"method\": \"HEAD\", \"match\": \"head-${st%%:*}/victim \", \"action\": \"status\", \"status\": ${st%%:*}, \"code\": \"${st#*:}\"}]" > "$RULES"
     run backup --json "${HS[@]}" --rescan-remote "$H" "$HK"
-    like "$ERR" "victim" "HEAD of a listed key answered ${st%%:*} during --rescan-remote: named"
+    like "$ERR" "victim.*${st#*:}|${st%%:*}" "HEAD of a listed key answered ${st%%:*} during --rescan-remote: named"
+    is "$RC/$(json "$OUT" uploaded)" "0/0" "... its entry survives: the run does not upload it again"
     echo "[]" > "$RULES"
     run backup --json "${HS[@]}" "$H" "$HK"
-    is "$RC/$(json "$OUT" uploaded)" "0/0" "... its entry survives: the next run uploads nothing"
+    is "$RC/$(json "$OUT" uploaded)" "0/0" "... nor does the next run"
     rm "$H/victim"
     run backup --json "${HS[@]}" --delete "$H" "$HK"
     is "$RC/$(json "$OUT" deleted)" "0/1" "... and --delete removes its object once the file is gone"
