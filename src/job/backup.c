@@ -803,9 +803,37 @@ int backup_src_record(const struct backup_opts *o, struct index *ix, const struc
     return 0;
 }
 
+#define MARKER_KEY META_INTERNAL_DIR "/index-id" /* under the prefix */
+#define MARKER_META "haul-index-id"               /* x-amz-meta-haul-index-id: the id */
+#define HOLD_PROP "delete-hold" /* why --delete waits (backup_index_bind); "" or absent: it does not */
+#define HOLD_REBUILT "rebuilt"  /* the index was rebuilt from the bucket: until a run whose marker matches */
+#define HOLD_SHARED "shared"    /* the marker named another index: until a run with --rescan-remote */
+
+/* The objects a rebuilt index adopted from the listing may be another
+ * index's: --delete does not remove them unless the user said the bucket
+ * is the truth (--rescan-remote). 1: skipped (warned), 0: go on. */
+static int delete_held(const struct backup_opts *o, struct index *ix, haul_error *err)
+{
+    char hold[32] = "";
+    int rc = index_prop_get(ix, HOLD_PROP, hold, sizeof hold, err);
+    if (rc <= 0 || !hold[0] || o->rescan_remote)
+        return rc < 0 ? rc : 0;
+    if (strcmp(hold, HOLD_SHARED) == 0)
+        log_warn("s3://%s/%s is also backed up by another index (its marker %s" MARKER_KEY " named another id): "
+                 "--delete skipped; use one index per prefix, or --rescan-remote --delete to take the prefix over",
+                 o->bucket, o->prefix, o->prefix);
+    else
+        log_warn("the index of s3://%s/%s was rebuilt from the bucket: --delete skipped; run again to delete",
+                 o->bucket, o->prefix);
+    return 1;
+}
+
 int backup_delete_gone(struct s3_client *c, const struct backup_opts *o, struct index *ix,
                        const struct srcid *ids, struct backup_stats *stats, haul_error *err)
 {
+    int held = delete_held(o, ix, err);
+    if (held)
+        return held < 0 ? held : 0;
     if (atomic_load(&stats->errors)) {
         log_warn("--delete skipped: %llu entries could not be read, so what is gone is not certain",
                  (unsigned long long)atomic_load(&stats->errors));
@@ -871,8 +899,15 @@ static void rescan_one(struct backup *b, const char *key)
     }
     free(e);
     s3_object_info_release(&info);
-    if (rc < 0)
+    if (rc < 0 && err.code != HAUL_ENOTFOUND) {
+        /* Listed, so not gone: an entry it had stays (its stamp), else the drop would forget the object. */
+        haul_error terr = {0};
+        if (index_touch(b->ix, key, &terr) < 0)
+            log_warn("rescan: %s", terr.msg);
+        log_warn("rescan: %s (its index entry, if any, is kept as it was)", err.msg);
+    } else if (rc < 0) {
         log_warn("rescan: %s (the next backup uploads it again)", err.msg);
+    }
 }
 
 static void *rescan_main(void *arg)
@@ -933,8 +968,6 @@ static int rescan_remote(struct backup *b, haul_error *err)
 
 /* ---- binding the index to its destination ---------------------------------- */
 
-#define MARKER_KEY META_INTERNAL_DIR "/index-id" /* under the prefix */
-#define MARKER_META "haul-index-id"               /* x-amz-meta-haul-index-id: the id */
 
 static int marker_write(struct s3_client *c, const struct backup_opts *o, const char *key, struct index *ix,
                         haul_error *err)
@@ -953,6 +986,28 @@ static int marker_write(struct s3_client *c, const struct backup_opts *o, const 
     int rc = s3_object_put(c, o->bucket, key, body, (size_t)n, &put, &info, err);
     s3_object_info_release(&info);
     return rc < 0 ? rc : index_marker_set(ix, id, err);
+}
+
+/* What --delete waits for after this binding (HOLD_PROP): the user's
+ * --rescan-remote lifts any hold; a marker naming another index holds until
+ * then; a stale index of ours holds until a run whose marker matches. */
+static int hold_update(const struct backup_opts *o, struct index *ix, bool bound, bool other, bool had,
+                       haul_error *err)
+{
+    char hold[32] = "";
+    int rc = index_prop_get(ix, HOLD_PROP, hold, sizeof hold, err);
+    if (rc < 0)
+        return rc;
+    const char *want = hold;
+    if (o->rescan_remote)
+        want = "";
+    else if (other)
+        want = HOLD_SHARED;
+    else if (!bound && had && strcmp(hold, HOLD_SHARED) != 0)
+        want = HOLD_REBUILT;
+    else if (bound && strcmp(hold, HOLD_REBUILT) == 0)
+        want = "";
+    return strcmp(want, hold) == 0 ? 0 : index_prop_set(ix, HOLD_PROP, want, err);
 }
 
 int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct index *ix,
@@ -977,13 +1032,14 @@ int backup_index_bind(struct s3_client *c, const struct backup_opts *o, struct i
         return err_copy(err, &herr);
     }
     const char *theirs = rc == 0 ? s3_object_info_meta(&info, MARKER_META) : NULL;
-    bool bound = have && theirs && strcmp(theirs, mine) == 0;
-    if (!bound && (have || index_count(ix) > 0))
+    bool bound = have && theirs && strcmp(theirs, mine) == 0, other = theirs && !bound, had = have || index_count(ix) > 0;
+    if (!bound && had)
         log_warn("the index of s3://%s/%s is stale (s3://%s/%s %s): rescanning the bucket", o->bucket, o->prefix,
                  o->bucket, key,
                  theirs ? "names another index" : have ? "is missing" : "is missing, the index predates markers");
     s3_object_info_release(&info);
-    rc = 0;
+    if ((rc = hold_update(o, ix, bound, other, had, err)) < 0)
+        return rc;
     if (!bound || o->rescan_remote) {
         struct backup b = {.client = c, .o = o, .stats = stats, .ix = ix};
         rc = rescan_remote(&b, err);

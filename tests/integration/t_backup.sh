@@ -70,7 +70,8 @@ is "$OUT" "" "dry run uploads nothing"
 
 # --delete: a file gone locally is removed from the bucket (only with --delete).
 rm "$SRC/special/name with spaces & ünïcødé ☃.txt"
-run backup $B --json "$SRC" "s3://$BUCKET/bk"
+# fresh-state (above) bound bk to itself: this index takes it back over (else its --delete is held)
+run backup $B --json --rescan-remote "$SRC" "s3://$BUCKET/bk"
 is "$(echo "$OUT" | json_field deleted)" 0 "without --delete nothing is removed"
 run backup $B --json --delete "$SRC" "s3://$BUCKET/bk"
 is "$(echo "$OUT" | json_field deleted)" 1 "--delete removes the object of the deleted file"

@@ -12,6 +12,10 @@
 #   marker PREFIX.haul/index-id is gone); --rescan-remote drops entries whose
 #   objects are gone; restore and diff ignore PREFIX.haul/; a top-level
 #   .haul in SRC is refused;
+# - --delete never removes another index's objects: two state dirs backing up
+#   one prefix skip --delete (warning) until --rescan-remote takes it over; a
+#   rebuilt index of its own skips --delete for that run; a HEAD that fails
+#   during a rescan (503, 403) keeps the key's entry;
 # - a FIFO swapped in for a file by another user never hangs backup.
 . "$(dirname "$0")/lib.sh"
 TREECMP="$ROOT/tests/integration/treecmp.py"
@@ -180,6 +184,59 @@ run backup "${B[@]}" "${NS[@]}" "$N" "s3://$B2/p"
 is "$RC" 1 "... refused by a --broker coordinator too"
 like "$ERR" "\.haul: the name \.haul at the top of a backup is reserved" "... with the same message"
 rm -rf "$N/.haul"
+
+# ---- two indexes, one prefix: --delete never removes the other's objects ----------------
+SA="$SCRATCH/shA"; SB="$SCRATCH/shB"; mkdir -p "$SA" "$SB"
+echo a1 > "$SA/a1"; echo b1 > "$SB/b1"; echo b2 > "$SB/b2"
+IA=(--state-dir "$SCRATCH/st-shA"); IB=(--state-dir "$SCRATCH/st-shB")
+"$HAUL" backup -q "${IA[@]}" "$SA" "s3://$BUCKET/shared" >/dev/null 2>&1
+"$HAUL" backup -q "${IB[@]}" "$SB" "s3://$BUCKET/shared" >/dev/null 2>&1
+bobj() { echo "$("$HAUL" get "s3://$BUCKET/shared/b1" - 2>/dev/null)/$("$HAUL" get "s3://$BUCKET/shared/b2" - 2>/dev/null)"; }
+for i in local-1 local-2 broker; do
+    mode=(); [ "$i" = broker ] && mode=("${B[@]}")
+    run backup "${mode[@]}" "${IA[@]}" --delete "$SA" "s3://$BUCKET/shared"
+    is "$RC" 0 "shared prefix, index A's --delete run ($i): exit 0"
+    like "$ERR" "s3://$BUCKET/shared/ is also backed up by another index .*--delete skipped; .*--rescan-remote --delete" \
+        "... warning that --delete is skipped and how to take the prefix over"
+    is "$(bobj)" "b1/b2" "... and index B's objects are still there"
+done
+run backup --json "${IA[@]}" --rescan-remote --delete "$SA" "s3://$BUCKET/shared"
+is "$RC/$(json "$OUT" deleted)" "0/2" "--rescan-remote --delete: A takes the prefix over and deletes what its source lacks"
+is "$(bobj)/$("$HAUL" get "s3://$BUCKET/shared/a1" - 2>/dev/null)" "//a1" "... B's objects are gone, A's stays"
+# A stale index of its own (bucket emptied behind its back): --delete waits one run.
+SC="$SCRATCH/shC"; mkdir -p "$SC"; echo c1 > "$SC/c1"; echo c2 > "$SC/c2"; IC=(--state-dir "$SCRATCH/st-shC")
+"$HAUL" backup -q "${IC[@]}" "$SC" "s3://$BUCKET/own" >/dev/null 2>&1
+"$HAUL" rm -q "s3://$BUCKET/own/.haul/index-id" >/dev/null 2>&1
+rm "$SC/c2"
+run backup "${IC[@]}" --delete "$SC" "s3://$BUCKET/own"
+is "$RC" 0 "marker gone: the rebuilt index's --delete run exits 0"
+like "$ERR" "was rebuilt from the bucket: --delete skipped; run again to delete" "... --delete is skipped, saying so"
+is "$("$HAUL" get "s3://$BUCKET/own/c2" - 2>/dev/null)" c2 "... and nothing is deleted"
+run backup --json "${IC[@]}" --delete "$SC" "s3://$BUCKET/own"
+is "$RC/$(json "$OUT" deleted)" "0/1" "... the next run (its marker matches) deletes as usual"
+
+# ---- a rescan whose HEAD fails keeps the entry ------------------------------------------
+coproc PROXY { exec python3 "$ROOT/tests/integration/faultproxy.py" "$upstream_port" "$RULES"; }
+read -r port <&"${PROXY[0]}"
+for st in 503:SlowDown 403:AccessDenied; do
+    H="$SCRATCH/head-${st%%:*}"; HK="s3://$BUCKET/head-${st%%:*}"; mkdir -p "$H"
+    echo keep > "$H/keep"; echo victim > "$H/victim"; HS=(--endpoint-url "http://127.0.0.1:$port" --state-dir "$SCRATCH/st-head-${st%%:*}") # one index: one endpoint
+    echo "[]" > "$RULES"
+    "$HAUL" backup -q "${HS[@]}" "$H" "$HK" >/dev/null 2>&1
+    echo "[{\"method\": \"HEAD\", \"match\": \"head-${st%%:*}/victim \", \"action\": \"status\", \"status\": ${st%%:*}, \"code\": \"${st#*:}\"}]" > "$RULES"
+    run backup --json "${HS[@]}" --rescan-remote "$H" "$HK"
+    like "$ERR" "victim.*${st#*:}|${st%%:*}" "HEAD of a listed key answered ${st%%:*} during --rescan-remote: named"
+    is "$RC/$(json "$OUT" uploaded)" "0/0" "... its entry survives: the run does not upload it again"
+    echo "[]" > "$RULES"
+    run backup --json "${HS[@]}" "$H" "$HK"
+    is "$RC/$(json "$OUT" uploaded)" "0/0" "... nor does the next run"
+    rm "$H/victim"
+    run backup --json "${HS[@]}" --delete "$H" "$HK"
+    is "$RC/$(json "$OUT" deleted)" "0/1" "... and --delete removes its object once the file is gone"
+    "$HAUL" stat "$HK/victim" >/dev/null 2>&1
+    is "$?" 1 "... the object is gone"
+done
+kill "${PROXY_PID:-}" 2>/dev/null
 
 # ---- a FIFO swapped in never hangs backup (M4) ---------------------------------------
 RD="$SCRATCH/race"; mkdir -p "$RD/t"
