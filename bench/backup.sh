@@ -59,7 +59,7 @@ export HAUL_S3_DIR=${HAUL_S3_DIR:-/tmp/haul-bench2-s3}
 export HAUL_S3_PORT=${HAUL_S3_PORT:-7500}
 export HAUL_S3_MON_PORT=${HAUL_S3_MON_PORT:-6810}
 export HAUL_S3_STORE=bluestore
-HAUL=$ROOT/build/haul
+HAUL=${BENCH_HAUL:-$ROOT/build/haul}   # another build to compare (e.g. an older commit)
 SMALL_LABEL=$((SUBSET / 1000))k
 BIG_LABEL=$((FILES / 1000))k
 

@@ -30,7 +30,7 @@ LARGE_SIZE=${BENCH_LARGE_SIZE:-805306368}
 WORK=${BENCH_WORK:-/tmp/haul-bench-clone}
 THREADS=${BENCH_THREADS:-8}
 OUT=${BENCH_OUT:-bench/results/clone-$(date +%Y-%m-%d).md}
-HAUL=$ROOT/build/haul
+HAUL=${BENCH_HAUL:-$ROOT/build/haul}   # another build to compare (e.g. an older commit)
 case $WORK in /tmp/?* | /dev/shm/?*) ;; *) echo "clone.sh: BENCH_WORK must be under /tmp or /dev/shm" >&2; exit 2 ;; esac
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
